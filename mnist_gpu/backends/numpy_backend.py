@@ -1,0 +1,91 @@
+"""The NumPy reference backend: the executable spec every other backend is tested against.
+
+Shapes: B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes. Every op writes into an
+`out=` buffer the caller allocated once, so a training step allocates (almost) nothing.
+"""
+import numpy as np
+
+
+class NumpyBackend:
+    """Reference implementation of every op, in plain NumPy on the host."""
+
+    name = "numpy"
+
+    def __init__(self, dtype=np.float32):
+        self.dtype = np.dtype(dtype)  # float32; float64 only for finite-difference tests
+
+    # -- arrays ---------------------------------------------------------------
+    def asarray(self, array, dtype=None):
+        return np.ascontiguousarray(array, dtype=dtype or self.dtype)
+
+    def to_host(self, array):
+        return np.asarray(array)
+
+    def empty(self, shape, dtype=None):
+        return np.empty(shape, dtype=dtype or self.dtype)
+
+    def zeros(self, shape, dtype=None):
+        return np.zeros(shape, dtype=dtype or self.dtype)
+
+    def synchronize(self):
+        """Host arrays: nothing is ever in flight."""
+
+    # -- ops ------------------------------------------------------------------
+    def gather_rows(self, table, indices, out):
+        """out[i] = table[indices[i]]: a batch of images or labels picked from a whole set."""
+        np.take(table, indices, axis=0, out=out)
+
+    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        """out = op(a) @ op(b), where op transposes when asked (a view, never a copy)."""
+        np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+
+    def bias_relu(self, x, bias, out):
+        """out[B, H] = max(x + bias, 0)."""
+        np.add(x, bias, out=out)
+        np.maximum(out, 0, out=out)
+
+    def bias_add(self, x, bias, out):
+        """out[B, C] = x + bias."""
+        np.add(x, bias, out=out)
+
+    def relu_backward(self, grad, activation, out):
+        """out = grad where the ReLU's output was positive, else 0 (the ReLU's derivative at 0 is 0)."""
+        np.multiply(grad, activation > 0, out=out)
+
+    def bias_grad(self, grad, out):
+        """out[H] = sum over the batch of grad[B, H]."""
+        np.sum(grad, axis=0, out=out)
+
+    def softmax_xent(self, logits, labels, grad_out):
+        """Mean sparse softmax cross-entropy over the batch; writes d(mean loss)/d(logits) to grad_out.
+
+        Stable: subtract each row's max before exp. grad = (softmax - onehot(labels)) / B.
+        """
+        batch = len(labels)
+        rows = np.arange(batch)
+        np.subtract(logits, logits.max(axis=1, keepdims=True), out=grad_out)  # shifted logits
+        shifted_target = grad_out[rows, labels]
+        np.exp(grad_out, out=grad_out)
+        sums = grad_out.sum(axis=1, keepdims=True)
+        losses = np.log(sums[:, 0]) - shifted_target  # -log softmax[label]
+        np.divide(grad_out, sums * batch, out=grad_out)
+        grad_out[rows, labels] -= 1 / batch
+        return losses.mean(dtype=self.dtype)
+
+    def sgd_update(self, parameter, grad, learning_rate):
+        """parameter -= learning_rate * grad, in place."""
+        parameter -= self.dtype.type(learning_rate) * grad
+
+    def in_top_k(self, logits, labels, k=1):
+        """How many rows have their label among the top k, with TensorFlow's exact rules.
+
+        A row counts when fewer than k classes score strictly higher than the label's logit
+        (ties with the label count as correct); a row with any non-finite logit, or a label
+        outside 0..C-1, counts as wrong.
+        """
+        batch, classes = logits.shape
+        valid_label = (labels >= 0) & (labels < classes)
+        target = logits[np.arange(batch), np.where(valid_label, labels, 0)]
+        higher = (logits > target[:, None]).sum(axis=1)
+        finite_row = np.isfinite(logits).all(axis=1)
+        return int(np.count_nonzero(valid_label & finite_row & (higher < k)))

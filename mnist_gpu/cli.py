@@ -1,0 +1,86 @@
+"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags) and `python -m mnist_gpu`."""
+import argparse
+import math
+import os
+import sys
+import tempfile
+
+from .backends import BACKEND_NAMES, BackendUnavailable
+from .idx_files import DATASETS, DataError
+from .trainer import FlagError, TrainingDiverged, run_training
+
+TEMPORARY_ROOT = os.getenv("TEST_TMPDIR", tempfile.gettempdir())
+COMMANDS = ("train",)
+
+
+def _number(kind, accept, expected):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, lambda value: value > 0, "a positive integer")
+non_negative_int = _number(int, lambda value: value >= 0, "an integer >= 0")
+positive_float = _number(float, lambda value: math.isfinite(value) and value > 0, "a finite number > 0")
+
+
+def add_training_flags(parser):
+    """The tutorial's flags, with its defaults, plus --backend, --seed, --dataset and --source_url."""
+    parser.add_argument("--learning_rate", type=positive_float, default=0.01, help="Initial learning rate.")
+    parser.add_argument("--max_steps", type=non_negative_int, default=2000, help="Number of steps to run trainer.")
+    parser.add_argument("--hidden1", type=positive_int, default=128, help="Number of units in hidden layer 1.")
+    parser.add_argument("--hidden2", type=positive_int, default=32, help="Number of units in hidden layer 2.")
+    parser.add_argument("--batch_size", type=positive_int, default=100,
+                        help="Batch size. Must divide evenly into the dataset sizes.")
+    parser.add_argument("--input_data_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "input_data"),
+                        help="Directory to put the input data.")
+    parser.add_argument("--log_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "logs", "fully_connected_feed"),
+                        help="Directory to put the log data.")
+    parser.add_argument("--fake_data", action="store_true", help="If true, uses fake data for unit testing.")
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
+                        help="auto: CUDA when a usable GPU is present, else NumPy.")
+    parser.add_argument("--seed", type=non_negative_int, default=None,
+                        help="Seed for initial weights and shuffling; a run with the same seed repeats exactly.")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default="mnist", help="MNIST or Fashion-MNIST.")
+    parser.add_argument("--source_url", default=None,
+                        help="Download the data files from this URL prefix instead of the default mirrors.")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="mnist-gpu", description="TensorFlow's Mechanics 101 MNIST tutorial "
+                                     "with hand-written GPU kernels.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = commands.add_parser("train", help="train and evaluate the tutorial's network (the default command)")
+    add_training_flags(train)
+    return parser
+
+
+def main(argv=None):
+    """Entry point; returns the process exit code (2 for bad flags, 1 for other expected failures)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "train")  # `mnist-gpu --max_steps 10` trains, like the tutorial's script
+    parser = build_parser()
+    flags = parser.parse_args(argv)
+    command_parser = parser._subparsers._group_actions[0].choices[flags.command]
+    try:
+        os.makedirs(flags.log_dir, exist_ok=True)
+        run_training(flags)
+    except FlagError as error:
+        command_parser.error(str(error))  # exits with 2
+    except (DataError, BackendUnavailable, TrainingDiverged) as error:
+        print(f"mnist-gpu: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main_exit():
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Durable file replacement: write a temporary file beside the target, fsync, rename, fsync the folder.
+
+A reader sees either the old complete file or the new complete file, never a partial one,
+even if the process is killed or the machine loses power mid-write.
+"""
+import os
+import tempfile
+from contextlib import contextmanager
+
+
+def fsync_directory(directory):
+    """Make a rename inside `directory` itself durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def temporary_beside(path):
+    """Yield the name of a fresh temporary file in path's folder; remove it unless it was renamed away."""
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory)
+    os.close(descriptor)
+    try:
+        yield temporary
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def replace_durably(temporary, path):
+    """fsync `temporary`, rename it over `path`, and fsync the folder."""
+    with open(temporary, "rb+") as stream:
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def write_bytes_durably(path, data):
+    """Atomically and durably replace `path` with `data`."""
+    with temporary_beside(path) as temporary:
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+        replace_durably(temporary, path)

@@ -1,0 +1,125 @@
+"""The tutorial's input pipeline: `read_data_sets` and `DataSet.next_batch`, with TF's semantics.
+
+Images are float32 [N, D=784] scaled to [0, 1]; labels are int32 [N].
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import download as downloader
+from .idx_files import DATASETS, DataError, read_verified
+
+IMAGE_PIXELS = 784
+PACKAGED_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+FAKE_EXAMPLES = 10000
+
+
+class DataSet:
+    """Images and labels with TF's epoch-aware `next_batch`, shuffled by its own seeded generator."""
+
+    def __init__(self, images, labels, seed=None):
+        if len(images) != len(labels):
+            raise ValueError(f"images and labels differ in length: {len(images)} != {len(labels)}")
+        self.images = images
+        self.labels = labels
+        self.num_examples = len(images)
+        self.epochs_completed = 0
+        self.index_in_epoch = 0
+        self.order = np.arange(self.num_examples)  # row indices of the current epoch, in order
+        self.generator = np.random.default_rng(seed)
+
+    def next_batch_indices(self, batch_size, shuffle=True):
+        """Row indices of the next batch; TF's rules for shuffling and crossing an epoch boundary."""
+        if not 0 < batch_size <= self.num_examples:
+            raise ValueError(f"batch_size must be in 1..{self.num_examples}, got {batch_size}")
+        start = self.index_in_epoch
+        if self.epochs_completed == 0 and start == 0 and shuffle:
+            self.order = self.generator.permutation(self.num_examples)
+        if start + batch_size <= self.num_examples:
+            self.index_in_epoch = start + batch_size
+            return self.order[start:self.index_in_epoch]
+        # The batch takes the rest of this epoch and the start of a freshly shuffled next one.
+        self.epochs_completed += 1
+        rest = self.order[start:]
+        if shuffle:
+            self.order = self.generator.permutation(self.num_examples)
+        self.index_in_epoch = batch_size - len(rest)
+        return np.concatenate((rest, self.order[:self.index_in_epoch]))
+
+    def next_batch(self, batch_size, shuffle=True):
+        """The next `batch_size` (images, labels), as new arrays."""
+        indices = self.next_batch_indices(batch_size, shuffle)
+        return self.images[indices], self.labels[indices]
+
+
+@dataclass
+class DataSets:
+    """The three splits of the tutorial."""
+
+    train: DataSet
+    validation: DataSet
+    test: DataSet
+
+
+def _spawn_seeds(seed, count):
+    sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return sequence.spawn(count)
+
+
+def fake_data_sets(seed=None):
+    """TF's fake sets for unit tests: 10000 examples of an all-ones image with label 0 in each split."""
+    seeds = _spawn_seeds(seed, 3)
+
+    def fake(split_seed):
+        return DataSet(np.ones((FAKE_EXAMPLES, IMAGE_PIXELS), np.float32), np.zeros(FAKE_EXAMPLES, np.int32), split_seed)
+
+    return DataSets(*(fake(split_seed) for split_seed in seeds))
+
+
+def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_options):
+    """The four verified arrays of `dataset`, keyed like DATASETS[dataset].
+
+    For each file: a copy in train_dir is used if valid and refused (never silently reused) if
+    not; else the copy shipped in the package; else (or with source_url) a verified download.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    arrays = {}
+    for key, expected in DATASETS[dataset].items():
+        local = os.path.join(train_dir, expected.name)
+        packaged = os.path.join(PACKAGED_DIRECTORY, dataset, expected.name)
+        if os.path.exists(local):
+            try:
+                arrays[key] = read_verified(local, expected)
+            except DataError as error:
+                raise DataError(f"{error}. Delete or replace this file to fetch a good copy.") from None
+        elif source_url is None and os.path.exists(packaged):
+            arrays[key] = read_verified(packaged, expected)
+        else:
+            mirrors = (source_url,) if source_url else downloader.MIRRORS[dataset]
+            arrays[key] = downloader.download(expected, train_dir, mirrors, **download_options)
+    return arrays
+
+
+def to_float_images(images):
+    """uint8 [N, 28, 28] -> float32 [N, 784] in [0, 1], as TF's input_data scales them."""
+    return images.reshape(len(images), IMAGE_PIXELS).astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def read_data_sets(train_dir, fake_data=False, validation_size=5000, seed=None,
+                   dataset="mnist", source_url=None, **download_options):
+    """Train / validation / test DataSets: validation is the FIRST `validation_size` training images."""
+    if fake_data:
+        return fake_data_sets(seed)
+    arrays = locate_and_load(train_dir, dataset, source_url, **download_options)
+    train_images = to_float_images(arrays["train_images"])
+    train_labels = arrays["train_labels"].astype(np.int32)
+    if not 0 <= validation_size <= len(train_images):
+        raise ValueError(f"validation_size should be between 0 and {len(train_images)}, got {validation_size}")
+    seeds = _spawn_seeds(seed, 3)
+    return DataSets(
+        train=DataSet(train_images[validation_size:], train_labels[validation_size:], seeds[0]),
+        validation=DataSet(train_images[:validation_size], train_labels[:validation_size], seeds[1]),
+        test=DataSet(to_float_images(arrays["test_images"]), arrays["test_labels"].astype(np.int32), seeds[2]),
+    )

@@ -1,0 +1,119 @@
+"""The tutorial's model (mnist.py): inference, loss, training, evaluation, with hand-written backprop.
+
+Shapes: B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes.
+    hidden1 = relu(images @ hidden1/weights + hidden1/biases)          [B, H1]
+    hidden2 = relu(hidden1 @ hidden2/weights + hidden2/biases)         [B, H2]
+    logits  = hidden2 @ softmax_linear/weights + softmax_linear/biases [B, C]
+Everything runs through a backend (see backends/numpy_backend.py), so this file is the same
+for NumPy and CUDA.
+"""
+import math
+
+import numpy as np
+
+NUM_CLASSES = 10
+IMAGE_SIZE = 28
+IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+LAYERS = ("hidden1", "hidden2", "softmax_linear")
+
+
+def variable_shapes(hidden1_units, hidden2_units):
+    """{TF variable name: shape}, in the tutorial's order."""
+    sizes = (IMAGE_PIXELS, hidden1_units, hidden2_units, NUM_CLASSES)
+    shapes = {}
+    for layer, fan_in, fan_out in zip(LAYERS, sizes, sizes[1:]):
+        shapes[f"{layer}/weights"] = (fan_in, fan_out)
+        shapes[f"{layer}/biases"] = (fan_out,)
+    return shapes
+
+
+def truncated_normal(generator, shape, stddev):
+    """Normal(0, stddev) float32 samples, re-drawing any beyond 2 stddev (tf.truncated_normal)."""
+    values = generator.standard_normal(shape, dtype=np.float32)
+    outside = np.abs(values) > 2
+    while outside.any():
+        values[outside] = generator.standard_normal(np.count_nonzero(outside), dtype=np.float32)
+        outside = np.abs(values) > 2
+    return values * np.float32(stddev)
+
+
+def initial_variables(hidden1_units, hidden2_units, seed=None):
+    """Host float32 variables: weights truncated normal with stddev 1/sqrt(fan_in), biases zero."""
+    generator = np.random.default_rng(seed)
+    variables = {}
+    for name, shape in variable_shapes(hidden1_units, hidden2_units).items():
+        if name.endswith("/weights"):
+            variables[name] = truncated_normal(generator, shape, 1.0 / math.sqrt(shape[0]))
+        else:
+            variables[name] = np.zeros(shape, np.float32)
+    return variables
+
+
+class Model:
+    """The network's variables, their gradients and every per-batch buffer, on one backend."""
+
+    def __init__(self, backend, variables, batch_size, global_step=0):
+        self.backend = backend
+        self.batch_size = batch_size
+        self.global_step = global_step
+        self.variables = {name: backend.asarray(value) for name, value in variables.items()}
+        self.gradients = {name: backend.zeros(value.shape) for name, value in self.variables.items()}
+        hidden1_units = self.variables["hidden1/biases"].shape[0]
+        hidden2_units = self.variables["hidden2/biases"].shape[0]
+        # Activations are kept for backprop; each activation gradient is masked in place by relu_backward.
+        self.hidden1 = backend.empty((batch_size, hidden1_units))
+        self.hidden2 = backend.empty((batch_size, hidden2_units))
+        self.logits = backend.empty((batch_size, NUM_CLASSES))
+        self.grad_logits = backend.empty((batch_size, NUM_CLASSES))
+        self.grad_hidden2 = backend.empty((batch_size, hidden2_units))
+        self.grad_hidden1 = backend.empty((batch_size, hidden1_units))
+
+    def host_variables(self):
+        """{name: host float32 copy} of every variable."""
+        return {name: self.backend.to_host(value) for name, value in self.variables.items()}
+
+
+def inference(model, images):
+    """Forward pass: images [B, D] -> logits [B, C]; keeps hidden activations for backprop."""
+    backend, variables = model.backend, model.variables
+    backend.matmul(images, variables["hidden1/weights"], out=model.hidden1)
+    backend.bias_relu(model.hidden1, variables["hidden1/biases"], out=model.hidden1)
+    backend.matmul(model.hidden1, variables["hidden2/weights"], out=model.hidden2)
+    backend.bias_relu(model.hidden2, variables["hidden2/biases"], out=model.hidden2)
+    backend.matmul(model.hidden2, variables["softmax_linear/weights"], out=model.logits)
+    backend.bias_add(model.logits, variables["softmax_linear/biases"], out=model.logits)
+    return model.logits
+
+
+def loss(model, logits, labels):
+    """Mean softmax cross-entropy (a backend scalar: float() reads it); also sets model.grad_logits."""
+    return model.backend.softmax_xent(logits, labels, grad_out=model.grad_logits)
+
+
+def training(model, images, learning_rate):
+    """Backprop from model.grad_logits (set by `loss`), then one plain SGD step; global_step += 1.
+
+    All gradients are computed before any variable changes, as TF's minimize() does.
+    """
+    backend, variables, gradients = model.backend, model.variables, model.gradients
+    # softmax_linear: logits = hidden2 @ W + b
+    backend.matmul(model.hidden2, model.grad_logits, out=gradients["softmax_linear/weights"], trans_a=True)
+    backend.bias_grad(model.grad_logits, out=gradients["softmax_linear/biases"])
+    backend.matmul(model.grad_logits, variables["softmax_linear/weights"], out=model.grad_hidden2, trans_b=True)
+    # hidden2: hidden2 = relu(hidden1 @ W + b)
+    backend.relu_backward(model.grad_hidden2, model.hidden2, out=model.grad_hidden2)
+    backend.matmul(model.hidden1, model.grad_hidden2, out=gradients["hidden2/weights"], trans_a=True)
+    backend.bias_grad(model.grad_hidden2, out=gradients["hidden2/biases"])
+    backend.matmul(model.grad_hidden2, variables["hidden2/weights"], out=model.grad_hidden1, trans_b=True)
+    # hidden1: hidden1 = relu(images @ W + b); no gradient flows into the images
+    backend.relu_backward(model.grad_hidden1, model.hidden1, out=model.grad_hidden1)
+    backend.matmul(images, model.grad_hidden1, out=gradients["hidden1/weights"], trans_a=True)
+    backend.bias_grad(model.grad_hidden1, out=gradients["hidden1/biases"])
+    for name, variable in variables.items():
+        backend.sgd_update(variable, gradients[name], learning_rate)
+    model.global_step += 1
+
+
+def evaluation(model, logits, labels):
+    """How many of the batch's labels are the top prediction (tf.nn.in_top_k with k=1)."""
+    return model.backend.in_top_k(logits, labels, 1)

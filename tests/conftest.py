@@ -1,0 +1,54 @@
+"""Shared fixtures: where the real MNIST files live, and a local HTTP server for download tests."""
+import functools
+import http.server
+import os
+import threading
+
+import pytest
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_MNIST = os.path.join(os.path.dirname(REPOSITORY), "shared", "data", "mnist")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """../shared/data/mnist: the real files. Missing is a failure, never a skip."""
+    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    missing = [name for name in names if not os.path.exists(os.path.join(SHARED_MNIST, name))]
+    if missing:
+        pytest.fail(f"real MNIST is needed at {SHARED_MNIST}; missing {', '.join(missing)}")
+    return SHARED_MNIST
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    failures_left = {}  # path -> how many more requests get a 500, per server
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        remaining = self.server.failures_left.get(self.path, 0)
+        if remaining:
+            self.server.failures_left[self.path] = remaining - 1
+            self.send_error(500, "injected failure")
+            return
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serve a fresh folder on 127.0.0.1; yields (folder, base URL, server)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    server.failures_left = {}
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}/", server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,92 @@
+"""The model's hand-written backprop against finite differences (float64), and its initialisation."""
+import math
+
+import numpy as np
+import pytest
+
+from mnist_gpu import model as mnist
+from mnist_gpu.backends.numpy_backend import NumpyBackend
+
+
+def tiny_model(batch, hidden1, hidden2, seed=0):
+    """A float64 model with non-zero biases, on random images and labels."""
+    generator = np.random.default_rng(seed)
+    variables = {name: generator.normal(0, 0.5, shape) for name, shape in
+                 mnist.variable_shapes(hidden1, hidden2).items()}
+    backend = NumpyBackend(np.float64)
+    model = mnist.Model(backend, variables, batch)
+    images = generator.random((batch, mnist.IMAGE_PIXELS))
+    labels = generator.integers(0, mnist.NUM_CLASSES, batch).astype(np.int32)
+    return model, images, labels
+
+
+def forward_loss(model, images, labels):
+    return float(mnist.loss(model, mnist.inference(model, images), labels))
+
+
+@pytest.mark.parametrize("batch, hidden1, hidden2", [(1, 3, 2), (3, 5, 4), (4, 7, 3)])
+def test_gradients_match_finite_differences(batch, hidden1, hidden2):
+    model, images, labels = tiny_model(batch, hidden1, hidden2)
+    forward_loss(model, images, labels)
+    mnist.training(model, images, learning_rate=0.0)  # fills model.gradients, changes nothing
+    generator = np.random.default_rng(1)
+    epsilon = 1e-6
+    for name, variable in model.variables.items():
+        analytic = model.gradients[name]
+        # Check every bias entry and a sample of weight entries (784 x H1 is large).
+        flat = variable.reshape(-1)
+        entries = range(flat.size) if flat.size <= 64 else generator.choice(flat.size, 64, replace=False)
+        for entry in entries:
+            saved = flat[entry]
+            flat[entry] = saved + epsilon
+            loss_plus = forward_loss(model, images, labels)
+            flat[entry] = saved - epsilon
+            loss_minus = forward_loss(model, images, labels)
+            flat[entry] = saved
+            numeric = (loss_plus - loss_minus) / (2 * epsilon)
+            assert analytic.reshape(-1)[entry] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, entry)
+
+
+def test_training_applies_plain_sgd_and_counts_steps():
+    model, images, labels = tiny_model(3, 5, 4)
+    before = {name: value.copy() for name, value in model.variables.items()}
+    forward_loss(model, images, labels)
+    mnist.training(model, images, learning_rate=0.25)
+    assert model.global_step == 1
+    for name, value in model.variables.items():
+        np.testing.assert_allclose(value, before[name] - 0.25 * model.gradients[name], rtol=1e-12)
+
+
+def test_sgd_lowers_the_loss_on_a_fixed_batch():
+    model, images, labels = tiny_model(8, 16, 8)
+    first = forward_loss(model, images, labels)
+    for _ in range(50):
+        forward_loss(model, images, labels)
+        mnist.training(model, images, learning_rate=0.05)
+    assert forward_loss(model, images, labels) < 0.5 * first
+
+
+def test_initial_variables_follow_the_tutorial():
+    variables = mnist.initial_variables(128, 32, seed=3)
+    assert list(variables) == ["hidden1/weights", "hidden1/biases", "hidden2/weights", "hidden2/biases",
+                               "softmax_linear/weights", "softmax_linear/biases"]
+    assert variables["hidden1/weights"].shape == (784, 128)
+    assert variables["softmax_linear/weights"].shape == (32, 10)
+    for name, value in variables.items():
+        assert value.dtype == np.float32
+        if name.endswith("biases"):
+            assert not value.any()
+        else:
+            stddev = 1 / math.sqrt(value.shape[0])
+            assert np.abs(value).max() <= 2 * stddev * (1 + 1e-6)  # re-drawn beyond 2 stddev
+            # A normal truncated at 2 stddev has standard deviation 0.8796 stddev.
+            assert value.std() == pytest.approx(0.8796 * stddev, rel=0.1 if value.size < 1000 else 0.02)
+    again = mnist.initial_variables(128, 32, seed=3)
+    for name in variables:
+        np.testing.assert_array_equal(variables[name], again[name])
+
+
+def test_evaluation_counts_in_top_1():
+    model, images, labels = tiny_model(3, 5, 4)
+    logits = np.array([[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]] * 3, np.float64)
+    assert mnist.evaluation(model, logits, np.array([1, 0, 1], np.int32)) == 2

@@ -1,0 +1,134 @@
+"""Every NumPy backend op against a closed form worked out by hand."""
+import math
+
+import numpy as np
+import pytest
+
+from mnist_gpu.backends.numpy_backend import NumpyBackend
+
+
+@pytest.fixture
+def backend():
+    return NumpyBackend()
+
+
+def f32(values):
+    return np.array(values, dtype=np.float32)
+
+
+def test_matmul_with_and_without_transposes(backend):
+    a = f32([[1, 2], [3, 4], [5, 6]])  # [3, 2]
+    b = f32([[1, 0, 2], [0, 1, 3]])  # [2, 3]
+    out = backend.empty((3, 3))
+    backend.matmul(a, b, out)
+    np.testing.assert_array_equal(out, [[1, 2, 8], [3, 4, 18], [5, 6, 28]])
+    out = backend.empty((2, 2))
+    backend.matmul(a, a, out, trans_a=True)  # a^T a
+    np.testing.assert_array_equal(out, [[35, 44], [44, 56]])
+    out = backend.empty((3, 3))
+    backend.matmul(a, a, out, trans_b=True)  # a a^T
+    np.testing.assert_array_equal(out, [[5, 11, 17], [11, 25, 39], [17, 39, 61]])
+
+
+def test_bias_relu_and_bias_add(backend):
+    x = f32([[-1, 0.5, 2], [3, -4, 0]])
+    bias = f32([0.5, -1, 0])
+    out = backend.empty((2, 3))
+    backend.bias_relu(x, bias, out)
+    np.testing.assert_array_equal(out, [[0, 0, 2], [3.5, 0, 0]])
+    backend.bias_add(x, bias, out)
+    np.testing.assert_array_equal(out, [[-0.5, -0.5, 2], [3.5, -5, 0]])
+
+
+def test_relu_backward_masks_where_activation_is_not_positive(backend):
+    grad = f32([[1, 2, 3], [4, 5, 6]])
+    activation = f32([[0, 0.1, 0], [7, 0, 1e-30]])
+    out = backend.empty((2, 3))
+    backend.relu_backward(grad, activation, out)
+    np.testing.assert_array_equal(out, [[0, 2, 0], [4, 0, 6]])
+
+
+def test_bias_grad_is_column_sums(backend):
+    grad = f32([[1, 2], [3, 4], [5, 6]])
+    out = backend.empty((2,))
+    backend.bias_grad(grad, out)
+    np.testing.assert_array_equal(out, [9, 12])
+
+
+def test_softmax_xent_uniform_logits(backend):
+    # Equal logits: softmax is 1/C everywhere, the loss is ln C, grad = (1/C - onehot) / B.
+    batch, classes = 4, 10
+    logits = np.full((batch, classes), 3.0, np.float32)
+    labels = np.array([0, 9, 3, 3], np.int32)
+    grad = backend.empty((batch, classes))
+    loss = backend.softmax_xent(logits, labels, grad)
+    assert loss == pytest.approx(math.log(10), rel=1e-6)
+    expected = np.full((batch, classes), 0.1 / batch, np.float32)
+    expected[np.arange(batch), labels] -= 1 / batch
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_softmax_xent_is_stable_for_huge_logits(backend):
+    # Two classes 1000 apart: softmax is (1, e^-1000 = 0); the loss is 0 or 1000 by label.
+    logits = f32([[1000, 0], [1000, 0]])
+    labels = np.array([0, 1], np.int32)
+    grad = backend.empty((2, 2))
+    loss = backend.softmax_xent(logits, labels, grad)
+    assert loss == pytest.approx((0 + 1000) / 2)
+    np.testing.assert_allclose(grad, [[0, 0], [0.5, -0.5]], atol=1e-7)
+
+
+def test_softmax_xent_two_classes_closed_form(backend):
+    # logits (0, ln 3): softmax (1/4, 3/4).
+    logits = f32([[0, math.log(3)]])
+    grad = backend.empty((1, 2))
+    loss = backend.softmax_xent(logits, np.array([0], np.int32), grad)
+    assert loss == pytest.approx(math.log(4), rel=1e-6)
+    np.testing.assert_allclose(grad, [[0.25 - 1, 0.75]], rtol=1e-6)
+
+
+def test_sgd_update_in_place(backend):
+    parameter = f32([1, 2, 3])
+    alias = parameter
+    backend.sgd_update(parameter, f32([10, -10, 0]), 0.5)
+    assert alias is parameter
+    np.testing.assert_array_equal(parameter, [-4, 7, 3])
+
+
+def test_in_top_k_ties_count_as_correct(backend):
+    logits = f32([[1, 5, 5], [1, 5, 5], [9, 5, 5], [2, 2, 2]])
+    labels = np.array([1, 2, 1, 0], np.int32)
+    # rows 0, 1: tie with the max (correct); row 2: 9 > 5 (wrong); row 3: all tied (correct)
+    assert backend.in_top_k(logits, labels, 1) == 3
+    assert backend.in_top_k(logits, labels, 2) == 4
+
+
+def test_in_top_k_non_finite_rows_and_bad_labels_count_as_wrong(backend):
+    logits = f32([
+        [np.nan, 1, 0],   # NaN target
+        [np.inf, 1, 0],   # +inf target would win, but TF says a non-finite row cannot be judged
+        [0, np.nan, 5],   # NaN elsewhere in the row
+        [0, -np.inf, 5],  # -inf elsewhere in the row
+        [0, 1, 5],        # label out of range
+        [0, 1, 5],        # the one correct row
+    ])
+    labels = np.array([0, 0, 2, 2, 3, 2], np.int32)
+    assert backend.in_top_k(logits, labels, 1) == 1
+    assert backend.in_top_k(logits, np.array([0, 0, 2, 2, -1, 2], np.int32), 1) == 1
+
+
+def test_gather_rows(backend):
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    out = backend.empty((3, 3))
+    backend.gather_rows(table, np.array([3, 0, 3]), out)
+    np.testing.assert_array_equal(out, [[9, 10, 11], [0, 1, 2], [9, 10, 11]])
+    labels = np.array([7, 8, 9, 6], np.int32)
+    out_labels = backend.empty((2,), np.int32)
+    backend.gather_rows(labels, np.array([2, 1]), out_labels)
+    np.testing.assert_array_equal(out_labels, [9, 8])
+
+
+def test_arrays_are_float32_by_default(backend):
+    assert backend.empty((2, 2)).dtype == np.float32
+    assert backend.zeros(3).dtype == np.float32
+    assert backend.asarray([1, 2]).dtype == np.float32
