@@ -49,6 +49,20 @@ def initial_variables(hidden1_units, hidden2_units, seed=None):
     return variables
 
 
+ALIGNMENT = 64  # elements: each packed variable starts on a 256-byte boundary, as cuBLAS prefers
+
+
+def packed(backend, shapes):
+    """One zeroed flat buffer and {name: view of it with that shape}, each view aligned."""
+    offsets, total = {}, 0
+    for name, shape in shapes.items():
+        offsets[name] = total
+        total += -(-math.prod(shape) // ALIGNMENT) * ALIGNMENT
+    flat = backend.zeros((total,))
+    return flat, {name: flat[offsets[name]:offsets[name] + math.prod(shape)].reshape(shape)
+                  for name, shape in shapes.items()}
+
+
 class Model:
     """The network's variables, their gradients and every per-batch buffer, on one backend."""
 
@@ -56,8 +70,12 @@ class Model:
         self.backend = backend
         self.batch_size = batch_size
         self.global_step = global_step
-        self.variables = {name: backend.asarray(value) for name, value in variables.items()}
-        self.gradients = {name: backend.zeros(value.shape) for name, value in self.variables.items()}
+        # Variables and gradients each live in one flat buffer, so SGD is one op for all of them.
+        shapes = {name: tuple(value.shape) for name, value in variables.items()}
+        self.flat_variables, self.variables = packed(backend, shapes)
+        self.flat_gradients, self.gradients = packed(backend, shapes)
+        for name, value in variables.items():
+            self.variables[name][...] = backend.asarray(value)
         hidden1_units = self.variables["hidden1/biases"].shape[0]
         hidden2_units = self.variables["hidden2/biases"].shape[0]
         # Activations are kept for backprop; each activation gradient is masked in place by relu_backward.
@@ -101,16 +119,15 @@ def training(model, images, learning_rate):
     backend.bias_grad(model.grad_logits, out=gradients["softmax_linear/biases"])
     backend.matmul(model.grad_logits, variables["softmax_linear/weights"], out=model.grad_hidden2, trans_b=True)
     # hidden2: hidden2 = relu(hidden1 @ W + b)
-    backend.relu_backward(model.grad_hidden2, model.hidden2, out=model.grad_hidden2)
+    backend.relu_backward_bias_grad(model.grad_hidden2, model.hidden2, out=model.grad_hidden2,
+                                    bias_grad=gradients["hidden2/biases"])
     backend.matmul(model.hidden1, model.grad_hidden2, out=gradients["hidden2/weights"], trans_a=True)
-    backend.bias_grad(model.grad_hidden2, out=gradients["hidden2/biases"])
     backend.matmul(model.grad_hidden2, variables["hidden2/weights"], out=model.grad_hidden1, trans_b=True)
     # hidden1: hidden1 = relu(images @ W + b); no gradient flows into the images
-    backend.relu_backward(model.grad_hidden1, model.hidden1, out=model.grad_hidden1)
+    backend.relu_backward_bias_grad(model.grad_hidden1, model.hidden1, out=model.grad_hidden1,
+                                    bias_grad=gradients["hidden1/biases"])
     backend.matmul(images, model.grad_hidden1, out=gradients["hidden1/weights"], trans_a=True)
-    backend.bias_grad(model.grad_hidden1, out=gradients["hidden1/biases"])
-    for name, variable in variables.items():
-        backend.sgd_update(variable, gradients[name], learning_rate)
+    backend.sgd_update(model.flat_variables, model.flat_gradients, learning_rate)
     model.global_step += 1
 
 

@@ -3,11 +3,24 @@ import functools
 import http.server
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
+from mnist_gpu.backends import gpu_available
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MNIST = os.path.join(os.path.dirname(REPOSITORY), "shared", "data", "mnist")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/cuda runs in this process only where CUDA code can: the simulator or a real GPU.
+
+    Elsewhere test_cuda_simulator.py runs it in a subprocess with NUMBA_ENABLE_CUDASIM=1.
+    """
+    if collection_path.name == "cuda" and collection_path.parent == Path(__file__).parent:
+        return not (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or gpu_available())
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +51,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_server(tmp_path):
-    """Serve a fresh folder on 127.0.0.1; yields (folder, base URL, server)."""
-    folder = tmp_path / "served"
-    folder.mkdir()
+def http_server(tmp_path_factory):
+    """Serve a fresh folder (outside tmp_path) on 127.0.0.1; yields (folder, base URL, server)."""
+    folder = tmp_path_factory.mktemp("served")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
     server.failures_left = {}
     server.requests = []

@@ -56,6 +56,11 @@ class NumpyBackend:
         """out[H] = sum over the batch of grad[B, H]."""
         np.sum(grad, axis=0, out=out)
 
+    def relu_backward_bias_grad(self, grad, activation, out, bias_grad):
+        """relu_backward then bias_grad of its result: the two steps back through a hidden layer."""
+        self.relu_backward(grad, activation, out)
+        self.bias_grad(out, bias_grad)
+
     def softmax_xent(self, logits, labels, grad_out):
         """Mean sparse softmax cross-entropy over the batch; writes d(mean loss)/d(logits) to grad_out.
 

@@ -1,0 +1,32 @@
+"""The one module that imports numba.cuda: the real numba-cuda on a GPU, or Numba's CPU simulator.
+
+numba 0.68 still ships a deprecated built-in numba.cuda; NVIDIA's numba-cuda package replaces it
+(and numba-cuda-mlir may replace that), so the import lives here alone. Under the simulator
+(NUMBA_ENABLE_CUDASIM=1, set before numba is imported) kernels run as Python on NumPy arrays.
+"""
+import os
+
+# Our kernels run on CuPy's stream, in order with everything else, so Numba need not
+# synchronise the host each time it is handed a CuPy array.
+os.environ.setdefault("NUMBA_CUDA_ARRAY_INTERFACE_SYNC", "0")
+
+import numba  # noqa: E402
+from numba import cuda, float32, int32  # noqa: E402
+
+SIMULATED = bool(numba.config.ENABLE_CUDASIM)
+
+if not SIMULATED and getattr(cuda, "implementation", None) != "NVIDIA":
+    raise ImportError(
+        "numba.cuda is numba's deprecated built-in CUDA target, not NVIDIA's numba-cuda; "
+        "install it with: pip install 'numba-cuda[cu13]' (or [cu12])"
+    )
+
+THREADS_PER_BLOCK = 256  # a multiple of the 32-thread warp; enough threads to hide memory latency
+
+
+def blocks_for(count, threads=THREADS_PER_BLOCK):
+    """Blocks needed so that one thread covers each of `count` items."""
+    return max(1, (count + threads - 1) // threads)
+
+
+__all__ = ["SIMULATED", "THREADS_PER_BLOCK", "blocks_for", "cuda", "float32", "int32"]

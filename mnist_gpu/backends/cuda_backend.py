@@ -1,0 +1,144 @@
+"""The CUDA backend: our Numba kernels (mnist_gpu.kernels) plus cuBLAS GEMMs through CuPy.
+
+Everything is queued on ONE CuPy stream: CuPy's GEMMs and copies, and every Numba launch
+(handed that stream), so nothing inside a training step waits for the host. The host waits
+only where it reads a number: the loss when it is printed, the count once per evaluation.
+
+Under Numba's simulator (NUMBA_ENABLE_CUDASIM=1) the very same kernels run on the CPU, NumPy
+arrays stand in for CuPy arrays and NumPy GEMMs for cuBLAS: that is how CI tests this file.
+Shapes: B batch, D=784, H1, H2, C=10.
+"""
+import numpy as np
+
+from . import BackendUnavailable
+
+INSTALL_HINT = "install the GPU extras: pip install 'mnist_gpu[cuda13]' (CUDA 13 driver) or 'mnist_gpu[cuda12]'"
+
+
+def _import_kernels():
+    try:
+        from ..kernels import numba_cuda
+    except ImportError as error:
+        raise BackendUnavailable(f"--backend cuda needs numba-cuda ({error}); {INSTALL_HINT}") from None
+    return numba_cuda
+
+
+def _import_cupy():
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendUnavailable(f"--backend cuda needs CuPy, which is not installed ({error}); {INSTALL_HINT}") from None
+    try:
+        usable = cupy.is_available()
+    except Exception as error:  # noqa: BLE001 - a broken driver is reported, not raised
+        usable, reason = False, str(error)
+    else:
+        reason = "CuPy sees no CUDA device (no NVIDIA GPU or driver)"
+    if not usable:
+        raise BackendUnavailable(f"--backend cuda needs a usable NVIDIA GPU: {reason}; use --backend numpy instead")
+    return cupy
+
+
+class CudaBackend:
+    """Hand-written Numba CUDA kernels for the element-wise and reduction ops, cuBLAS for GEMMs."""
+
+    name = "cuda"
+    dtype = np.dtype(np.float32)
+
+    def __init__(self):
+        numba_cuda = _import_kernels()
+        from ..kernels import backward, bias_activation, gather, in_top_k, sgd_update, softmax_xent
+
+        self.kernels_module = numba_cuda
+        self.bias_activation, self.backward, self.gather = bias_activation, backward, gather
+        self.softmax, self.sgd, self.top_k = softmax_xent, sgd_update, in_top_k
+        self.simulated = numba_cuda.SIMULATED
+        if self.simulated:
+            self.xp = np
+            self.stream = None
+            self.launch_stream = numba_cuda.cuda.default_stream()
+        else:
+            cupy = _import_cupy()
+            self.xp = cupy
+            self.stream = cupy.cuda.Stream(non_blocking=True)
+            self.stream.use()  # CuPy's GEMMs, copies and allocations go on it from now on
+            self.launch_stream = numba_cuda.cuda.external_stream(self.stream.ptr)
+        self.index_buffer = self.xp.empty(0, dtype=np.int32)
+
+    # -- arrays ---------------------------------------------------------------
+    def asarray(self, array, dtype=None):
+        return self.xp.ascontiguousarray(self.xp.asarray(array, dtype=dtype or self.dtype))
+
+    def to_host(self, array):
+        return array.get(stream=self.stream) if self.stream is not None else np.array(array)
+
+    def empty(self, shape, dtype=None):
+        return self.xp.empty(shape, dtype=dtype or self.dtype)
+
+    def zeros(self, shape, dtype=None):
+        return self.xp.zeros(shape, dtype=dtype or self.dtype)
+
+    def synchronize(self):
+        """Wait for everything queued so far (timing, and before reading results on the host)."""
+        if self.stream is not None:
+            self.stream.synchronize()
+
+    def _launch(self, kernel, threads, blocks, *arguments):
+        kernel[blocks, threads, self.launch_stream](*arguments)
+
+    def _grid(self, count):
+        threads = self.kernels_module.THREADS_PER_BLOCK
+        return threads, self.kernels_module.blocks_for(count, threads)
+
+    # -- ops ------------------------------------------------------------------
+    def gather_rows(self, table, indices, out):
+        """out[i] = table[indices[i]]; `indices` are host integers, copied to the device (B int32s)."""
+        count = len(indices)
+        if self.index_buffer.shape[0] < count:
+            self.index_buffer = self.xp.empty(count, dtype=np.int32)
+        device_indices = self.index_buffer[:count]
+        device_indices[...] = self.xp.asarray(np.asarray(indices, dtype=np.int32))
+        table_2d = table.reshape(len(table), -1)
+        out_2d = out.reshape(count, -1)
+        self._launch(self.gather.gather_rows_kernel, *self._grid(out_2d.size), table_2d, device_indices, out_2d)
+
+    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        """out = op(a) @ op(b) by cuBLAS; a transpose is a strided view, never a copy."""
+        self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+
+    def bias_relu(self, x, bias, out):
+        self._launch(self.bias_activation.bias_relu_kernel, *self._grid(x.size), x, bias, out)
+
+    def bias_add(self, x, bias, out):
+        self._launch(self.bias_activation.bias_add_kernel, *self._grid(x.size), x, bias, out)
+
+    def relu_backward(self, grad, activation, out):
+        self._launch(self.backward.relu_backward_kernel, *self._grid(grad.size), grad, activation, out)
+
+    def _column_grid(self, columns):
+        backward = self.backward
+        return (backward.COLUMN_TILE, backward.ROW_LANES), -(-columns // backward.COLUMN_TILE)
+
+    def bias_grad(self, grad, out):
+        self._launch(self.backward.bias_grad_kernel, *self._column_grid(grad.shape[1]), grad, out)
+
+    def relu_backward_bias_grad(self, grad, activation, out, bias_grad):
+        self._launch(self.backward.relu_backward_bias_grad_kernel, *self._column_grid(grad.shape[1]),
+                     grad, activation, out, bias_grad)
+
+    def softmax_xent(self, logits, labels, grad_out):
+        """Returns the mean loss as a 1-element device array (float() reads it, waiting for the GPU)."""
+        mean_loss = self.xp.empty(1, dtype=np.float32)  # fresh each call: never overwritten later
+        self._launch(self.softmax.softmax_xent_kernel, self.softmax.SOFTMAX_THREADS, 1,
+                     logits, labels, grad_out, mean_loss)
+        return mean_loss[0]
+
+    def sgd_update(self, parameter, grad, learning_rate):
+        self._launch(self.sgd.sgd_update_kernel, *self._grid(parameter.size),
+                     parameter, grad, np.float32(learning_rate))
+
+    def in_top_k(self, logits, labels, k=1):
+        """Returns the count as a device scalar (int() reads it); adding counts stays on the device."""
+        count = self.xp.zeros(1, dtype=np.int32)
+        self._launch(self.top_k.in_top_k_kernel, *self._grid(len(labels)), logits, labels, np.int32(k), count)
+        return count[0]
