@@ -70,11 +70,16 @@ def run_training(flags):
     backend = get_backend(flags.backend)
     model = mnist.Model(backend, mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed), flags.batch_size)
     splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name in ("train", "validation", "test")}
-    train = splits["train"]
     images = backend.empty((flags.batch_size, mnist.IMAGE_PIXELS))
     labels = backend.empty((flags.batch_size,), dtype=np.int32)
     result = TrainingResult(model=model)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported below, once
+        train_loop(flags, backend, model, splits, images, labels, result)
+    return result
 
+
+def train_loop(flags, backend, model, splits, images, labels, result):
+    train = splits["train"]
     for step in range(flags.max_steps):
         start_time = time.time()
         indices = train.data_set.next_batch_indices(flags.batch_size)
@@ -99,4 +104,3 @@ def run_training(flags):
             for name, title in (("train", "Training"), ("validation", "Validation"), ("test", "Test")):
                 print(f"{title} Data Eval:", flush=True)
                 result.evaluations[step][name] = do_eval(model, splits[name])
-    return result

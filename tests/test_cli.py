@@ -1,0 +1,71 @@
+"""The command line: every bad flag is refused with exit code 2 and a message naming it."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mnist_gpu.cli import main
+from mnist_gpu.backends import gpu_available
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch_size", "0"], "argument --batch_size: expected a positive integer, got '0'"),
+    (["--batch_size", "-5"], "argument --batch_size: expected a positive integer"),
+    (["--batch_size", "5001"], "--batch_size 5001 is larger than the validation set (5000 examples)"),
+    (["--hidden1", "0"], "argument --hidden1: expected a positive integer"),
+    (["--hidden2", "-1"], "argument --hidden2: expected a positive integer"),
+    (["--learning_rate", "0"], "argument --learning_rate: expected a finite number > 0, got '0'"),
+    (["--learning_rate", "-0.1"], "argument --learning_rate: expected a finite number > 0"),
+    (["--learning_rate", "nan"], "argument --learning_rate: expected a finite number > 0, got 'nan'"),
+    (["--learning_rate", "inf"], "argument --learning_rate: expected a finite number > 0"),
+    (["--max_steps", "-1"], "argument --max_steps: expected an integer >= 0, got '-1'"),
+    (["--max_steps", "ten"], "argument --max_steps: expected an integer >= 0, got 'ten'"),
+    (["--backend", "tpu"], "argument --backend: invalid choice: 'tpu'"),
+])
+def test_bad_flags_exit_2_with_a_message(flags, message, mnist_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--input_data_dir", mnist_dir, "--log_dir", str(tmp_path / "logs"), "--backend", "numpy", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_batch_size_is_checked_against_fake_data_too(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--fake_data", "--batch_size", "10001", "--log_dir", str(tmp_path), "--backend", "numpy"])
+    assert exit_info.value.code == 2
+    assert "--batch_size 10001 is larger than the train set (10000 examples)" in capsys.readouterr().err
+
+
+def test_diverging_loss_stops_with_a_message(mnist_dir, tmp_path, capsys):
+    code = main(["--input_data_dir", mnist_dir, "--log_dir", str(tmp_path), "--backend", "numpy", "--seed", "1",
+                 "--learning_rate", "1e30", "--max_steps", "500"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "mnist-gpu: error: loss is nan at step" in error and "--learning_rate" in error
+
+
+@pytest.mark.skipif(gpu_available(), reason="this machine has a usable GPU")
+def test_cuda_backend_without_a_gpu_says_what_is_missing(tmp_path, capsys):
+    code = main(["--fake_data", "--max_steps", "1", "--log_dir", str(tmp_path), "--backend", "cuda"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("mnist-gpu: error: --backend cuda needs")
+    assert "pip install 'mnist_gpu[cuda13]'" in error or "--backend numpy" in error
+
+
+CONSOLE_SCRIPT = os.path.join(os.path.dirname(sys.executable), "mnist-gpu")
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "mnist_gpu"], [CONSOLE_SCRIPT], [CONSOLE_SCRIPT, "train"]])
+def test_entry_points_train_on_fake_data(command, tmp_path):
+    result = subprocess.run([*command, "--fake_data", "--max_steps", "3", "--batch_size", "10",
+                             "--log_dir", str(tmp_path), "--backend", "numpy", "--hidden1", "4", "--hidden2", "3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Step 0: loss = ")
+    assert lines[1] == "Training Data Eval:"
+    assert re.fullmatch(r"  Num examples: 10000  Num correct: \d+  Precision @ 1: [01]\.\d{4}", lines[2])
+    assert lines[3::2] == ["Validation Data Eval:", "Test Data Eval:"]

@@ -1,0 +1,63 @@
+"""The tutorial on real MNIST with the NumPy backend: its log format and its published accuracy."""
+import math
+import re
+
+import pytest
+
+from mnist_gpu.cli import main
+
+STEP_LINE = re.compile(r"Step (\d+): loss = (\d+\.\d\d) \((\d+\.\d{3}) sec\)")
+EVAL_LINE = re.compile(r"  Num examples: (\d+)  Num correct: (\d+)  Precision @ 1: (\d\.\d{4})")
+
+
+def train(capsys, mnist_dir, tmp_path, *flags):
+    code = main(["--input_data_dir", mnist_dir, "--log_dir", str(tmp_path / "logs"), "--backend", "numpy", *flags])
+    assert code == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def evaluations(lines):
+    """[(title, examples, correct, precision)] in printed order."""
+    found = []
+    for title, line in zip(lines, lines[1:]):
+        match = EVAL_LINE.fullmatch(line)
+        if match:
+            found.append((title, int(match[1]), int(match[2]), float(match[3])))
+    return found
+
+
+def test_tutorial_defaults_reach_the_published_accuracy(capsys, mnist_dir, tmp_path):
+    lines = train(capsys, mnist_dir, tmp_path, "--seed", "1")
+    steps = [STEP_LINE.fullmatch(line) for line in lines if line.startswith("Step")]
+    assert all(steps) and [int(match[1]) for match in steps] == list(range(0, 2000, 100))
+    assert abs(float(steps[0][2]) - math.log(10)) < 0.05  # about ln 10 before any learning
+    evals = evaluations(lines)
+    assert [(title, examples) for title, examples, _, _ in evals] == [
+        ("Training Data Eval:", 55000), ("Validation Data Eval:", 5000), ("Test Data Eval:", 10000)] * 2
+    for _, examples, correct, precision in evals:
+        assert precision == pytest.approx(correct / examples, abs=5e-5)
+    test_at_1000, test_at_2000 = evals[2][3], evals[5][3]
+    assert 0.84 <= test_at_1000 <= 0.89
+    assert 0.89 <= test_at_2000 <= 0.91  # the tutorial's published range
+
+
+def test_higher_learning_rate_reaches_97_5_percent(capsys, mnist_dir, tmp_path):
+    lines = train(capsys, mnist_dir, tmp_path, "--seed", "2", "--learning_rate", "0.1", "--max_steps", "11000")
+    final_test = evaluations(lines)[-1]
+    assert final_test[0] == "Test Data Eval:" and final_test[3] >= 0.975
+
+
+def test_same_seed_repeats_exactly_and_another_seed_does_not(capsys, mnist_dir, tmp_path):
+    def run(seed):
+        lines = train(capsys, mnist_dir, tmp_path, "--seed", seed, "--max_steps", "300")
+        return [line.split(" (")[0] for line in lines]  # drop the timings
+
+    first, again, other = run("5"), run("5"), run("6")
+    assert first == again
+    assert first != other
+
+
+def test_batch_sizes_that_do_not_divide_the_data(capsys, mnist_dir, tmp_path):
+    lines = train(capsys, mnist_dir, tmp_path, "--seed", "1", "--batch_size", "257", "--max_steps", "250")
+    examples = [examples for _, examples, _, _ in evaluations(lines)]
+    assert examples == [55000 // 257 * 257, 5000 // 257 * 257, 10000 // 257 * 257]
