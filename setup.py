@@ -4,6 +4,7 @@ from setuptools import setup
 TEST_REQUIRES = [
     "pytest>=8",
     "pytest-benchmark>=4",
+    "tensorboard>=2.14",  # its EventAccumulator reads our event files back in tests
     "numba-cuda>=0.30",  # the CUDA simulator runs the kernels on the CPU in CI
 ]
 
@@ -22,6 +23,8 @@ setup(
         "numpy>=1.26",
         "numba>=0.60",
         "tqdm>=4.60",
+        "safetensors>=0.4",
+        "tensorboardX>=2.6",
     ],
     extras_require={
         "test": TEST_REQUIRES,

@@ -1,4 +1,4 @@
-"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags) and `python -m mnist_gpu`."""
+"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags), `mnist-gpu eval`, and `python -m mnist_gpu`."""
 import argparse
 import math
 import os
@@ -7,10 +7,11 @@ import tempfile
 
 from .backends import BACKEND_NAMES, BackendUnavailable
 from .idx_files import DATASETS, DataError
-from .trainer import FlagError, TrainingDiverged, run_training
+from .checkpoint import CheckpointError
+from .trainer import FlagError, TrainingDiverged, run_evaluation, run_training
 
 TEMPORARY_ROOT = os.getenv("TEST_TMPDIR", tempfile.gettempdir())
-COMMANDS = ("train",)
+COMMANDS = ("train", "eval")
 
 
 def _number(kind, accept, expected):
@@ -31,26 +32,35 @@ non_negative_int = _number(int, lambda value: value >= 0, "an integer >= 0")
 positive_float = _number(float, lambda value: math.isfinite(value) and value > 0, "a finite number > 0")
 
 
+def add_data_flags(parser):
+    parser.add_argument("--input_data_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "input_data"),
+                        help="Directory to put the input data.")
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
+                        help="auto: CUDA when a usable GPU is present, else NumPy.")
+    parser.add_argument("--source_url", default=None,
+                        help="Download the data files from this URL prefix instead of the default mirrors.")
+
+
 def add_training_flags(parser):
-    """The tutorial's flags, with its defaults, plus --backend, --seed, --dataset and --source_url."""
+    """The tutorial's flags, with its defaults, plus run management, --backend, --seed and the data source."""
     parser.add_argument("--learning_rate", type=positive_float, default=0.01, help="Initial learning rate.")
     parser.add_argument("--max_steps", type=non_negative_int, default=2000, help="Number of steps to run trainer.")
     parser.add_argument("--hidden1", type=positive_int, default=128, help="Number of units in hidden layer 1.")
     parser.add_argument("--hidden2", type=positive_int, default=32, help="Number of units in hidden layer 2.")
     parser.add_argument("--batch_size", type=positive_int, default=100,
                         help="Batch size. Must divide evenly into the dataset sizes.")
-    parser.add_argument("--input_data_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "input_data"),
-                        help="Directory to put the input data.")
+    add_data_flags(parser)
     parser.add_argument("--log_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "logs", "fully_connected_feed"),
                         help="Directory to put the log data.")
     parser.add_argument("--fake_data", action="store_true", help="If true, uses fake data for unit testing.")
-    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                        help="auto: CUDA when a usable GPU is present, else NumPy.")
     parser.add_argument("--seed", type=non_negative_int, default=None,
                         help="Seed for initial weights and shuffling; a run with the same seed repeats exactly.")
     parser.add_argument("--dataset", choices=tuple(DATASETS), default="mnist", help="MNIST or Fashion-MNIST.")
-    parser.add_argument("--source_url", default=None,
-                        help="Download the data files from this URL prefix instead of the default mirrors.")
+    parser.add_argument("--resume", action="store_true",
+                        help="Continue the run in --log_dir from its latest valid checkpoint, exactly.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Delete the run already in --log_dir (checkpoints, events) and start fresh.")
+    parser.add_argument("--max_to_keep", type=positive_int, default=5, help="Checkpoints to keep (newest).")
 
 
 def build_parser():
@@ -59,6 +69,12 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser("train", help="train and evaluate the tutorial's network (the default command)")
     add_training_flags(train)
+    evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint on the train, validation and test sets")
+    evaluate.add_argument("--checkpoint", required=True,
+                          help="A model.ckpt-<step>.safetensors file, or a log_dir (its latest valid checkpoint).")
+    evaluate.add_argument("--batch_size", type=positive_int, default=None,
+                          help="Evaluation batch size (default: the checkpoint's).")
+    add_data_flags(evaluate)
     return parser
 
 
@@ -71,11 +87,13 @@ def main(argv=None):
     flags = parser.parse_args(argv)
     command_parser = parser._subparsers._group_actions[0].choices[flags.command]
     try:
-        os.makedirs(flags.log_dir, exist_ok=True)
-        run_training(flags)
+        if flags.command == "eval":
+            run_evaluation(flags)
+        else:
+            run_training(flags)
     except FlagError as error:
         command_parser.error(str(error))  # exits with 2
-    except (DataError, BackendUnavailable, TrainingDiverged) as error:
+    except (DataError, BackendUnavailable, TrainingDiverged, CheckpointError) as error:
         print(f"mnist-gpu: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -8,6 +8,12 @@ import tempfile
 from contextlib import contextmanager
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fsync_directory(directory):
     """Make a rename inside `directory` itself durable."""
     descriptor = os.open(directory, os.O_RDONLY)
@@ -32,6 +38,7 @@ def temporary_beside(path):
 
 def replace_durably(temporary, path):
     """fsync `temporary`, rename it over `path`, and fsync the folder."""
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp made it private (0600); give it a normal file's mode
     with open(temporary, "rb+") as stream:
         os.fsync(stream.fileno())
     os.replace(temporary, path)

@@ -47,6 +47,25 @@ class DataSet:
         self.index_in_epoch = batch_size - len(rest)
         return np.concatenate((rest, self.order[:self.index_in_epoch]))
 
+    def position(self):
+        """Where the iterator stands, so a resumed run draws exactly the batches an unbroken one would.
+
+        Returns (order, fields): the current epoch's row order, and JSON-ready scalars plus the
+        generator's state.
+        """
+        fields = {"index_in_epoch": self.index_in_epoch, "epochs_completed": self.epochs_completed,
+                  "generator": self.generator.bit_generator.state}
+        return self.order, fields
+
+    def restore_position(self, order, fields):
+        """Undo `position`: continue from a saved order, index, epoch count and generator state."""
+        if len(order) != self.num_examples or not np.array_equal(np.sort(order), np.arange(self.num_examples)):
+            raise ValueError(f"saved order is not a permutation of this data set's {self.num_examples} rows")
+        self.order = np.asarray(order, dtype=np.int64)
+        self.index_in_epoch = int(fields["index_in_epoch"])
+        self.epochs_completed = int(fields["epochs_completed"])
+        self.generator.bit_generator.state = fields["generator"]
+
     def next_batch(self, batch_size, shuffle=True):
         """The next `batch_size` (images, labels), as new arrays."""
         indices = self.next_batch_indices(batch_size, shuffle)

@@ -1,17 +1,29 @@
-"""The tutorial's driver (fully_connected_feed.py): the train / evaluate loop and its log lines."""
+"""The tutorial's driver (fully_connected_feed.py): train, log, checkpoint, evaluate, and resume.
+
+A run's files in log_dir are its checkpoints (see checkpoint.py) and TensorBoard event files
+(see summaries.py). An existing run is never deleted silently: --resume continues it exactly,
+--overwrite replaces it. Every check happens before the first write, so a refused command
+changes nothing.
+"""
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import checkpoint as checkpoints
 from . import model as mnist
 from .backends import get_backend
 from .input_data import read_data_sets
+from .summaries import EVENT_FILE_PREFIX, Summaries
+
+SPLITS = (("train", "Training"), ("validation", "Validation"), ("test", "Test"))
 
 
 class FlagError(ValueError):
-    """A flag's value cannot work with the data; the message names the flag."""
+    """A flag's value cannot work with the data or the log_dir; the message names the flag."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,34 +65,127 @@ def do_eval(model, split):
     return num_examples, true_count
 
 
-def check_batch_size(flags, data_sets):
-    for name in ("train", "validation", "test"):
+def evaluate_all(model, splits):
+    """The tutorial's three eval blocks; returns {split: (examples, correct)}."""
+    results = {}
+    for name, title in SPLITS:
+        print(f"{title} Data Eval:", flush=True)
+        results[name] = do_eval(model, splits[name])
+    return results
+
+
+def check_batch_size(batch_size, data_sets):
+    for name, _ in SPLITS:
         examples = getattr(data_sets, name).num_examples
-        if flags.batch_size > examples:
-            raise FlagError(f"--batch_size {flags.batch_size} is larger than the {name} set ({examples} examples)")
+        if batch_size > examples:
+            raise FlagError(f"--batch_size {batch_size} is larger than the {name} set ({examples} examples)")
+
+
+def run_files(log_dir):
+    """Names of the files in log_dir that belong to a run (checkpoints, state file, events, temporaries)."""
+    if not os.path.isdir(log_dir):
+        return []
+    return sorted(name for name in os.listdir(log_dir)
+                  if name == checkpoints.STATE_FILE or name.startswith(EVENT_FILE_PREFIX)
+                  or checkpoints.NAME_PATTERN.fullmatch(name)
+                  or (name.startswith("." + checkpoints.PREFIX) and name.endswith(".part")))
+
+
+def model_flags(flags, seed):
+    """The flags a checkpoint records: what shapes the model and what an exact resume must repeat."""
+    return {"hidden1": flags.hidden1, "hidden2": flags.hidden2, "batch_size": flags.batch_size,
+            "learning_rate": flags.learning_rate, "seed": seed, "dataset": flags.dataset,
+            "fake_data": flags.fake_data}
+
+
+def check_resumable(flags, checkpoint):
+    """Refuse flags that cannot continue this checkpoint; note those that make the run differ."""
+    saved = checkpoint.flags
+    for flag in ("hidden1", "hidden2"):
+        if getattr(flags, flag) != saved[flag]:
+            raise FlagError(f"--{flag} {getattr(flags, flag)} does not match the checkpoint {checkpoint.path}, "
+                            f"which has {flag} = {saved[flag]}")
+    if flags.dataset != saved["dataset"] or flags.fake_data != saved["fake_data"]:
+        raise FlagError(f"--dataset {flags.dataset}{' --fake_data' if flags.fake_data else ''} does not match the "
+                        f"checkpoint {checkpoint.path}, trained on {saved['dataset']}"
+                        f"{' fake data' if saved['fake_data'] else ''}")
+    if flags.seed is not None and flags.seed != saved["seed"]:
+        raise FlagError(f"--seed {flags.seed} does not match the checkpoint {checkpoint.path} (seed {saved['seed']})")
+    for flag in ("learning_rate", "batch_size"):
+        if getattr(flags, flag) != saved[flag]:
+            print(f"note: resuming with --{flag} {getattr(flags, flag)} (the checkpoint used {saved[flag]}); "
+                  "the run will differ from an uninterrupted one", file=sys.stderr)
+
+
+def prepare(flags):
+    """Check log_dir and, for --resume, load the checkpoint to continue; writes nothing."""
+    existing = run_files(flags.log_dir)
+    if flags.resume and flags.overwrite:
+        raise FlagError("--resume and --overwrite exclude each other")
+    if existing and not (flags.resume or flags.overwrite):
+        raise FlagError(f"--log_dir {flags.log_dir} already holds a run ({len(existing)} files: "
+                        f"{', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''}); pass --resume to "
+                        "continue it from its latest checkpoint, or --overwrite to delete it and start fresh")
+    if not flags.resume:
+        return None
+    if not checkpoints.read_state(flags.log_dir):
+        raise FlagError(f"--resume: --log_dir {flags.log_dir} has no checkpoint to continue from")
+    try:
+        checkpoint, skipped = checkpoints.Saver(flags.log_dir).latest()
+    except checkpoints.CheckpointError as error:
+        raise FlagError(f"--resume: {error}") from None
+    for reason in skipped:
+        print(f"note: skipping a damaged checkpoint: {reason}", file=sys.stderr)
+    check_resumable(flags, checkpoint)
+    return checkpoint
 
 
 def run_training(flags):
-    """Train for flags.max_steps steps, logging and evaluating like the tutorial; returns a TrainingResult."""
-    seed = flags.seed if flags.seed is not None else np.random.SeedSequence().entropy
+    """Train up to flags.max_steps, logging, checkpointing and evaluating like the tutorial."""
+    resume_from = prepare(flags)
+    if resume_from is not None:
+        seed = resume_from.flags["seed"]
+    else:
+        seed = flags.seed if flags.seed is not None else np.random.SeedSequence().entropy
     data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
     data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, seed=data_seed,
                                dataset=flags.dataset, source_url=flags.source_url)
-    check_batch_size(flags, data_sets)
+    check_batch_size(flags.batch_size, data_sets)
     backend = get_backend(flags.backend)
-    model = mnist.Model(backend, mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed), flags.batch_size)
-    splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name in ("train", "validation", "test")}
-    images = backend.empty((flags.batch_size, mnist.IMAGE_PIXELS))
-    labels = backend.empty((flags.batch_size,), dtype=np.int32)
+    if resume_from is not None:
+        variables, global_step = resume_from.variables, resume_from.global_step
+        data_sets.train.restore_position(resume_from.data_order, resume_from.data_position)
+    else:
+        variables, global_step = mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed), 0
+    model = mnist.Model(backend, variables, flags.batch_size, global_step)
+    splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+
+    # Every check has passed: from here on, log_dir is written.
+    if flags.overwrite:
+        for name in run_files(flags.log_dir):
+            os.remove(os.path.join(flags.log_dir, name))
+    os.makedirs(flags.log_dir, exist_ok=True)
+    for name in run_files(flags.log_dir):  # temporaries of a run that was killed mid-save
+        if name.endswith(".part"):
+            os.remove(os.path.join(flags.log_dir, name))
+    saver = checkpoints.Saver(flags.log_dir, flags.max_to_keep)
+    summaries = Summaries(flags.log_dir, purge_step=global_step if resume_from is not None else None)
     result = TrainingResult(model=model)
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported below, once
-        train_loop(flags, backend, model, splits, images, labels, result)
+    try:
+        if resume_from is None:
+            summaries.add_graph()
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
+            train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result)
+    finally:
+        summaries.close()
     return result
 
 
-def train_loop(flags, backend, model, splits, images, labels, result):
-    train = splits["train"]
-    for step in range(flags.max_steps):
+def train_loop(flags, model, splits, saver, summaries, saved_flags, result):
+    backend, train = model.backend, splits["train"]
+    images = backend.empty((flags.batch_size, mnist.IMAGE_PIXELS))
+    labels = backend.empty((flags.batch_size,), dtype=np.int32)
+    for step in range(model.global_step, flags.max_steps):
         start_time = time.time()
         indices = train.data_set.next_batch_indices(flags.batch_size)
         backend.gather_rows(train.images, indices, out=images)
@@ -88,8 +193,7 @@ def train_loop(flags, backend, model, splits, images, labels, result):
         logits = mnist.inference(model, images)
         loss_value = mnist.loss(model, logits, labels)
         mnist.training(model, images, flags.learning_rate)
-        is_last = step + 1 == flags.max_steps
-        evaluate = (step + 1) % 1000 == 0 or is_last
+        evaluate = (step + 1) % 1000 == 0 or step + 1 == flags.max_steps
         if step % 100 == 0 or evaluate:
             loss_value = float(loss_value)  # reading the loss waits for the step to finish
             duration = time.time() - start_time
@@ -98,9 +202,30 @@ def train_loop(flags, backend, model, splits, images, labels, result):
                                        f"(now {flags.learning_rate})")
         if step % 100 == 0:
             print("Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration), flush=True)
+            summaries.add_loss(step, loss_value)
             result.losses[step] = loss_value
         if evaluate:
-            result.evaluations[step] = {}
-            for name, title in (("train", "Training"), ("validation", "Validation"), ("test", "Test")):
-                print(f"{title} Data Eval:", flush=True)
-                result.evaluations[step][name] = do_eval(model, splits[name])
+            variables = model.host_variables()
+            order, position = train.data_set.position()
+            saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position))
+            summaries.add_histograms(step, variables)
+            result.evaluations[step] = evaluate_all(model, splits)
+            for name, (examples, correct) in result.evaluations[step].items():
+                summaries.add_precision(step, name, correct / examples)
+
+
+def run_evaluation(flags):
+    """Evaluate a saved model on all three splits; returns {split: (examples, correct)}."""
+    try:
+        checkpoint = checkpoints.resolve(flags.checkpoint)
+    except checkpoints.CheckpointError as error:
+        raise FlagError(f"--checkpoint: {error}") from None
+    saved = checkpoint.flags
+    batch_size = flags.batch_size or saved["batch_size"]
+    data_sets = read_data_sets(flags.input_data_dir, saved["fake_data"], dataset=saved["dataset"],
+                               source_url=flags.source_url)
+    check_batch_size(batch_size, data_sets)
+    backend = get_backend(flags.backend)
+    model = mnist.Model(backend, checkpoint.variables, batch_size, checkpoint.global_step)
+    print(f"Evaluating {checkpoint.path} (global_step {checkpoint.global_step})", flush=True)
+    return evaluate_all(model, {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS})

@@ -1,6 +1,7 @@
 """The tutorial on real MNIST with the NumPy backend: its log format and its published accuracy."""
 import math
 import re
+import tempfile
 
 import pytest
 
@@ -11,7 +12,8 @@ EVAL_LINE = re.compile(r"  Num examples: (\d+)  Num correct: (\d+)  Precision @ 
 
 
 def train(capsys, mnist_dir, tmp_path, *flags):
-    code = main(["--input_data_dir", mnist_dir, "--log_dir", str(tmp_path / "logs"), "--backend", "numpy", *flags])
+    log_dir = tempfile.mkdtemp(dir=tmp_path)  # a fresh run each call
+    code = main(["--input_data_dir", mnist_dir, "--log_dir", log_dir, "--backend", "numpy", *flags])
     assert code == 0
     return capsys.readouterr().out.splitlines()
 
