@@ -5,6 +5,8 @@ evaluation; histograms of every variable at each checkpoint; and the model graph
 whose node names carry the tutorial's name scopes, so TensorBoard's Graphs tab draws
 hidden1 -> hidden2 -> softmax_linear like the original.
 """
+import uuid
+
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.graph_pb2 import GraphDef
@@ -51,7 +53,9 @@ class Summaries:
     """One run's TensorBoard writer; a resumed run passes purge_step so stale later events are hidden."""
 
     def __init__(self, log_dir, purge_step=None):
-        self.writer = SummaryWriter(log_dir, purge_step=purge_step)
+        # Event files are named by the second they were opened; the suffix keeps a run resumed
+        # within the same second from replacing the file it continues.
+        self.writer = SummaryWriter(log_dir, purge_step=purge_step, filename_suffix=f".{uuid.uuid4().hex[:12]}")
 
     def add_graph(self):
         self.writer.file_writer.add_event(Event(graph_def=graph_def().SerializeToString()))

@@ -1,0 +1,162 @@
+"""Checkpoint files: exact round trips, the state file, pruning, damage detection, crash safety."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from mnist_gpu import checkpoint as checkpoints
+from mnist_gpu import model as mnist
+from mnist_gpu.checkpoint import Checkpoint, CheckpointError, Saver
+
+
+def sample_checkpoint(global_step=1000, seed=0):
+    generator = np.random.default_rng(seed)
+    variables = mnist.initial_variables(5, 4, seed=seed)
+    variables["hidden1/biases"] = generator.standard_normal(5).astype(np.float32)
+    # A transposed (non-contiguous) view: safetensors 0.8.0 would silently write it wrongly.
+    variables["softmax_linear/weights"] = np.asfortranarray(variables["softmax_linear/weights"])
+    assert not variables["softmax_linear/weights"].flags.c_contiguous
+    order = generator.permutation(50)
+    position = {"index_in_epoch": 7, "epochs_completed": 2, "generator": generator.bit_generator.state}
+    flags = {"hidden1": 5, "hidden2": 4, "batch_size": 3, "learning_rate": 0.01, "seed": seed,
+             "dataset": "mnist", "fake_data": False}
+    return Checkpoint(variables, global_step, flags, order, position)
+
+
+def test_round_trip_is_exact(tmp_path):
+    saved = sample_checkpoint()
+    path = str(tmp_path / "model.ckpt-999.safetensors")
+    checkpoints.write(path, saved)
+    loaded = checkpoints.read(path)
+    assert set(loaded.variables) == set(saved.variables)
+    for name, value in saved.variables.items():
+        assert loaded.variables[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded.variables[name], value, err_msg=name)
+    assert loaded.global_step == 1000
+    np.testing.assert_array_equal(loaded.data_order, saved.data_order)
+    assert loaded.data_position == saved.data_position
+    assert loaded.flags == saved.flags
+    assert loaded.path == path
+
+
+def test_state_file_format_and_pruning(tmp_path):
+    saver = Saver(str(tmp_path), max_to_keep=3)
+    for step in (99, 199, 299, 399, 499):
+        saver.save(step, sample_checkpoint(step + 1))
+    assert (tmp_path / "checkpoint").read_text() == (
+        'model_checkpoint_path: "model.ckpt-499.safetensors"\n'
+        'all_model_checkpoint_paths: "model.ckpt-299.safetensors"\n'
+        'all_model_checkpoint_paths: "model.ckpt-399.safetensors"\n'
+        'all_model_checkpoint_paths: "model.ckpt-499.safetensors"\n')
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model.ckpt-299.safetensors",
+                                            "model.ckpt-399.safetensors", "model.ckpt-499.safetensors"]
+    latest, skipped = saver.latest()
+    assert latest.global_step == 500 and skipped == []
+
+
+def test_saving_the_same_step_again_keeps_one_entry(tmp_path):
+    saver = Saver(str(tmp_path))
+    saver.save(9, sample_checkpoint(10))
+    saver.save(9, sample_checkpoint(10, seed=1))
+    assert checkpoints.read_state(str(tmp_path)) == ["model.ckpt-9.safetensors"]
+
+
+def damage(path, offset_from_end, length=1):
+    data = bytearray(open(path, "rb").read())
+    for index in range(len(data) - offset_from_end, len(data) - offset_from_end + length):
+        data[index] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def test_flipped_tensor_byte_is_a_hash_mismatch(tmp_path):
+    path = str(tmp_path / "model.ckpt-1.safetensors")
+    checkpoints.write(path, sample_checkpoint())
+    damage(path, 10)
+    with pytest.raises(CheckpointError, match=r"model\.ckpt-1\.safetensors: hash mismatch"):
+        checkpoints.read(path)
+
+
+def test_edited_metadata_is_a_hash_mismatch(tmp_path):
+    path = str(tmp_path / "model.ckpt-1.safetensors")
+    checkpoints.write(path, sample_checkpoint())
+    data = open(path, "rb").read()
+    edited = data.replace(b'\\"hidden1\\": 5', b'\\"hidden1\\": 6')
+    assert edited != data
+    open(path, "wb").write(edited)
+    with pytest.raises(CheckpointError, match="hash mismatch"):
+        checkpoints.read(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "checkpoint file not found"),
+    (b"", "not a readable safetensors checkpoint"),
+    (pickle.dumps({"hidden1/weights": [1.0]}), "not a readable safetensors checkpoint"),
+])
+def test_missing_empty_or_foreign_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "model.ckpt-1.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoints.read(str(path))
+
+
+def test_truncated_file_is_refused(tmp_path):
+    path = str(tmp_path / "model.ckpt-1.safetensors")
+    checkpoints.write(path, sample_checkpoint())
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint"):
+        checkpoints.read(path)
+
+
+def test_latest_skips_a_damaged_newest_checkpoint(tmp_path):
+    saver = Saver(str(tmp_path))
+    saver.save(1, sample_checkpoint(2))
+    saver.save(3, sample_checkpoint(4))
+    damage(str(tmp_path / "model.ckpt-3.safetensors"), 5)
+    latest, skipped = saver.latest()
+    assert latest.global_step == 2
+    assert len(skipped) == 1 and "model.ckpt-3.safetensors: hash mismatch" in skipped[0]
+    damage(str(tmp_path / "model.ckpt-1.safetensors"), 5)
+    with pytest.raises(CheckpointError, match="no valid checkpoint"):
+        saver.latest()
+
+
+def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    saver = Saver(str(tmp_path))
+    saver.save(1, sample_checkpoint(2))
+    before = sorted(os.listdir(tmp_path))
+
+    def crash_mid_write(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"partial")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(checkpoints, "save_file", crash_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        saver.save(3, sample_checkpoint(4))
+    assert sorted(os.listdir(tmp_path)) == before  # no partial file, state unchanged
+    assert saver.latest()[0].global_step == 2
+
+
+def test_crash_before_the_state_file_leaves_the_previous_checkpoint_current(tmp_path, monkeypatch):
+    saver = Saver(str(tmp_path))
+    saver.save(1, sample_checkpoint(2))
+
+    def crash(path, data):
+        raise KeyboardInterrupt("killed before the commit point")
+
+    monkeypatch.setattr(checkpoints, "write_bytes_durably", crash)
+    with pytest.raises(KeyboardInterrupt):
+        saver.save(3, sample_checkpoint(4))
+    # The new file is complete but uncommitted: the state file still names the old one.
+    assert checkpoints.read_state(str(tmp_path)) == ["model.ckpt-1.safetensors"]
+    assert saver.latest()[0].global_step == 2
+
+
+def test_resolve_accepts_a_file_or_a_log_dir(tmp_path):
+    saver = Saver(str(tmp_path))
+    saver.save(1, sample_checkpoint(2))
+    saver.save(3, sample_checkpoint(4))
+    assert checkpoints.resolve(str(tmp_path)).global_step == 4
+    assert checkpoints.resolve(str(tmp_path / "model.ckpt-1.safetensors")).global_step == 2
