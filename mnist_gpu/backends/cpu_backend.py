@@ -1,0 +1,46 @@
+"""The fast CPU backend: NumPy's BLAS GEMMs plus fused Numba njit kernels for everything else.
+
+Same interface and the same numbers (within float32 rounding) as the NumPy reference backend,
+which it inherits its arrays and GEMMs from; only the element-wise and reduction ops change,
+each becoming one pass over memory (see kernels/cpu.py). Float32 only.
+"""
+import numpy as np
+
+from ..kernels import cpu
+from .numpy_backend import NumpyBackend
+
+
+class CpuBackend(NumpyBackend):
+    """NumpyBackend with its element-wise ops replaced by fused, compiled loops."""
+
+    name = "cpu"
+
+    def __init__(self):
+        super().__init__(np.float32)
+
+    def gather_rows(self, table, indices, out):
+        cpu.gather_rows(table.reshape(len(table), -1), indices, out.reshape(len(indices), -1))
+
+    def bias_relu(self, x, bias, out):
+        cpu.bias_relu(x, bias, out)
+
+    def bias_add(self, x, bias, out):
+        cpu.bias_add(x, bias, out)
+
+    def relu_backward(self, grad, activation, out):
+        cpu.relu_backward(grad, activation, out)
+
+    def bias_grad(self, grad, out):
+        cpu.bias_grad(grad, out)
+
+    def relu_backward_bias_grad(self, grad, activation, out, bias_grad):
+        cpu.relu_backward_bias_grad(grad, activation, out, bias_grad)
+
+    def softmax_xent(self, logits, labels, grad_out):
+        return cpu.softmax_xent(logits, labels, grad_out)
+
+    def sgd_update(self, parameter, grad, learning_rate):
+        cpu.sgd_update(parameter, grad, np.float32(learning_rate))
+
+    def in_top_k(self, logits, labels, k=1):
+        return cpu.in_top_k(logits, labels, k)
