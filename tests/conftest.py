@@ -5,9 +5,11 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mnist_gpu.backends import gpu_available
+from mnist_gpu.backends.numpy_backend import NumpyBackend
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MNIST = os.path.join(os.path.dirname(REPOSITORY), "shared", "data", "mnist")
@@ -21,6 +23,16 @@ def pytest_ignore_collect(collection_path, config):
     if collection_path.name == "cuda" and collection_path.parent == Path(__file__).parent:
         return not (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or gpu_available())
     return None
+
+
+@pytest.fixture(scope="session")
+def numpy_backend():
+    return NumpyBackend()
+
+
+@pytest.fixture
+def generator():
+    return np.random.default_rng(20261125)
 
 
 @pytest.fixture(scope="session")

@@ -69,3 +69,9 @@ def test_entry_points_train_on_fake_data(command, tmp_path):
     assert lines[1] == "Training Data Eval:"
     assert re.fullmatch(r"  Num examples: 10000  Num correct: \d+  Precision @ 1: [01]\.\d{4}", lines[2])
     assert lines[3::2] == ["Validation Data Eval:", "Test Data Eval:"]
+
+
+def test_auto_picks_cuda_with_a_gpu_else_the_fast_cpu_backend():
+    from mnist_gpu.backends import get_backend
+
+    assert get_backend("auto").name == ("cuda" if gpu_available() else "cpu")

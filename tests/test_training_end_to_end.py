@@ -11,9 +11,9 @@ STEP_LINE = re.compile(r"Step (\d+): loss = (\d+\.\d\d) \((\d+\.\d{3}) sec\)")
 EVAL_LINE = re.compile(r"  Num examples: (\d+)  Num correct: (\d+)  Precision @ 1: (\d\.\d{4})")
 
 
-def train(capsys, mnist_dir, tmp_path, *flags):
+def train(capsys, mnist_dir, tmp_path, *flags, backend="numpy"):
     log_dir = tempfile.mkdtemp(dir=tmp_path)  # a fresh run each call
-    code = main(["--input_data_dir", mnist_dir, "--log_dir", log_dir, "--backend", "numpy", *flags])
+    code = main(["--input_data_dir", mnist_dir, "--log_dir", log_dir, "--backend", backend, *flags])
     assert code == 0
     return capsys.readouterr().out.splitlines()
 
@@ -28,8 +28,9 @@ def evaluations(lines):
     return found
 
 
-def test_tutorial_defaults_reach_the_published_accuracy(capsys, mnist_dir, tmp_path):
-    lines = train(capsys, mnist_dir, tmp_path, "--seed", "1")
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_tutorial_defaults_reach_the_published_accuracy(capsys, mnist_dir, tmp_path, backend):
+    lines = train(capsys, mnist_dir, tmp_path, "--seed", "1", backend=backend)
     steps = [STEP_LINE.fullmatch(line) for line in lines if line.startswith("Step")]
     assert all(steps) and [int(match[1]) for match in steps] == list(range(0, 2000, 100))
     assert abs(float(steps[0][2]) - math.log(10)) < 0.05  # about ln 10 before any learning
@@ -63,3 +64,15 @@ def test_batch_sizes_that_do_not_divide_the_data(capsys, mnist_dir, tmp_path):
     lines = train(capsys, mnist_dir, tmp_path, "--seed", "1", "--batch_size", "257", "--max_steps", "250")
     examples = [examples for _, examples, _, _ in evaluations(lines)]
     assert examples == [55000 // 257 * 257, 5000 // 257 * 257, 10000 // 257 * 257]
+
+
+def test_cpu_backend_follows_the_numpy_run_step_for_step(capsys, mnist_dir, tmp_path):
+    reference = train(capsys, mnist_dir, tmp_path, "--seed", "9", "--max_steps", "1000")
+    fast = train(capsys, mnist_dir, tmp_path, "--seed", "9", "--max_steps", "1000", backend="cpu")
+    # Float32 rounding differs between the backends, so compare the numbers, not the strings.
+    for reference_line, fast_line in zip(reference, fast, strict=True):
+        if reference_line.startswith("Step"):
+            assert float(fast_line.split("= ")[1][:4]) == pytest.approx(float(reference_line.split("= ")[1][:4]),
+                                                                        abs=0.0101)
+        elif reference_line.startswith("  Num"):
+            assert abs(int(EVAL_LINE.fullmatch(fast_line)[2]) - int(EVAL_LINE.fullmatch(reference_line)[2])) <= 10

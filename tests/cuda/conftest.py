@@ -3,23 +3,11 @@
 The main test run starts them in a separate process with NUMBA_ENABLE_CUDASIM=1
 (tests/test_cuda_simulator.py); on a GPU machine `pytest tests/cuda` runs them on the GPU.
 """
-import numpy as np
 import pytest
 
 from mnist_gpu.backends import get_backend
-from mnist_gpu.backends.numpy_backend import NumpyBackend
 
 
 @pytest.fixture(scope="session")
 def cuda_backend():
     return get_backend("cuda")
-
-
-@pytest.fixture(scope="session")
-def numpy_backend():
-    return NumpyBackend()
-
-
-@pytest.fixture
-def generator():
-    return np.random.default_rng(20261125)
