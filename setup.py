@@ -5,6 +5,7 @@ TEST_REQUIRES = [
     "pytest>=8",
     "pytest-benchmark>=4",
     "tensorboard>=2.14",  # its EventAccumulator reads our event files back in tests
+    "matplotlib>=3.7",  # the benchmark report's chart
     "numba-cuda>=0.30",  # the CUDA simulator runs the kernels on the CPU in CI
 ]
 

@@ -1,0 +1,131 @@
+"""Per-op timings: each op at the tutorial's shapes (B=100) and larger, NumPy vs cpu vs CUDA in one group.
+
+Inputs are built (and JIT-compiled, and warmed up) outside the timed function; CUDA variants
+synchronise inside it.
+"""
+import numpy as np
+import pytest
+
+from bench.workloads import BACKENDS, backend_or_skip, training_set
+
+BATCHES = (100, 1000, 10000)
+HIDDEN = (128, 1024)
+
+
+def timed(benchmark, backend, operation):
+    def run():
+        operation()
+        backend.synchronize()
+
+    run()  # compile and warm up outside the timing
+    benchmark(run)
+
+
+def uniform(backend, shape, seed=0, low=-1.0):
+    generator = np.random.default_rng(seed)
+    return backend.asarray(generator.uniform(low, 1.0, shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_bias_relu(benchmark, backend_name, batch, hidden):
+    benchmark.group = f"bias_relu B={batch} H={hidden}"
+    backend = backend_or_skip(backend_name)
+    x, bias, out = uniform(backend, (batch, hidden)), uniform(backend, hidden, 1), backend.empty((batch, hidden))
+    timed(benchmark, backend, lambda: backend.bias_relu(x, bias, out))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_relu_backward(benchmark, backend_name, batch, hidden):
+    benchmark.group = f"relu_backward B={batch} H={hidden}"
+    backend = backend_or_skip(backend_name)
+    grad, activation, out = uniform(backend, (batch, hidden)), uniform(backend, (batch, hidden), 1), backend.empty((batch, hidden))
+    timed(benchmark, backend, lambda: backend.relu_backward(grad, activation, out))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_bias_grad(benchmark, backend_name, batch, hidden):
+    benchmark.group = f"bias_grad B={batch} H={hidden}"
+    backend = backend_or_skip(backend_name)
+    grad, out = uniform(backend, (batch, hidden)), backend.empty((hidden,))
+    timed(benchmark, backend, lambda: backend.bias_grad(grad, out))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_relu_backward_bias_grad(benchmark, backend_name, batch, hidden):
+    benchmark.group = f"relu_backward_bias_grad B={batch} H={hidden}"
+    backend = backend_or_skip(backend_name)
+    grad, activation = uniform(backend, (batch, hidden)), uniform(backend, (batch, hidden), 1)
+    out, bias_grad = backend.empty((batch, hidden)), backend.empty((hidden,))
+    timed(benchmark, backend, lambda: backend.relu_backward_bias_grad(grad, activation, out, bias_grad))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_softmax_xent(benchmark, backend_name, batch):
+    benchmark.group = f"softmax_xent B={batch} C=10"
+    backend = backend_or_skip(backend_name)
+    logits, grad = uniform(backend, (batch, 10)), backend.empty((batch, 10))
+    labels = backend.asarray(np.arange(batch) % 10, dtype=np.int32)
+    timed(benchmark, backend, lambda: backend.softmax_xent(logits, labels, grad))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_in_top_k(benchmark, backend_name, batch):
+    benchmark.group = f"in_top_k B={batch} C=10"
+    backend = backend_or_skip(backend_name)
+    logits = uniform(backend, (batch, 10))
+    labels = backend.asarray(np.arange(batch) % 10, dtype=np.int32)
+    timed(benchmark, backend, lambda: int(backend.in_top_k(logits, labels, 1)))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("hidden1", HIDDEN)
+def test_sgd_update(benchmark, backend_name, hidden1):
+    parameters = 784 * hidden1 + hidden1 + hidden1 * 32 + 32 + 32 * 10 + 10
+    benchmark.group = f"sgd_update P={parameters} (H1={hidden1})"
+    backend = backend_or_skip(backend_name)
+    flat, grad = uniform(backend, parameters), uniform(backend, parameters, 1)
+    timed(benchmark, backend, lambda: backend.sgd_update(flat, grad, 1e-6))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_gather_rows(benchmark, backend_name, batch):
+    benchmark.group = f"gather_rows B={batch} D=784 from N=55000"
+    backend = backend_or_skip(backend_name)
+    images, _ = training_set(backend)
+    indices = np.random.default_rng(0).permutation(55000)[:batch]
+    out = backend.empty((batch, 784))
+    timed(benchmark, backend, lambda: backend.gather_rows(images, indices, out))
+
+
+MATMULS = {  # name: (a shape, b shape, trans_a, trans_b) with H1=128, H2=32
+    "images@W1": ((None, 784), (784, 128), False, False),
+    "images.T@grad_hidden1": ((None, 784), (None, 128), True, False),
+    "grad_hidden2@W2.T": ((None, 32), (128, 32), False, True),
+}
+
+
+@pytest.mark.parametrize("backend_name", ("numpy", "cuda"))  # cpu uses NumPy's GEMMs
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("product", MATMULS)
+def test_matmul(benchmark, backend_name, batch, product):
+    a_shape, b_shape, trans_a, trans_b = MATMULS[product]
+    a_shape, b_shape = tuple(batch if size is None else size for size in a_shape), \
+        tuple(batch if size is None else size for size in b_shape)
+    benchmark.group = f"matmul {product} B={batch}"
+    backend = backend_or_skip(backend_name)
+    a, b = uniform(backend, a_shape), uniform(backend, b_shape, 1)
+    rows = a_shape[1] if trans_a else a_shape[0]
+    columns = b_shape[0] if trans_b else b_shape[1]
+    out = backend.empty((rows, columns))
+    timed(benchmark, backend, lambda: backend.matmul(a, b, out, trans_a=trans_a, trans_b=trans_b))

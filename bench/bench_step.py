@@ -1,0 +1,58 @@
+"""A whole training step per backend beside its 8 GEMMs alone (the floor), and the whole tutorial run.
+
+Within one group the step and the floor are timed in the same run, so their ratio is stable
+even on a noisy shared machine.
+"""
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from bench.workloads import BACKENDS, GemmFloor, Step, backend_or_skip
+from mnist_gpu.backends import gpu_available
+from mnist_gpu.trainer import run_training
+
+SHARED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist")
+
+STEP_SHAPES = [(100, 128, 32), (1000, 128, 32), (10000, 128, 32), (1000, 1024, 32)]
+
+
+def warmed(callable_, times=20):
+    for _ in range(times):  # JIT compilation, BLAS thread start-up, CUDA context and caches
+        callable_()
+    return callable_
+
+
+@pytest.mark.parametrize("variant", ["numpy", "cpu", "cuda", "numpy-gemm-floor", "cuda-gemm-floor", "cuda-launch-only"])
+@pytest.mark.parametrize("batch, hidden1, hidden2", STEP_SHAPES)
+def test_training_step(benchmark, variant, batch, hidden1, hidden2):
+    benchmark.group = f"step B={batch} H1={hidden1} H2={hidden2}"
+    backend = backend_or_skip(variant.split("-")[0])
+    if variant.endswith("gemm-floor"):
+        target = GemmFloor(backend, batch, hidden1, hidden2)
+    elif variant.endswith("launch-only"):
+        # Host time to issue a step; the queue is drained between rounds, outside the timing.
+        step = Step(backend, batch, hidden1, hidden2)
+        warmed(step)
+        benchmark.pedantic(step.enqueue, setup=backend.synchronize, rounds=200, warmup_rounds=10)
+        return
+    else:
+        target = Step(backend, batch, hidden1, hidden2)
+    benchmark(warmed(target))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_tutorial_run(benchmark, backend_name, tmp_path_factory, capsys):
+    """The tutorial's default run on real MNIST: 2000 steps, two evaluations, checkpoints, events."""
+    if backend_name == "cuda" and not gpu_available():
+        pytest.skip("needs an NVIDIA GPU with CuPy")
+    benchmark.group = "tutorial run (2000 steps, B=100, evals included)"
+
+    def flags():
+        return (SimpleNamespace(learning_rate=0.01, max_steps=2000, hidden1=128, hidden2=32, batch_size=100,
+                                input_data_dir=SHARED_MNIST, log_dir=str(tmp_path_factory.mktemp("run")), fake_data=False,
+                                backend=backend_name, seed=1, dataset="mnist", source_url=None, resume=False,
+                                overwrite=False, max_to_keep=5),), {}
+
+    benchmark.pedantic(run_training, setup=flags, rounds=3, warmup_rounds=1)
+    capsys.readouterr()

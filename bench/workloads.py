@@ -1,0 +1,87 @@
+"""What the benchmarks time: a backend's ops, a whole training step, and the same step's GEMMs alone.
+
+Shapes: B batch, D=784, H1, H2, C=10. Every callable here finishes its GPU work before returning
+(backend.synchronize()), so a host timer measures the work and not just its launch.
+"""
+import numpy as np
+
+from mnist_gpu import model as mnist
+from mnist_gpu.backends import get_backend, gpu_available
+
+BACKENDS = ("numpy", "cpu", "cuda")
+
+
+def backend_or_skip(name):
+    import pytest
+
+    if name == "cuda" and not gpu_available():
+        pytest.skip("needs an NVIDIA GPU with CuPy")
+    return get_backend(name)
+
+
+def training_set(backend, rows=55000, seed=0):
+    """A stand-in training set of the real one's size (random pixels: speed does not depend on them)."""
+    generator = np.random.default_rng(seed)
+    images = generator.random((rows, mnist.IMAGE_PIXELS), dtype=np.float32)
+    labels = generator.integers(0, mnist.NUM_CLASSES, rows).astype(np.int32)
+    return backend.asarray(images), backend.asarray(labels, dtype=np.int32)
+
+
+class Step:
+    """One training step as the trainer runs it: batch gather, forward, loss, backprop, SGD."""
+
+    def __init__(self, backend, batch_size, hidden1=128, hidden2=32, seed=0):
+        self.backend = backend
+        self.batch_size = batch_size
+        self.model = mnist.Model(backend, mnist.initial_variables(hidden1, hidden2, seed), batch_size)
+        self.table_images, self.table_labels = training_set(backend)
+        self.images = backend.empty((batch_size, mnist.IMAGE_PIXELS))
+        self.labels = backend.empty((batch_size,), np.int32)
+        self.generator = np.random.default_rng(seed)
+        self.order = self.generator.permutation(len(self.table_labels))
+        self.position = 0
+
+    def next_indices(self):
+        if self.position + self.batch_size > len(self.order):
+            self.position = 0
+        indices = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return indices
+
+    def enqueue(self):
+        """Issue one step without waiting for it (on a GPU: the host's launch cost)."""
+        backend, model = self.backend, self.model
+        indices = self.next_indices()
+        backend.gather_rows(self.table_images, indices, self.images)
+        backend.gather_rows(self.table_labels, indices, self.labels)
+        logits = mnist.inference(model, self.images)
+        mnist.loss(model, logits, self.labels)
+        mnist.training(model, self.images, 0.01)
+
+    def __call__(self):
+        self.enqueue()
+        self.backend.synchronize()
+
+
+class GemmFloor:
+    """The 8 GEMMs of one training step alone, on the same backend and shapes: the floor a step can reach."""
+
+    def __init__(self, backend, batch_size, hidden1=128, hidden2=32):
+        step = Step(backend, batch_size, hidden1, hidden2)
+        self.backend, model, variables, gradients = backend, step.model, step.model.variables, step.model.gradients
+        images = step.images
+        self.products = [
+            (images, variables["hidden1/weights"], model.hidden1, False, False),
+            (model.hidden1, variables["hidden2/weights"], model.hidden2, False, False),
+            (model.hidden2, variables["softmax_linear/weights"], model.logits, False, False),
+            (model.hidden2, model.grad_logits, gradients["softmax_linear/weights"], True, False),
+            (model.grad_logits, variables["softmax_linear/weights"], model.grad_hidden2, False, True),
+            (model.hidden1, model.grad_hidden2, gradients["hidden2/weights"], True, False),
+            (model.grad_hidden2, variables["hidden2/weights"], model.grad_hidden1, False, True),
+            (images, model.grad_hidden1, gradients["hidden1/weights"], True, False),
+        ]
+
+    def __call__(self):
+        for a, b, out, trans_a, trans_b in self.products:
+            self.backend.matmul(a, b, out, trans_a=trans_a, trans_b=trans_b)
+        self.backend.synchronize()
