@@ -87,7 +87,10 @@ def relu_backward_bias_grad(grad, activation, out, bias_grad):
 
 @njit(cache=True)
 def softmax_xent(logits, labels, grad):
-    """Fused: stable softmax, per-row loss and its mean, gradient (softmax - onehot) / B."""
+    """Fused: stable softmax, per-row loss and its mean, gradient (softmax - onehot) / B.
+
+    A label outside 0..C-1 makes the loss NaN, as in the NumPy spec.
+    """
     batch, classes = logits.shape
     inverse_batch = np.float32(1.0) / np.float32(batch)
     total = ZERO
@@ -101,12 +104,15 @@ def softmax_xent(logits, labels, grad):
             exponential = np.exp(logits[row, column] - row_max)
             grad[row, column] = exponential
             exponential_sum += exponential
-        label = labels[row]
-        total += np.log(exponential_sum) - (logits[row, label] - row_max)
         scale = inverse_batch / exponential_sum
         for column in range(classes):
             grad[row, column] *= scale
-        grad[row, label] -= inverse_batch
+        label = labels[row]
+        if 0 <= label < classes:
+            total += np.log(exponential_sum) - (logits[row, label] - row_max)
+            grad[row, label] -= inverse_batch
+        else:  # never index out of bounds; the NaN loss stops training with a message
+            total += np.float32(np.nan)
     return total * inverse_batch
 
 

@@ -3,7 +3,7 @@
 Shapes: logits, grad [B, C=10]; labels [B] int32; mean_loss [1].
     loss[b] = log(sum_c exp(logits[b, c] - max_b)) - (logits[b, label] - max_b)
     grad[b, c] = (softmax[b, c] - onehot[b, c]) / B
-    mean_loss[0] = sum_b loss[b] / B
+    mean_loss[0] = sum_b loss[b] / B   (NaN if any label is outside 0..C-1, as in the NumPy spec)
 Launch: ONE block of SOFTMAX_THREADS threads. Each thread owns rows thread, thread + 256, ...
 (C=10 is too small to split a row across threads); the per-thread partial losses are then added
 by a shared-memory tree, so the mean is computed on the device, in a fixed order (repeatable),
@@ -34,12 +34,15 @@ def softmax_xent_kernel(logits, labels, grad, mean_loss):
             exponential = math.exp(logits[row, column] - row_max)
             grad[row, column] = exponential
             total += exponential
-        label = labels[row]
-        partial += math.log(total) - (logits[row, label] - row_max)
         scale = inverse_batch / total
         for column in range(classes):
             grad[row, column] *= scale
-        grad[row, label] -= inverse_batch
+        label = labels[row]
+        if 0 <= label < classes:
+            partial += math.log(total) - (logits[row, label] - row_max)
+            grad[row, label] -= inverse_batch
+        else:  # never index out of bounds; the NaN loss stops training with a message
+            partial += float32(math.nan)
     partial_losses = cuda.shared.array(SOFTMAX_THREADS, float32)
     partial_losses[thread] = partial
     cuda.syncthreads()

@@ -99,6 +99,17 @@ def test_softmax_xent(candidate, numpy_backend, generator, batch, scale):
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)
 
 
+def test_softmax_xent_out_of_range_label_gives_nan_not_a_bad_index(candidate, numpy_backend):
+    logits = np.zeros((3, 10), np.float32)
+    labels = np.array([1, 10, -1], np.int32)
+    grad = candidate.empty((3, 10))
+    loss = candidate.softmax_xent(candidate.asarray(logits), candidate.asarray(labels, dtype=np.int32), grad)
+    expected_grad = np.empty((3, 10), np.float32)
+    assert math.isnan(float(loss)) and math.isnan(float(numpy_backend.softmax_xent(logits, labels, expected_grad)))
+    np.testing.assert_allclose(candidate.to_host(grad), expected_grad, rtol=1e-6)
+    assert expected_grad[0, 1] == pytest.approx(0.1 / 3 - 1 / 3) and expected_grad[1, 0] == pytest.approx(0.1 / 3)
+
+
 def test_softmax_xent_returns_a_value_that_later_calls_do_not_change(candidate):
     logits = candidate.asarray(np.zeros((2, 10), np.float32))
     labels = candidate.asarray(np.array([0, 1], np.int32), dtype=np.int32)

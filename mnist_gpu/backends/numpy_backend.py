@@ -65,16 +65,19 @@ class NumpyBackend:
         """Mean sparse softmax cross-entropy over the batch; writes d(mean loss)/d(logits) to grad_out.
 
         Stable: subtract each row's max before exp. grad = (softmax - onehot(labels)) / B.
+        A label outside 0..C-1 makes the loss NaN (no one-hot for that row), never a bad index.
         """
-        batch = len(labels)
+        batch, classes = logits.shape
         rows = np.arange(batch)
+        valid = (labels >= 0) & (labels < classes)
+        safe_labels = np.where(valid, labels, 0)
         np.subtract(logits, logits.max(axis=1, keepdims=True), out=grad_out)  # shifted logits
-        shifted_target = grad_out[rows, labels]
+        shifted_target = np.where(valid, grad_out[rows, safe_labels], np.nan)
         np.exp(grad_out, out=grad_out)
         sums = grad_out.sum(axis=1, keepdims=True)
         losses = np.log(sums[:, 0]) - shifted_target  # -log softmax[label]
         np.divide(grad_out, sums * batch, out=grad_out)
-        grad_out[rows, labels] -= 1 / batch
+        grad_out[rows[valid], labels[valid]] -= 1 / batch
         return losses.mean(dtype=self.dtype)
 
     def sgd_update(self, parameter, grad, learning_rate):
