@@ -20,11 +20,14 @@ def backend_or_skip(name):
 
 
 def training_set(backend, rows=55000, seed=0):
-    """A stand-in training set of the real one's size (random pixels: speed does not depend on them)."""
+    """A stand-in training set of the real one's size, as the trainer holds it: uint8 pixels, int32 labels.
+
+    Random pixels: speed does not depend on them.
+    """
     generator = np.random.default_rng(seed)
-    images = generator.random((rows, mnist.IMAGE_PIXELS), dtype=np.float32)
+    pixels = generator.integers(0, 256, (rows, mnist.IMAGE_PIXELS), dtype=np.uint8)
     labels = generator.integers(0, mnist.NUM_CLASSES, rows).astype(np.int32)
-    return backend.asarray(images), backend.asarray(labels, dtype=np.int32)
+    return backend.asarray(pixels, dtype=np.uint8), backend.asarray(labels, dtype=np.int32)
 
 
 class Step:
@@ -34,7 +37,7 @@ class Step:
         self.backend = backend
         self.batch_size = batch_size
         self.model = mnist.Model(backend, mnist.initial_variables(hidden1, hidden2, seed), batch_size)
-        self.table_images, self.table_labels = training_set(backend)
+        self.table_pixels, self.table_labels = training_set(backend)
         self.images = backend.empty((batch_size, mnist.IMAGE_PIXELS))
         self.labels = backend.empty((batch_size,), np.int32)
         self.generator = np.random.default_rng(seed)
@@ -52,7 +55,7 @@ class Step:
         """Issue one step without waiting for it (on a GPU: the host's launch cost)."""
         backend, model = self.backend, self.model
         indices = self.next_indices()
-        backend.gather_rows(self.table_images, indices, self.images)
+        backend.gather_images(self.table_pixels, indices, self.images)
         backend.gather_rows(self.table_labels, indices, self.labels)
         logits = mnist.inference(model, self.images)
         mnist.loss(model, logits, self.labels)

@@ -29,6 +29,15 @@ def gather_rows(table, indices, out):
 
 
 @njit(cache=True)
+def gather_images(pixels, indices, scale, out):
+    """Fused gather + conversion: out[b, :] = float32(pixels[indices[b], :]) * scale (pixels uint8)."""
+    for row in range(indices.shape[0]):
+        source, target = pixels[indices[row]], out[row]
+        for column in range(source.shape[0]):
+            target[column] = np.float32(source[column]) * scale
+
+
+@njit(cache=True)
 def bias_relu(x, bias, out):
     """Fused: out = max(x + bias, 0); NaN passes through like np.maximum."""
     scratch = np.empty(x.shape[1], np.float32)

@@ -1,10 +1,13 @@
-"""Batch gather: out[b, :] = table[indices[b], :], so the whole data set can live on the GPU.
+"""Batch gather, so the whole data set lives on the GPU and a step reads only its batch.
 
-Shapes: table [N, W] (images: W = D = 784; labels viewed as [N, 1]), indices [B] int32,
-out [B, W]. Launch: one thread per output element, blocks_for(B * W) blocks of
-THREADS_PER_BLOCK; consecutive threads copy consecutive pixels of a row (coalesced).
+gather_rows_kernel:   out[b, :] = table[indices[b], :]   (labels viewed as [N, 1], or float rows)
+gather_images_kernel: out[b, :] = float32(pixels[indices[b], :]) * scale   (fused gather +
+    uint8 -> float32 conversion: the set is stored as its original bytes, 4x less to read)
+Shapes: table/pixels [N, W] (images: W = D = 784), indices [B] int32, out [B, W] float32.
+Launch: one thread per output element, blocks_for(B * W) blocks of THREADS_PER_BLOCK;
+consecutive threads copy consecutive pixels of a row (coalesced).
 """
-from .numba_cuda import cuda
+from .numba_cuda import cuda, float32
 
 
 @cuda.jit
@@ -15,3 +18,13 @@ def gather_rows_kernel(table, indices, out):
         row = index // width
         column = index - row * width
         out[row, column] = table[indices[row], column]
+
+
+@cuda.jit
+def gather_images_kernel(pixels, indices, scale, out):
+    index = cuda.grid(1)
+    width = out.shape[1]
+    if index < out.shape[0] * width:
+        row = index // width
+        column = index - row * width
+        out[row, column] = float32(pixels[indices[row], column]) * scale

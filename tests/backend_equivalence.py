@@ -189,3 +189,15 @@ def test_training_steps_match_numpy(candidate, numpy_backend, generator, batch, 
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
     assert models[0].global_step == models[1].global_step == 3
+
+
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_gather_images(candidate, numpy_backend, generator, batch):
+    pixels = generator.integers(0, 256, (40, 784 if not SIMULATED else 33), dtype=np.uint8)
+    pixels[0, :3] = (0, 1, 255)
+    indices = np.concatenate(([0], generator.integers(0, 40, batch - 1)))
+    out = candidate.empty((batch, pixels.shape[1]))
+    candidate.gather_images(candidate.asarray(pixels, dtype=np.uint8), indices, out)
+    expected = np.empty((batch, pixels.shape[1]), np.float32)
+    numpy_backend.gather_images(pixels, indices, expected)
+    np.testing.assert_array_equal(candidate.to_host(out), expected)  # exact: one float32 multiply each

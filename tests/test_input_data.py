@@ -75,6 +75,7 @@ def test_fake_data_is_tensorflows():
         images, labels = data.next_batch(7)
         assert images.shape == (7, 784) and images.dtype == np.float32 and (images == 1).all()
         assert labels.dtype == np.int32 and not labels.any()
+        assert (data.pixels == 255).all()
 
 
 def raw_idx(path, header_bytes):
@@ -97,6 +98,8 @@ def test_real_mnist_splits(mnist_dir, tmp_path):
     np.testing.assert_array_equal(data_sets.validation.images[:3],
                                   train_images[:3].astype(np.float32) * np.float32(1.0 / 255.0))
     assert data_sets.train.images.min() == 0 and data_sets.train.images.max() == 1
+    for split in (data_sets.train, data_sets.validation, data_sets.test):
+        np.testing.assert_array_equal(split.pixels * np.float32(1.0 / 255.0), split.images)
     # The copy shipped inside the package is the same data.
     packaged = read_data_sets(str(tmp_path / "empty"))
     np.testing.assert_array_equal(packaged.test.images, data_sets.test.images)

@@ -128,6 +128,14 @@ def test_gather_rows(backend):
     np.testing.assert_array_equal(out_labels, [9, 8])
 
 
+def test_gather_images_scales_like_tensorflow(backend):
+    pixels = np.array([[0, 255, 128], [1, 2, 3], [51, 102, 204]], np.uint8)
+    out = backend.empty((2, 3))
+    backend.gather_images(pixels, np.array([2, 0]), out)
+    np.testing.assert_allclose(out, [[0.2, 0.4, 0.8], [0, 1, 128 / 255]], rtol=1e-7)
+    assert out[1, 1] == 1.0  # 255 / 255 is exactly one
+
+
 def test_arrays_are_float32_by_default(backend):
     assert backend.empty((2, 2)).dtype == np.float32
     assert backend.zeros(3).dtype == np.float32

@@ -6,6 +6,7 @@ each becoming one pass over memory (see kernels/cpu.py). Float32 only.
 """
 import numpy as np
 
+from ..input_data import PIXEL_SCALE
 from ..kernels import cpu
 from .numpy_backend import NumpyBackend
 
@@ -20,6 +21,9 @@ class CpuBackend(NumpyBackend):
 
     def gather_rows(self, table, indices, out):
         cpu.gather_rows(table.reshape(len(table), -1), indices, out.reshape(len(indices), -1))
+
+    def gather_images(self, pixels, indices, out):
+        cpu.gather_images(pixels, indices, PIXEL_SCALE, out)
 
     def bias_relu(self, x, bias, out):
         cpu.bias_relu(x, bias, out)

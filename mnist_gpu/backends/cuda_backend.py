@@ -10,6 +10,7 @@ Shapes: B batch, D=784, H1, H2, C=10.
 """
 import numpy as np
 
+from ..input_data import PIXEL_SCALE
 from . import BackendUnavailable
 
 INSTALL_HINT = "install the GPU extras: pip install 'mnist_gpu[cuda13]' (CUDA 13 driver) or 'mnist_gpu[cuda12]'"
@@ -91,16 +92,25 @@ class CudaBackend:
         return threads, self.kernels_module.blocks_for(count, threads)
 
     # -- ops ------------------------------------------------------------------
-    def gather_rows(self, table, indices, out):
-        """out[i] = table[indices[i]]; `indices` are host integers, copied to the device (B int32s)."""
+    def _device_indices(self, indices):
+        """Copy host row indices into a reused device buffer (B int32s: the one upload of a step)."""
         count = len(indices)
         if self.index_buffer.shape[0] < count:
             self.index_buffer = self.xp.empty(count, dtype=np.int32)
         device_indices = self.index_buffer[:count]
         device_indices[...] = self.xp.asarray(np.asarray(indices, dtype=np.int32))
-        table_2d = table.reshape(len(table), -1)
-        out_2d = out.reshape(count, -1)
-        self._launch(self.gather.gather_rows_kernel, *self._grid(out_2d.size), table_2d, device_indices, out_2d)
+        return device_indices
+
+    def gather_rows(self, table, indices, out):
+        """out[i] = table[indices[i]]; `indices` are host integers."""
+        out_2d = out.reshape(len(indices), -1)
+        self._launch(self.gather.gather_rows_kernel, *self._grid(out_2d.size),
+                     table.reshape(len(table), -1), self._device_indices(indices), out_2d)
+
+    def gather_images(self, pixels, indices, out):
+        """out[i] = pixels[indices[i]] * PIXEL_SCALE, uint8 to float32 in the same pass."""
+        self._launch(self.gather.gather_images_kernel, *self._grid(out.size),
+                     pixels, self._device_indices(indices), PIXEL_SCALE, out)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         """out = op(a) @ op(b) by cuBLAS; a transpose is a strided view, never a copy."""

@@ -5,6 +5,8 @@ Shapes: B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes. Every op wr
 """
 import numpy as np
 
+from ..input_data import PIXEL_SCALE
+
 
 class NumpyBackend:
     """Reference implementation of every op, in plain NumPy on the host."""
@@ -34,6 +36,10 @@ class NumpyBackend:
     def gather_rows(self, table, indices, out):
         """out[i] = table[indices[i]]: a batch of images or labels picked from a whole set."""
         np.take(table, indices, axis=0, out=out)
+
+    def gather_images(self, pixels, indices, out):
+        """out[i] = pixels[indices[i]] * PIXEL_SCALE: a batch of uint8 images to float32, exactly as TF scales them."""
+        np.multiply(pixels[indices], PIXEL_SCALE, out=out)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         """out = op(a) @ op(b), where op transposes when asked (a view, never a copy)."""
