@@ -43,6 +43,9 @@ class Step:
         self.generator = np.random.default_rng(seed)
         self.order = self.generator.permutation(len(self.table_labels))
         self.position = 0
+        # Random pixels and labels would make the tutorial's 0.01 diverge over thousands of timed
+        # steps, and NaN arithmetic can run at a different speed: a tiny rate keeps values sane.
+        self.learning_rate = 1e-6
 
     def next_indices(self):
         if self.position + self.batch_size > len(self.order):
@@ -59,7 +62,7 @@ class Step:
         backend.gather_rows(self.table_labels, indices, self.labels)
         logits = mnist.inference(model, self.images)
         mnist.loss(model, logits, self.labels)
-        mnist.training(model, self.images, 0.01)
+        mnist.training(model, self.images, self.learning_rate)
 
     def __call__(self):
         self.enqueue()

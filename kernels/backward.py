@@ -22,7 +22,7 @@ def relu_backward_kernel(grad, activation, out):
     if index < grad.shape[0] * columns:
         row = index // columns
         column = index - row * columns
-        out[row, column] = grad[row, column] if activation[row, column] > 0 else 0.0
+        out[row, column] = grad[row, column] if activation[row, column] > 0 else float32(0.0)
 
 
 @cuda.jit(device=True)

@@ -5,7 +5,7 @@ Launch: one thread per element, THREADS_PER_BLOCK threads per block, blocks_for(
 consecutive threads take consecutive columns of a row, so reads and writes are coalesced.
 Fused: the bias add and the ReLU happen in one pass over memory instead of two.
 """
-from .numba_cuda import cuda
+from .numba_cuda import cuda, float32
 
 
 @cuda.jit
@@ -16,7 +16,7 @@ def bias_relu_kernel(x, bias, out):
         row = index // columns
         column = index - row * columns
         value = x[row, column] + bias[column]
-        out[row, column] = 0.0 if value < 0 else value  # NaN passes through, as in NumPy and TF
+        out[row, column] = float32(0.0) if value < 0 else value  # NaN passes through, as in NumPy and TF
 
 
 @cuda.jit

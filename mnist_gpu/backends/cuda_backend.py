@@ -71,7 +71,10 @@ class CudaBackend:
         return self.xp.ascontiguousarray(self.xp.asarray(array, dtype=dtype or self.dtype))
 
     def to_host(self, array):
-        return array.get(stream=self.stream) if self.stream is not None else np.array(array)
+        if self.stream is None:
+            return np.array(array)
+        self.stream.synchronize()  # everything queued that writes `array` has finished
+        return array.get()
 
     def empty(self, shape, dtype=None):
         return self.xp.empty(shape, dtype=dtype or self.dtype)
@@ -98,7 +101,11 @@ class CudaBackend:
         if self.index_buffer.shape[0] < count:
             self.index_buffer = self.xp.empty(count, dtype=np.int32)
         device_indices = self.index_buffer[:count]
-        device_indices[...] = self.xp.asarray(np.asarray(indices, dtype=np.int32))
+        host_indices = np.asarray(indices, dtype=np.int32)
+        if self.stream is None:
+            device_indices[...] = host_indices
+        else:
+            device_indices.set(host_indices, stream=self.stream)  # queued in order with the step
         return device_indices
 
     def gather_rows(self, table, indices, out):
