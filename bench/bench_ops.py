@@ -26,45 +26,27 @@ def uniform(backend, shape, seed=0, low=-1.0):
     return backend.asarray(generator.uniform(low, 1.0, shape).astype(np.float32))
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("hidden", HIDDEN)
-def test_bias_relu(benchmark, backend_name, batch, hidden):
-    benchmark.group = f"bias_relu B={batch} H={hidden}"
-    backend = backend_or_skip(backend_name)
-    x, bias, out = uniform(backend, (batch, hidden)), uniform(backend, hidden, 1), backend.empty((batch, hidden))
-    timed(benchmark, backend, lambda: backend.bias_relu(x, bias, out))
+# Element-wise and reduction ops on a [B, H] activation: name -> call(backend, x, y, out [B, H], column_out [H]).
+HIDDEN_LAYER_OPS = {
+    "bias_relu": lambda backend, x, y, out, column_out: backend.bias_relu(x, y[0], out),
+    "relu_backward": lambda backend, x, y, out, column_out: backend.relu_backward(x, y, out),
+    "bias_grad": lambda backend, x, y, out, column_out: backend.bias_grad(x, column_out),
+    "relu_backward_bias_grad": lambda backend, x, y, out, column_out:
+        backend.relu_backward_bias_grad(x, y, out, column_out),
+}
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("hidden", HIDDEN)
-def test_relu_backward(benchmark, backend_name, batch, hidden):
-    benchmark.group = f"relu_backward B={batch} H={hidden}"
+@pytest.mark.parametrize("op", HIDDEN_LAYER_OPS)
+def test_hidden_layer_op(benchmark, backend_name, batch, hidden, op):
+    benchmark.group = f"{op} B={batch} H={hidden}"
     backend = backend_or_skip(backend_name)
-    grad, activation, out = uniform(backend, (batch, hidden)), uniform(backend, (batch, hidden), 1), backend.empty((batch, hidden))
-    timed(benchmark, backend, lambda: backend.relu_backward(grad, activation, out))
-
-
-@pytest.mark.parametrize("backend_name", BACKENDS)
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("hidden", HIDDEN)
-def test_bias_grad(benchmark, backend_name, batch, hidden):
-    benchmark.group = f"bias_grad B={batch} H={hidden}"
-    backend = backend_or_skip(backend_name)
-    grad, out = uniform(backend, (batch, hidden)), backend.empty((hidden,))
-    timed(benchmark, backend, lambda: backend.bias_grad(grad, out))
-
-
-@pytest.mark.parametrize("backend_name", BACKENDS)
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("hidden", HIDDEN)
-def test_relu_backward_bias_grad(benchmark, backend_name, batch, hidden):
-    benchmark.group = f"relu_backward_bias_grad B={batch} H={hidden}"
-    backend = backend_or_skip(backend_name)
-    grad, activation = uniform(backend, (batch, hidden)), uniform(backend, (batch, hidden), 1)
-    out, bias_grad = backend.empty((batch, hidden)), backend.empty((hidden,))
-    timed(benchmark, backend, lambda: backend.relu_backward_bias_grad(grad, activation, out, bias_grad))
+    x, y = uniform(backend, (batch, hidden)), uniform(backend, (batch, hidden), 1)
+    out, column_out = backend.empty((batch, hidden)), backend.empty((hidden,))
+    call = HIDDEN_LAYER_OPS[op]
+    timed(benchmark, backend, lambda: call(backend, x, y, out, column_out))
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)

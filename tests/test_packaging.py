@@ -1,0 +1,23 @@
+"""The installed package: no generic top-level `kernels`, the kernels inside mnist_gpu, MNIST shipped."""
+import importlib.metadata
+import os
+
+import mnist_gpu
+import mnist_gpu.kernels
+
+
+def test_no_top_level_kernels_package_is_installed():
+    files = [str(path) for path in importlib.metadata.files("mnist_gpu")]
+    assert files, "mnist_gpu is not installed"
+    assert not [path for path in files if path.split("/")[0] == "kernels"]
+
+
+def test_kernels_are_mnist_gpu_kernels():
+    assert mnist_gpu.kernels.__name__ == "mnist_gpu.kernels"
+    assert os.path.isfile(os.path.join(os.path.dirname(mnist_gpu.kernels.__file__), "softmax_xent.py"))
+
+
+def test_mnist_ships_inside_the_package():
+    folder = os.path.join(os.path.dirname(mnist_gpu.__file__), "data", "mnist")
+    assert sorted(os.listdir(folder)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+                                          "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
