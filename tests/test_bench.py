@@ -33,8 +33,8 @@ def fake_results():
     }
 
 
-def test_report_writes_tables_and_a_chart(tmp_path):
-    sys.path.insert(0, REPOSITORY)
+def test_report_writes_tables_and_a_chart(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(REPOSITORY)
     from bench import report
 
     markdown = report.write_report(fake_results(), str(tmp_path), "python -m bench.report")

@@ -1,15 +1,23 @@
 """The installed package: no generic top-level `kernels`, the kernels inside mnist_gpu, MNIST shipped."""
 import importlib.metadata
+import importlib.util
 import os
+import site
+import sys
 
 import mnist_gpu
 import mnist_gpu.kernels
 
 
-def test_no_top_level_kernels_package_is_installed():
-    files = [str(path) for path in importlib.metadata.files("mnist_gpu")]
-    assert files, "mnist_gpu is not installed"
+def test_no_top_level_kernels_package_is_installed(monkeypatch):
+    # Look at what is installed, not at a source checkout that may be on sys.path.
+    installed = [distribution for distribution in importlib.metadata.distributions(path=site.getsitepackages())
+                 if distribution.metadata["Name"] == "mnist_gpu"]
+    assert len(installed) == 1, "mnist_gpu is not installed (or installed twice)"
+    files = [str(path) for path in installed[0].files]
     assert not [path for path in files if path.split("/")[0] == "kernels"]
+    monkeypatch.setattr(sys, "path", site.getsitepackages())
+    assert importlib.util.find_spec("kernels") is None
 
 
 def test_kernels_are_mnist_gpu_kernels():
