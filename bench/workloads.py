@@ -74,7 +74,9 @@ class GemmFloor:
 
     def __init__(self, backend, batch_size, hidden1=128, hidden2=32):
         step = Step(backend, batch_size, hidden1, hidden2)
-        self.backend, model, variables, gradients = backend, step.model, step.model.variables, step.model.gradients
+        step()  # realistic values in every buffer: uninitialised memory could hold slow denormals or NaNs
+        self.backend, model, variables = backend, step.model, step.model.variables
+        gradients = {name: backend.zeros(value.shape) for name, value in variables.items() if name.endswith("weights")}
         images = step.images
         self.products = [
             (images, variables["hidden1/weights"], model.hidden1, False, False),

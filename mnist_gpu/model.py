@@ -49,7 +49,7 @@ def initial_variables(hidden1_units, hidden2_units, seed=None):
     return variables
 
 
-ALIGNMENT = 64  # elements: each packed variable starts on a 256-byte boundary, as cuBLAS prefers
+ALIGNMENT = 64  # elements: each packed bias starts on a 256-byte boundary
 
 
 def packed(backend, shapes):
@@ -64,17 +64,20 @@ def packed(backend, shapes):
 
 
 class Model:
-    """The network's variables, their gradients and every per-batch buffer, on one backend."""
+    """The network's variables, its bias gradients and every per-batch buffer, on one backend."""
 
     def __init__(self, backend, variables, batch_size, global_step=0):
         self.backend = backend
         self.batch_size = batch_size
         self.global_step = global_step
-        # Variables and gradients each live in one flat buffer, so SGD is one op for all of them.
-        shapes = {name: tuple(value.shape) for name, value in variables.items()}
-        self.flat_variables, self.variables = packed(backend, shapes)
-        self.flat_gradients, self.gradients = packed(backend, shapes)
-        for name, value in variables.items():
+        # Weight gradients are never stored: each goes straight into its SGD step (matmul_sgd).
+        # The biases and their gradients each live in one flat buffer, so their SGD is one op.
+        bias_shapes = {name: tuple(value.shape) for name, value in variables.items() if name.endswith("/biases")}
+        self.flat_biases, biases = packed(backend, bias_shapes)
+        self.flat_bias_gradients, self.bias_gradients = packed(backend, bias_shapes)
+        self.variables = {}
+        for name, value in variables.items():  # copies: the model never shares the caller's arrays
+            self.variables[name] = biases[name] if name in biases else backend.empty(value.shape)
             self.variables[name][...] = backend.asarray(value)
         hidden1_units = self.variables["hidden1/biases"].shape[0]
         hidden2_units = self.variables["hidden2/biases"].shape[0]
@@ -109,25 +112,30 @@ def loss(model, logits, labels):
 
 
 def training(model, images, learning_rate):
-    """Backprop from model.grad_logits (set by `loss`), then one plain SGD step; global_step += 1.
+    """Backprop from model.grad_logits (set by `loss`) and plain SGD; global_step += 1.
 
-    All gradients are computed before any variable changes, as TF's minimize() does.
+    As in TF's minimize(), every gradient is computed from the variables as they were before
+    this step: a layer's weights are updated only after their last use (the GEMM that carries
+    the gradient back to the layer below). Each weight gradient op(a) @ op(b) goes straight
+    into its update (matmul_sgd: W -= lr * input^T @ grad_output, one GEMM on the fast backends).
     """
-    backend, variables, gradients = model.backend, model.variables, model.gradients
+    backend, variables, bias_gradients = model.backend, model.variables, model.bias_gradients
     # softmax_linear: logits = hidden2 @ W + b
-    backend.matmul(model.hidden2, model.grad_logits, out=gradients["softmax_linear/weights"], trans_a=True)
-    backend.bias_grad(model.grad_logits, out=gradients["softmax_linear/biases"])
+    backend.bias_grad(model.grad_logits, out=bias_gradients["softmax_linear/biases"])
     backend.matmul(model.grad_logits, variables["softmax_linear/weights"], out=model.grad_hidden2, trans_b=True)
+    backend.matmul_sgd(model.hidden2, model.grad_logits, variables["softmax_linear/weights"], learning_rate,
+                       trans_a=True)
     # hidden2: hidden2 = relu(hidden1 @ W + b)
     backend.relu_backward_bias_grad(model.grad_hidden2, model.hidden2, out=model.grad_hidden2,
-                                    bias_grad=gradients["hidden2/biases"])
-    backend.matmul(model.hidden1, model.grad_hidden2, out=gradients["hidden2/weights"], trans_a=True)
+                                    bias_grad=bias_gradients["hidden2/biases"])
     backend.matmul(model.grad_hidden2, variables["hidden2/weights"], out=model.grad_hidden1, trans_b=True)
+    backend.matmul_sgd(model.hidden1, model.grad_hidden2, variables["hidden2/weights"], learning_rate, trans_a=True)
     # hidden1: hidden1 = relu(images @ W + b); no gradient flows into the images
     backend.relu_backward_bias_grad(model.grad_hidden1, model.hidden1, out=model.grad_hidden1,
-                                    bias_grad=gradients["hidden1/biases"])
-    backend.matmul(images, model.grad_hidden1, out=gradients["hidden1/weights"], trans_a=True)
-    backend.sgd_update(model.flat_variables, model.flat_gradients, learning_rate)
+                                    bias_grad=bias_gradients["hidden1/biases"])
+    backend.matmul_sgd(images, model.grad_hidden1, variables["hidden1/weights"], learning_rate, trans_a=True)
+    # All three biases in one op.
+    backend.sgd_update(model.flat_biases, model.flat_bias_gradients, learning_rate)
     model.global_step += 1
 
 

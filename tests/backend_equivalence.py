@@ -119,6 +119,18 @@ def test_softmax_xent_returns_a_value_that_later_calls_do_not_change(candidate):
     assert float(first) == pytest.approx(math.log(10), rel=1e-6)
 
 
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("rows, inner, columns", [(1, 3, 5), (33, 17, 10)] + ([] if SIMULATED else [(784, 100, 128)]))
+def test_matmul_sgd(candidate, numpy_backend, generator, rows, inner, columns, trans_a, trans_b):
+    a = random_f32(generator, (inner, rows) if trans_a else (rows, inner))
+    b = random_f32(generator, (columns, inner) if trans_b else (inner, columns))
+    parameter = random_f32(generator, (rows, columns))
+    device_parameter = candidate.asarray(parameter)
+    candidate.matmul_sgd(candidate.asarray(a), candidate.asarray(b), device_parameter, 0.01, trans_a, trans_b)
+    numpy_backend.matmul_sgd(a, b, parameter, 0.01, trans_a, trans_b)
+    np.testing.assert_allclose(candidate.to_host(device_parameter), parameter, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("size", [1, 255, 257, 1000] + ([] if SIMULATED else [101770]))
 def test_sgd_update(candidate, numpy_backend, generator, size):
     parameter = random_f32(generator, size)

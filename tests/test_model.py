@@ -24,15 +24,25 @@ def forward_loss(model, images, labels):
     return float(mnist.loss(model, mnist.inference(model, images), labels))
 
 
+def sgd_step(model, images, labels, learning_rate):
+    """One training step; returns {name: variable before - variable after}."""
+    before = {name: value.copy() for name, value in model.variables.items()}
+    forward_loss(model, images, labels)
+    mnist.training(model, images, learning_rate)
+    return {name: before[name] - value for name, value in model.variables.items()}
+
+
 @pytest.mark.parametrize("batch, hidden1, hidden2", [(1, 3, 2), (3, 5, 4), (4, 7, 3)])
 def test_gradients_match_finite_differences(batch, hidden1, hidden2):
+    """With learning rate 1, SGD moves every variable by exactly minus its gradient."""
     model, images, labels = tiny_model(batch, hidden1, hidden2)
-    forward_loss(model, images, labels)
-    mnist.training(model, images, learning_rate=0.0)  # fills model.gradients, changes nothing
+    start = {name: value.copy() for name, value in model.variables.items()}
+    analytic = sgd_step(model, images, labels, learning_rate=1.0)
+    for name, value in start.items():  # back to the point the gradient was taken at
+        model.variables[name][...] = value
     generator = np.random.default_rng(1)
     epsilon = 1e-6
     for name, variable in model.variables.items():
-        analytic = model.gradients[name]
         # Check every bias entry and a sample of weight entries (784 x H1 is large).
         flat = variable.reshape(-1)
         entries = range(flat.size) if flat.size <= 64 else generator.choice(flat.size, 64, replace=False)
@@ -44,17 +54,21 @@ def test_gradients_match_finite_differences(batch, hidden1, hidden2):
             loss_minus = forward_loss(model, images, labels)
             flat[entry] = saved
             numeric = (loss_plus - loss_minus) / (2 * epsilon)
-            assert analytic.reshape(-1)[entry] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, entry)
+            assert analytic[name].reshape(-1)[entry] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, entry)
 
 
-def test_training_applies_plain_sgd_and_counts_steps():
-    model, images, labels = tiny_model(3, 5, 4)
-    before = {name: value.copy() for name, value in model.variables.items()}
-    forward_loss(model, images, labels)
-    mnist.training(model, images, learning_rate=0.25)
-    assert model.global_step == 1
-    for name, value in model.variables.items():
-        np.testing.assert_allclose(value, before[name] - 0.25 * model.gradients[name], rtol=1e-12)
+def test_training_is_plain_sgd_and_counts_steps():
+    """The step is linear in the learning rate (no momentum, no other state), and global_step counts."""
+    first, images, labels = tiny_model(3, 5, 4)
+    second, _, _ = tiny_model(3, 5, 4)
+    full = sgd_step(first, images, labels, learning_rate=0.5)
+    quarter = sgd_step(second, images, labels, learning_rate=0.125)
+    for name in full:
+        np.testing.assert_allclose(quarter[name] * 4, full[name], rtol=1e-9, atol=1e-15)
+        assert np.abs(full[name]).max() > 0, name
+    assert first.global_step == 1
+    sgd_step(first, images, labels, learning_rate=0.5)
+    assert first.global_step == 2
 
 
 def test_sgd_lowers_the_loss_on_a_fixed_batch():
@@ -90,3 +104,14 @@ def test_evaluation_counts_in_top_1():
     model, images, labels = tiny_model(3, 5, 4)
     logits = np.array([[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]] * 3, np.float64)
     assert mnist.evaluation(model, logits, np.array([1, 0, 1], np.int32)) == 2
+
+
+def test_model_copies_the_variables_it_is_given():
+    variables = mnist.initial_variables(5, 4, seed=0)
+    originals = {name: value.copy() for name, value in variables.items()}
+    model = mnist.Model(NumpyBackend(), variables, 2)
+    forward_loss(model, np.ones((2, mnist.IMAGE_PIXELS), np.float32), np.array([1, 2], np.int32))
+    mnist.training(model, np.ones((2, mnist.IMAGE_PIXELS), np.float32), 0.5)
+    for name, value in variables.items():
+        np.testing.assert_array_equal(value, originals[name])  # the caller's arrays are untouched
+    assert not np.array_equal(model.variables["softmax_linear/biases"], originals["softmax_linear/biases"])

@@ -30,6 +30,16 @@ def test_matmul_with_and_without_transposes(backend):
     np.testing.assert_array_equal(out, [[5, 11, 17], [11, 25, 39], [17, 39, 61]])
 
 
+def test_matmul_sgd_subtracts_the_scaled_product(backend):
+    a = f32([[1, 2], [3, 4], [5, 6]])  # [3, 2]
+    parameter = f32([[10, 10], [10, 10]])
+    backend.matmul_sgd(a, a, parameter, 0.5, trans_a=True)  # a^T a = [[35, 44], [44, 56]]
+    np.testing.assert_array_equal(parameter, [[-7.5, -12], [-12, -18]])
+    parameter = f32([[1, 1, 1]])
+    backend.matmul_sgd(f32([[1, 2]]), f32([[1, 0], [0, 1], [1, 1]]), parameter, 1.0, trans_b=True)
+    np.testing.assert_array_equal(parameter, [[0, -1, -2]])
+
+
 def test_bias_relu_and_bias_add(backend):
     x = f32([[-1, 0.5, 2], [3, -4, 0]])
     bias = f32([0.5, -1, 0])

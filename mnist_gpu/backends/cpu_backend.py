@@ -1,14 +1,16 @@
 """The fast CPU backend: NumPy's BLAS GEMMs plus fused Numba njit kernels for everything else.
 
 Same interface and the same numbers (within float32 rounding) as the NumPy reference backend,
-which it inherits its arrays and GEMMs from; only the element-wise and reduction ops change,
-each becoming one pass over memory (see kernels/cpu.py). Float32 only.
+which it inherits its arrays and GEMMs from; the element-wise and reduction ops each become one
+pass over memory (see kernels/cpu.py), and the weight-gradient GEMMs apply SGD in the same BLAS
+call (see openblas.py). Float32 only.
 """
 import numpy as np
 
 from ..input_data import PIXEL_SCALE
 from ..kernels import cpu
 from .numpy_backend import NumpyBackend
+from .openblas import find_sgemm
 
 
 class CpuBackend(NumpyBackend):
@@ -18,6 +20,14 @@ class CpuBackend(NumpyBackend):
 
     def __init__(self):
         super().__init__(np.float32)
+        self.sgemm = find_sgemm()  # None where NumPy's BLAS is not its bundled OpenBLAS
+
+    def matmul_sgd(self, a, b, parameter, learning_rate, trans_a=False, trans_b=False):
+        """One BLAS call, W = W - lr * op(a) @ op(b): no gradient array is written and read back."""
+        if self.sgemm is None:
+            super().matmul_sgd(a, b, parameter, learning_rate, trans_a, trans_b)
+        else:
+            self.sgemm(a, b, parameter, np.float32(-learning_rate), np.float32(1.0), trans_a, trans_b)
 
     def gather_rows(self, table, indices, out):
         cpu.gather_rows(table.reshape(len(table), -1), indices, out.reshape(len(indices), -1))

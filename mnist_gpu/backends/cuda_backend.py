@@ -12,6 +12,7 @@ import numpy as np
 
 from ..input_data import PIXEL_SCALE
 from . import BackendUnavailable
+from .numpy_backend import NumpyBackend
 
 INSTALL_HINT = "install the GPU extras: pip install 'mnist_gpu[cuda13]' (CUDA 13 driver) or 'mnist_gpu[cuda12]'"
 
@@ -27,6 +28,7 @@ def _import_kernels():
 def _import_cupy():
     try:
         import cupy
+        import cupy.cublas  # noqa: F401 - the GEMM with alpha and beta
     except ImportError as error:
         raise BackendUnavailable(f"--backend cuda needs CuPy, which is not installed ({error}); {INSTALL_HINT}") from None
     try:
@@ -60,7 +62,7 @@ class CudaBackend:
             self.launch_stream = numba_cuda.cuda.default_stream()
         else:
             cupy = _import_cupy()
-            self.xp = cupy
+            self.xp, self.cublas = cupy, cupy.cublas
             self.stream = cupy.cuda.Stream(non_blocking=True)
             self.stream.use()  # CuPy's GEMMs, copies and allocations go on it from now on
             self.launch_stream = numba_cuda.cuda.external_stream(self.stream.ptr)
@@ -122,6 +124,14 @@ class CudaBackend:
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         """out = op(a) @ op(b) by cuBLAS; a transpose is a strided view, never a copy."""
         self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+
+    def matmul_sgd(self, a, b, parameter, learning_rate, trans_a=False, trans_b=False):
+        """parameter = parameter - learning_rate * op(a) @ op(b) in ONE cuBLAS call (alpha = -lr, beta = 1)."""
+        if self.simulated:  # NumPy arrays: NumPy's GEMM stands in for cuBLAS
+            NumpyBackend().matmul_sgd(a, b, parameter, learning_rate, trans_a, trans_b)
+            return
+        self.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=parameter,
+                         alpha=-float(learning_rate), beta=1.0)
 
     def bias_relu(self, x, bias, out):
         self._launch(self.bias_activation.bias_relu_kernel, *self._grid(x.size), x, bias, out)

@@ -45,6 +45,15 @@ class NumpyBackend:
         """out = op(a) @ op(b), where op transposes when asked (a view, never a copy)."""
         np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
 
+    def matmul_sgd(self, a, b, parameter, learning_rate, trans_a=False, trans_b=False):
+        """parameter -= learning_rate * op(a) @ op(b): a weight gradient GEMM and its SGD step together.
+
+        The gradient op(a) @ op(b) is never kept, so the fast backends can do this in one GEMM.
+        """
+        gradient = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+        gradient *= self.dtype.type(learning_rate)
+        parameter -= gradient
+
     def bias_relu(self, x, bias, out):
         """out[B, H] = max(x + bias, 0)."""
         np.add(x, bias, out=out)
