@@ -4,6 +4,8 @@ Within one group the step and the floor are timed in the same run, so their rati
 even on a noisy shared machine.
 """
 import os
+import statistics
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -39,6 +41,36 @@ def test_training_step(benchmark, variant, batch, hidden1, hidden2):
     else:
         target = Step(backend, batch, hidden1, hidden2)
     benchmark(warmed(target))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("batch, hidden1, hidden2", STEP_SHAPES)
+def test_step_over_floor(benchmark, backend_name, batch, hidden1, hidden2):
+    """A step and its GEMM floor timed alternately, call after call, so machine noise hits both alike.
+
+    The headline is the median of the per-round ratios (step time / floor time), kept in
+    extra_info with both medians; the benchmark's own statistics are of the pair.
+    """
+    benchmark.group = f"step/floor interleaved B={batch} H1={hidden1} H2={hidden2}"
+    backend = backend_or_skip(backend_name)
+    step, floor = warmed(Step(backend, batch, hidden1, hidden2)), warmed(GemmFloor(backend, batch, hidden1, hidden2))
+    step_times, floor_times = [], []
+
+    def one_round():
+        start = time.perf_counter()
+        step()
+        middle = time.perf_counter()
+        floor()
+        step_times.append(middle - start)
+        floor_times.append(time.perf_counter() - middle)
+
+    start = time.perf_counter()
+    one_round()
+    rounds = max(20, min(3000, int(2.0 / (time.perf_counter() - start))))  # about two seconds
+    benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=5)
+    benchmark.extra_info.update(
+        step_median=statistics.median(step_times), floor_median=statistics.median(floor_times),
+        ratio=statistics.median(step / floor for step, floor in zip(step_times, floor_times)))
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)

@@ -84,10 +84,21 @@ def step_rows(table):
     return rows
 
 
+def interleaved_rows(data):
+    rows = []
+    for benchmark in data["benchmarks"]:
+        info = benchmark.get("extra_info") or {}
+        if "ratio" in info:
+            shape = benchmark["group"].split("interleaved ", 1)[1]
+            rows.append([shape, variant_of(benchmark), format_time(info["step_median"]),
+                         format_time(info["floor_median"]), f"{info['ratio']:.2f}x"])
+    return rows
+
+
 def op_rows(table):
     rows = []
     for group, times in table.items():
-        if group.startswith("step ") or group.startswith("tutorial"):
+        if group.startswith(("step", "tutorial")):
             continue
         numpy_time = times.get("numpy")
         rows.append([group] + [format_time(times.get(name)) for name in BACKEND_ORDER]
@@ -124,6 +135,11 @@ def write_markdown(data, path, chart_name, command):
         "",
         markdown_table(["shape", "numpy", "cpu", "cuda", "numpy GEMMs", "cuda GEMMs", "numpy/floor", "cpu/floor",
                         "cuda/floor", "launch share"], step_rows(table)),
+        "",
+        "Interleaved: each round times one step and then the floor, so both see the same machine; the "
+        "ratio is the median of the per-round ratios (the most stable figure on a shared machine).",
+        "",
+        markdown_table(["shape", "backend", "step", "GEMM floor", "step / floor"], interleaved_rows(data)),
         "",
         "## Per op",
         "",

@@ -29,6 +29,8 @@ def fake_results():
             entry("bias_relu B=100 H=128", "numpy", 20e-6, "backend_name"),
             entry("bias_relu B=100 H=128", "cpu", 4e-6, "backend_name"),
             entry("tutorial run (2000 steps, B=100, evals included)", "cpu", 2.5, "backend_name"),
+            dict(entry("step/floor interleaved B=100 H1=128 H2=32", "cpu", 700e-6, "backend_name"),
+                 extra_info={"step_median": 400e-6, "floor_median": 320e-6, "ratio": 1.234}),
         ],
     }
 
@@ -42,6 +44,7 @@ def test_report_writes_tables_and_a_chart(tmp_path, monkeypatch):
     assert "| B=100 H1=128 H2=32 | 500.0 us | 360.0 us | - | 300.0 us | - | 1.67x | 1.20x | - | - |" in text
     assert "| bias_relu B=100 H=128 | 20.0 us | 4.0 us | - | 5.00x | - |" in text
     assert "| cpu | 2.50 s |" in text
+    assert "| B=100 H1=128 H2=32 | cpu | 400.0 us | 320.0 us | 1.23x |" in text
     assert "Test CPU, 2 cores" in text and "numpy " in text
     stem = os.path.splitext(markdown)[0]
     assert open(stem + ".png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
