@@ -38,7 +38,7 @@ def _import_cupy():
     else:
         reason = "CuPy sees no CUDA device (no NVIDIA GPU or driver)"
     if not usable:
-        raise BackendUnavailable(f"--backend cuda needs a usable NVIDIA GPU: {reason}; use --backend numpy instead")
+        raise BackendUnavailable(f"--backend cuda needs a usable NVIDIA GPU: {reason}; use --backend cpu instead")
     return cupy
 
 
