@@ -14,7 +14,8 @@ from bench.workloads import BACKENDS, GemmFloor, Step, backend_or_skip
 from mnist_gpu.backends import gpu_available
 from mnist_gpu.trainer import run_training
 
-SHARED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist")
+SHARED_MNIST = os.environ.get("MNIST_DATA_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist")
 
 STEP_SHAPES = [(100, 128, 32), (1000, 128, 32), (10000, 128, 32), (1000, 1024, 32)]
 

@@ -12,7 +12,9 @@ from mnist_gpu.backends import gpu_available
 from mnist_gpu.backends.numpy_backend import NumpyBackend
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_MNIST = os.path.join(os.path.dirname(REPOSITORY), "shared", "data", "mnist")
+# ../shared/data/mnist beside the checkout; MNIST_DATA_DIR overrides it where ../shared does not
+# travel (the GPU machine: bench/gpu_session.sh points it at the copy inside the package).
+SHARED_MNIST = os.environ.get("MNIST_DATA_DIR") or os.path.join(os.path.dirname(REPOSITORY), "shared", "data", "mnist")
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -37,7 +39,7 @@ def generator():
 
 @pytest.fixture(scope="session")
 def mnist_dir():
-    """../shared/data/mnist: the real files. Missing is a failure, never a skip."""
+    """The real MNIST files (see SHARED_MNIST). Missing is a failure, never a skip."""
     names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
     missing = [name for name in names if not os.path.exists(os.path.join(SHARED_MNIST, name))]

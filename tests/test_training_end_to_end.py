@@ -76,3 +76,22 @@ def test_cpu_backend_follows_the_numpy_run_step_for_step(capsys, mnist_dir, tmp_
                                                                         abs=0.0101)
         elif reference_line.startswith("  Num"):
             assert abs(int(EVAL_LINE.fullmatch(fast_line)[2]) - int(EVAL_LINE.fullmatch(reference_line)[2])) <= 10
+
+
+def test_evaluation_does_not_move_the_training_iterator(mnist_dir, capsys):
+    from mnist_gpu import model as mnist
+    from mnist_gpu.backends import get_backend
+    from mnist_gpu.input_data import read_data_sets
+    from mnist_gpu.trainer import DeviceSplit, do_eval
+
+    data_sets = read_data_sets(mnist_dir, seed=3)
+    data_sets.train.next_batch(100)
+    order, position = data_sets.train.position()
+    order, state = order.copy(), repr(position)
+    backend = get_backend("numpy")
+    model = mnist.Model(backend, mnist.initial_variables(8, 4, seed=0), 1000)
+    examples, correct = do_eval(model, DeviceSplit(backend, data_sets.train))
+    assert examples == 55000 and 0 <= correct <= 55000
+    after_order, after_position = data_sets.train.position()
+    assert repr(after_position) == state and (after_order == order).all()
+    capsys.readouterr()
