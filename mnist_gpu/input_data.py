@@ -9,8 +9,7 @@ import numpy as np
 
 from . import download as downloader
 from .idx_files import DATASETS, DataError, read_verified
-
-IMAGE_PIXELS = 784
+from .model import IMAGE_PIXELS
 PIXEL_SCALE = np.float32(1.0 / 255.0)  # TF's input_data multiplies by 1/255 in float32
 PACKAGED_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 FAKE_EXAMPLES = 10000
