@@ -23,11 +23,21 @@ def fsync_directory(directory):
         os.close(descriptor)
 
 
+TEMPORARY_SUFFIX = ".part"
+
+
+def temporary_target(name):
+    """The file name a temporary made by `temporary_beside` was meant to become, or None if `name` is not one."""
+    if not (name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)):
+        return None
+    return name[1:].rsplit(".", 2)[0]  # ".<target>.<random>.part" -> "<target>"
+
+
 @contextmanager
 def temporary_beside(path):
     """Yield the name of a fresh temporary file in path's folder; remove it unless it was renamed away."""
     directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMPORARY_SUFFIX, dir=directory)
     os.close(descriptor)
     try:
         yield temporary

@@ -16,6 +16,7 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import model as mnist
 from .backends import get_backend
+from .durable import temporary_target
 from .input_data import read_data_sets
 from .summaries import EVENT_FILE_PREFIX, Summaries
 
@@ -90,14 +91,18 @@ def check_batch_size(batch_size, data_sets):
             raise FlagError(f"--batch_size {batch_size} is larger than the {name} set ({examples} examples)")
 
 
+def is_run_file(name):
+    """A checkpoint, the state file or an event file."""
+    return (name == checkpoints.STATE_FILE or name.startswith(EVENT_FILE_PREFIX)
+            or checkpoints.NAME_PATTERN.fullmatch(name) is not None)
+
+
 def run_files(log_dir):
-    """Names of the files in log_dir that belong to a run (checkpoints, state file, events, temporaries)."""
+    """Names of the files in log_dir that belong to a run, with temporaries of a save that was killed."""
     if not os.path.isdir(log_dir):
         return []
     return sorted(name for name in os.listdir(log_dir)
-                  if name == checkpoints.STATE_FILE or name.startswith(EVENT_FILE_PREFIX)
-                  or checkpoints.NAME_PATTERN.fullmatch(name)
-                  or (name.startswith("." + checkpoints.PREFIX) and name.endswith(".part")))
+                  if is_run_file(name) or is_run_file(temporary_target(name) or ""))
 
 
 def model_flags(flags, seed):
@@ -175,7 +180,7 @@ def run_training(flags):
             os.remove(os.path.join(flags.log_dir, name))
     os.makedirs(flags.log_dir, exist_ok=True)
     for name in run_files(flags.log_dir):  # temporaries of a run that was killed mid-save
-        if name.endswith(".part"):
+        if temporary_target(name):
             os.remove(os.path.join(flags.log_dir, name))
     saver = checkpoints.Saver(flags.log_dir, flags.max_to_keep)
     summaries = Summaries(flags.log_dir, purge_step=global_step if resume_from is not None else None)

@@ -161,3 +161,16 @@ def test_eval_command_refuses_a_damaged_checkpoint(capsys, tmp_path):
     assert code == 2 and "model.ckpt-5.safetensors" in error
     code, _, error = run_main(capsys, "eval", "--checkpoint", str(tmp_path), "--backend", "numpy")
     assert code == 2 and "no valid checkpoint" in error
+
+
+def test_temporaries_of_a_killed_save_are_cleaned_up_on_resume(train, tmp_path):
+    log_dir = tmp_path / "run"
+    assert train(log_dir, "--fake_data", "--max_steps", "1")[0] == 0
+    leftovers = [".model.ckpt-5.safetensors.k3j9x2.part", ".checkpoint.a8f0q1.part"]
+    for name in leftovers:
+        (log_dir / name).write_bytes(b"half")
+    (log_dir / ".notes.txt.zz.part").write_bytes(b"not ours")
+    assert train(log_dir, "--fake_data", "--resume", "--max_steps", "2")[0] == 0
+    names = os.listdir(log_dir)
+    assert not set(leftovers) & set(names)
+    assert ".notes.txt.zz.part" in names

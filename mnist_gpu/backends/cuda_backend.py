@@ -58,6 +58,7 @@ class CudaBackend:
         self.simulated = numba_cuda.SIMULATED
         if self.simulated:
             self.xp = np
+            self.reference = NumpyBackend()  # NumPy's GEMMs stand in for cuBLAS
             self.stream = None
             self.launch_stream = numba_cuda.cuda.default_stream()
         else:
@@ -127,8 +128,8 @@ class CudaBackend:
 
     def matmul_sgd(self, a, b, parameter, learning_rate, trans_a=False, trans_b=False):
         """parameter = parameter - learning_rate * op(a) @ op(b) in ONE cuBLAS call (alpha = -lr, beta = 1)."""
-        if self.simulated:  # NumPy arrays: NumPy's GEMM stands in for cuBLAS
-            NumpyBackend().matmul_sgd(a, b, parameter, learning_rate, trans_a, trans_b)
+        if self.simulated:
+            self.reference.matmul_sgd(a, b, parameter, learning_rate, trans_a, trans_b)
             return
         self.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=parameter,
                          alpha=-float(learning_rate), beta=1.0)
