@@ -10,9 +10,38 @@ slower. Slice assignment (`out[row] = ...`) costs ~100 ns a call in Numba, so co
 Nothing here touches CUDA.
 """
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 ZERO = np.float32(0.0)
+CACHE_LINE = 64  # bytes
+ROWS_AHEAD = 16  # a gather asks for row b + 16 while copying row b (images: 4 to 32 measured alike; 4-byte label rows want more)
+
+
+@intrinsic
+def prefetch(typing_context, address):
+    """LLVM's prefetch hint for one byte address (read, keep in all caches): never faults, never waits."""
+    def codegen(context, builder, signature, arguments):
+        byte_pointer = ir.IntType(8).as_pointer()
+        int32 = ir.IntType(32)
+        function_type = ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32])
+        llvm_prefetch = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer], function_type)
+        read, keep_in_all_caches, data_cache = (ir.Constant(int32, value) for value in (0, 3, 1))
+        builder.call(llvm_prefetch, [builder.inttoptr(arguments[0], byte_pointer), read, keep_in_all_caches, data_cache])
+        return context.get_dummy_value()
+
+    return types.void(types.uintp), codegen
+
+
+@njit(cache=True)
+def prefetch_row(table, row):
+    """Start loading every cache line of table[row] (a row of a C-contiguous 2-D array)."""
+    start = table.ctypes.data + row * table.strides[0]
+    end = start + table.shape[1] * table.itemsize
+    for address in range(start - start % CACHE_LINE, end, CACHE_LINE):
+        prefetch(address)
 
 
 @njit(cache=True)
@@ -21,17 +50,29 @@ def copy_row(source, target):
         target[column] = source[column]
 
 
+# Gathers: a training batch is rows at random places in a table far larger than the caches, so
+# each row is a wait on DRAM. Asking for rows a few ahead overlaps those waits (measured at
+# B=1000 after a step's GEMMs: 267 -> 171 us for the images; the CPU's own prefetcher only
+# follows sequential addresses).
 @njit(cache=True)
 def gather_rows(table, indices, out):
     """out[b, :] = table[indices[b], :] (table [N, W], out [B, W])."""
+    for row in range(min(ROWS_AHEAD, indices.shape[0])):
+        prefetch_row(table, indices[row])
     for row in range(indices.shape[0]):
+        if row + ROWS_AHEAD < indices.shape[0]:
+            prefetch_row(table, indices[row + ROWS_AHEAD])
         copy_row(table[indices[row]], out[row])
 
 
 @njit(cache=True)
 def gather_images(pixels, indices, scale, out):
     """Fused gather + conversion: out[b, :] = float32(pixels[indices[b], :]) * scale (pixels uint8)."""
+    for row in range(min(ROWS_AHEAD, indices.shape[0])):
+        prefetch_row(pixels, indices[row])
     for row in range(indices.shape[0]):
+        if row + ROWS_AHEAD < indices.shape[0]:
+            prefetch_row(pixels, indices[row + ROWS_AHEAD])
         source, target = pixels[indices[row]], out[row]
         for column in range(source.shape[0]):
             target[column] = np.float32(source[column]) * scale
