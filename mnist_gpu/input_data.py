@@ -20,20 +20,30 @@ class DataSet:
 
     `images` are float32 [N, 784]; `pixels`, when the set came from IDX files, are the same
     images as the original uint8 bytes (a quarter of the memory traffic for a batch gather;
-    pixels * PIXEL_SCALE == images exactly).
+    pixels * PIXEL_SCALE == images exactly). Given pixels alone, `images` is made on first use:
+    the trainer reads only the pixels, and converting all of MNIST took 0.27 s and 220 MB.
     """
 
     def __init__(self, images, labels, seed=None, pixels=None):
-        if len(images) != len(labels):
-            raise ValueError(f"images and labels differ in length: {len(images)} != {len(labels)}")
-        self.images = images
+        if images is None and pixels is None:
+            raise ValueError("a DataSet needs images or pixels")
+        examples = len(images if images is not None else pixels)
+        if examples != len(labels):
+            raise ValueError(f"images and labels differ in length: {examples} != {len(labels)}")
+        self._images = images
         self.labels = labels
         self.pixels = pixels
-        self.num_examples = len(images)
+        self.num_examples = examples
         self.epochs_completed = 0
         self.index_in_epoch = 0
         self.order = np.arange(self.num_examples)  # row indices of the current epoch, in order
         self.generator = np.random.default_rng(seed)
+
+    @property
+    def images(self):
+        if self._images is None:
+            self._images = to_float_images(self.pixels)
+        return self._images
 
     def next_batch_indices(self, batch_size, shuffle=True):
         """Row indices of the next batch; TF's rules for shuffling and crossing an epoch boundary."""
@@ -98,7 +108,7 @@ def fake_data_sets(seed=None):
 
     def fake(split_seed):
         pixels = np.full((FAKE_EXAMPLES, IMAGE_PIXELS), 255, np.uint8)  # 255 * PIXEL_SCALE == 1.0 exactly
-        return DataSet(to_float_images(pixels), np.zeros(FAKE_EXAMPLES, np.int32), split_seed, pixels)
+        return DataSet(None, np.zeros(FAKE_EXAMPLES, np.int32), split_seed, pixels)
 
     return DataSets(*(fake(split_seed) for split_seed in seeds))
 
@@ -141,15 +151,12 @@ def read_data_sets(train_dir, fake_data=False, validation_size=5000, seed=None,
     arrays = locate_and_load(train_dir, dataset, source_url, **download_options)
     train_pixels = arrays["train_images"].reshape(-1, IMAGE_PIXELS)
     test_pixels = arrays["test_images"].reshape(-1, IMAGE_PIXELS)
-    train_images = to_float_images(train_pixels)
     train_labels = arrays["train_labels"].astype(np.int32)
-    if not 0 <= validation_size <= len(train_images):
-        raise ValueError(f"validation_size should be between 0 and {len(train_images)}, got {validation_size}")
+    if not 0 <= validation_size <= len(train_pixels):
+        raise ValueError(f"validation_size should be between 0 and {len(train_pixels)}, got {validation_size}")
     seeds = _spawn_seeds(seed, 3)
     return DataSets(
-        train=DataSet(train_images[validation_size:], train_labels[validation_size:], seeds[0],
-                      train_pixels[validation_size:]),
-        validation=DataSet(train_images[:validation_size], train_labels[:validation_size], seeds[1],
-                           train_pixels[:validation_size]),
-        test=DataSet(to_float_images(test_pixels), arrays["test_labels"].astype(np.int32), seeds[2], test_pixels),
+        train=DataSet(None, train_labels[validation_size:], seeds[0], train_pixels[validation_size:]),
+        validation=DataSet(None, train_labels[:validation_size], seeds[1], train_pixels[:validation_size]),
+        test=DataSet(None, arrays["test_labels"].astype(np.int32), seeds[2], test_pixels),
     )

@@ -21,6 +21,18 @@ def test_first_epoch_is_a_shuffled_permutation():
     assert data.epochs_completed == 0  # a batch that ends exactly at the end does not finish the epoch
 
 
+def test_a_data_set_of_pixels_alone_makes_its_float_images_when_asked():
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 784), dtype=np.uint8)
+    data = DataSet(None, np.arange(3, dtype=np.int32), seed=0, pixels=pixels)
+    assert data.num_examples == 3
+    np.testing.assert_array_equal(data.next_batch(3, shuffle=False)[0],
+                                  pixels.astype(np.float32) * np.float32(1.0 / 255.0))
+    with pytest.raises(ValueError, match="differ in length"):
+        DataSet(None, np.arange(2, dtype=np.int32), pixels=pixels)
+    with pytest.raises(ValueError, match="needs images or pixels"):
+        DataSet(None, np.arange(3, dtype=np.int32))
+
+
 def test_batch_crossing_an_epoch_takes_the_rest_then_a_fresh_shuffle():
     data = numbered(10)
     first = np.concatenate([data.next_batch(3)[1] for _ in range(3)])  # 9 of 10
