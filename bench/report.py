@@ -195,8 +195,12 @@ def write_report(data, directory, command):
     os.makedirs(directory, exist_ok=True)
     stem = f"{data['datetime'][:10]}-{re.sub(r'[^A-Za-z0-9]+', '-', device_name()).strip('-').lower()}"
     base = os.path.join(directory, stem)
+    # Every round's own time stays out: tens of MB per report, and the tables need only the summaries.
+    summaries = dict(data, benchmarks=[dict(benchmark, stats={key: value for key, value in benchmark["stats"].items()
+                                                              if key != "data"})
+                                       for benchmark in data["benchmarks"]])
     with open(base + ".json", "w", encoding="utf-8") as stream:
-        json.dump(data, stream, indent=1)
+        json.dump(summaries, stream, indent=1)
     write_chart(data, base + ".png")
     write_markdown(data, base + ".md", stem + ".png", command)
     return base + ".md"

@@ -17,7 +17,7 @@ def test_bench_suite_runs(tmp_path):
 
 def fake_results():
     def entry(group, variant, median, key="variant"):
-        return {"group": group, "params": {key: variant}, "stats": {"median": median}}
+        return {"group": group, "params": {key: variant}, "stats": {"median": median, "data": [median] * 3}}
 
     return {
         "datetime": "2026-11-25T00:00:00+00:00",
@@ -48,4 +48,6 @@ def test_report_writes_tables_and_a_chart(tmp_path, monkeypatch):
     assert "Test CPU, 2 cores" in text and "numpy " in text
     stem = os.path.splitext(markdown)[0]
     assert open(stem + ".png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert json.load(open(stem + ".json"))["datetime"] == "2026-11-25T00:00:00+00:00"
+    saved = json.load(open(stem + ".json"))
+    assert saved["datetime"] == "2026-11-25T00:00:00+00:00"
+    assert [benchmark["stats"] for benchmark in saved["benchmarks"]][:2] == [{"median": 500e-6}, {"median": 360e-6}]
