@@ -41,6 +41,7 @@ class DataSet:
 
     @property
     def images(self):
+        """float32 [N, 784] in [0, 1] (made from `pixels` on first use, then kept)."""
         if self._images is None:
             self._images = to_float_images(self.pixels)
         return self._images
