@@ -84,15 +84,32 @@ def step_rows(table):
     return rows
 
 
-def interleaved_rows(data):
-    rows = []
+def interleaved(data):
+    """(shape, backend, extra_info) of each interleaved step/floor benchmark."""
     for benchmark in data["benchmarks"]:
         info = benchmark.get("extra_info") or {}
         if "ratio" in info:
-            shape = benchmark["group"].split("interleaved ", 1)[1]
-            rows.append([shape, variant_of(benchmark), format_time(info["step_median"]),
-                         format_time(info["floor_median"]), f"{info['ratio']:.2f}x"])
-    return rows
+            yield benchmark["group"].split("interleaved ", 1)[1], variant_of(benchmark), info
+
+
+def interleaved_rows(data):
+    return [[shape, backend, format_time(info["step_median"]), format_time(info["floor_median"]),
+             f"{info['ratio']:.2f}x"] for shape, backend, info in interleaved(data)]
+
+
+def floor_ratios(data):
+    """{shape: {backend: step / GEMM floor}} and what they are: the interleaved ratios, else the separate groups'."""
+    ratios = {}
+    for shape, backend, info in interleaved(data):
+        ratios.setdefault(shape, {})[backend] = info["ratio"]
+    if ratios:
+        return ratios, "median of per-round ratios"
+    for group, times in medians(data).items():
+        if group.startswith("step "):
+            floors = {"numpy": "numpy-gemm-floor", "cpu": "numpy-gemm-floor", "cuda": "cuda-gemm-floor"}
+            ratios[group[len("step "):]] = {name: times[name] / times[floor] for name, floor in floors.items()
+                                            if times.get(name) and times.get(floor)}
+    return ratios, "ratio of medians"
 
 
 def op_rows(table):
@@ -156,34 +173,37 @@ def write_markdown(data, path, chart_name, command):
         stream.write("\n".join(lines))
 
 
+def grouped_bars(axis, series, labels):
+    """One bar per (label, series name), side by side; series without any value are left out."""
+    series = {name: values for name, values in series.items() if any(values)}
+    width = 0.8 / max(len(series), 1)
+    for index, (name, values) in enumerate(series.items()):
+        axis.bar([position + index * width for position in range(len(labels))], values, width, label=name)
+    axis.set_xticks([position + 0.4 - width / 2 for position in range(len(labels))],
+                    [label.replace(" H1", "\nH1") for label in labels], fontsize=8)
+    axis.legend(fontsize=8)
+
+
 def write_chart(data, path):
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    table = medians(data)
-    steps = {group[len("step "):]: times for group, times in table.items() if group.startswith("step ")}
+    steps = {group[len("step "):]: times for group, times in medians(data).items() if group.startswith("step ")}
     figure, (times_axis, ratio_axis) = pyplot.subplots(1, 2, figsize=(13, 4.5))
     names = ["numpy", "cpu", "cuda", "numpy-gemm-floor", "cuda-gemm-floor"]
-    width = 0.8 / len(names)
-    for index, name in enumerate(names):
-        values = [times.get(name, 0) * 1e3 for times in steps.values()]
-        times_axis.bar([position + index * width for position in range(len(steps))], values, width, label=name)
-    times_axis.set_xticks([position + 0.4 - width / 2 for position in range(len(steps))], list(steps), fontsize=8)
+    grouped_bars(times_axis, {name: [times.get(name, 0) * 1e3 for times in steps.values()] for name in names},
+                 list(steps))
     times_axis.set_yscale("log")
     smallest = min((time for times in steps.values() for time in times.values() if time), default=1e-3)
     times_axis.set_ylim(bottom=smallest * 1e3 / 3)  # bars start well below the shortest one
     times_axis.set_ylabel("ms per training step (median)")
-    times_axis.legend(fontsize=8)
-    for index, (name, floor) in enumerate((("numpy", "numpy-gemm-floor"), ("cpu", "numpy-gemm-floor"),
-                                            ("cuda", "cuda-gemm-floor"))):
-        values = [times[name] / times[floor] if times.get(name) and times.get(floor) else 0 for times in steps.values()]
-        ratio_axis.bar([position + index * 0.27 for position in range(len(steps))], values, 0.27, label=f"{name}/floor")
+    ratios, what = floor_ratios(data)
     ratio_axis.axhline(1.25, color="black", linestyle="--", linewidth=1, label="1.25x target")
-    ratio_axis.set_xticks([position + 0.27 for position in range(len(steps))], list(steps), fontsize=8)
-    ratio_axis.set_ylabel("step time / GEMM floor")
-    ratio_axis.legend(fontsize=8)
+    grouped_bars(ratio_axis, {f"{name}/floor": [values.get(name, 0) for values in ratios.values()]
+                              for name in BACKEND_ORDER}, list(ratios))
+    ratio_axis.set_ylabel(f"step time / GEMM floor ({what})")
     figure.suptitle(f"mnist_gpu training step, {data['datetime'][:10]}, {device_name()}")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPOSITORY
 
 
@@ -51,3 +53,15 @@ def test_report_writes_tables_and_a_chart(tmp_path, monkeypatch):
     saved = json.load(open(stem + ".json"))
     assert saved["datetime"] == "2026-11-25T00:00:00+00:00"
     assert [benchmark["stats"] for benchmark in saved["benchmarks"]][:2] == [{"median": 500e-6}, {"median": 360e-6}]
+
+
+def test_chart_ratios_are_the_interleaved_ones_when_there_are_any(monkeypatch):
+    monkeypatch.syspath_prepend(REPOSITORY)
+    from bench import report
+
+    results = fake_results()
+    assert report.floor_ratios(results) == ({"B=100 H1=128 H2=32": {"cpu": 1.234}}, "median of per-round ratios")
+    results["benchmarks"] = [benchmark for benchmark in results["benchmarks"] if "extra_info" not in benchmark]
+    ratios, what = report.floor_ratios(results)
+    assert what == "ratio of medians" and list(ratios) == ["B=100 H1=128 H2=32"]
+    assert ratios["B=100 H1=128 H2=32"] == pytest.approx({"numpy": 500 / 300, "cpu": 360 / 300})
