@@ -18,6 +18,7 @@ from importlib import metadata
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 BACKEND_ORDER = ("numpy", "cpu", "cuda")
+FLOOR_OF = {"numpy": "numpy-gemm-floor", "cpu": "numpy-gemm-floor", "cuda": "cuda-gemm-floor"}  # step variant -> its floor
 
 
 def versions():
@@ -76,9 +77,7 @@ def step_rows(table):
             continue
         rows.append([group[len("step "):]] + [format_time(times.get(name)) for name in
                                               ("numpy", "cpu", "cuda", "numpy-gemm-floor", "cuda-gemm-floor")] + [
-            ratio(times.get("numpy"), times.get("numpy-gemm-floor")),
-            ratio(times.get("cpu"), times.get("numpy-gemm-floor")),
-            ratio(times.get("cuda"), times.get("cuda-gemm-floor")),
+            *(ratio(times.get(name), times.get(FLOOR_OF[name])) for name in BACKEND_ORDER),
             f"{times['cuda-launch-only'] / times['cuda']:.0%}" if times.get("cuda-launch-only") and times.get("cuda")
             else "-"])
     return rows
@@ -106,8 +105,7 @@ def floor_ratios(data):
         return ratios, "median of per-round ratios"
     for group, times in medians(data).items():
         if group.startswith("step "):
-            floors = {"numpy": "numpy-gemm-floor", "cpu": "numpy-gemm-floor", "cuda": "cuda-gemm-floor"}
-            ratios[group[len("step "):]] = {name: times[name] / times[floor] for name, floor in floors.items()
+            ratios[group[len("step "):]] = {name: times[name] / times[floor] for name, floor in FLOOR_OF.items()
                                             if times.get(name) and times.get(floor)}
     return ratios, "ratio of medians"
 
