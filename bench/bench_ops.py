@@ -29,7 +29,6 @@ def uniform(backend, shape, seed=0, low=-1.0):
 # Element-wise and reduction ops on a [B, H] activation: name -> call(backend, x, y, out [B, H], column_out [H]).
 HIDDEN_LAYER_OPS = {
     "bias_relu": lambda backend, x, y, out, column_out: backend.bias_relu(x, y[0], out),
-    "relu_backward": lambda backend, x, y, out, column_out: backend.relu_backward(x, y, out),
     "bias_grad": lambda backend, x, y, out, column_out: backend.bias_grad(x, column_out),
     "relu_backward_bias_grad": lambda backend, x, y, out, column_out:
         backend.relu_backward_bias_grad(x, y, out, column_out),

@@ -3,19 +3,15 @@
 Within one group the step and the floor are timed in the same run, so their ratio is stable
 even on a noisy shared machine.
 """
-import os
 import statistics
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from bench.workloads import BACKENDS, GemmFloor, Step, backend_or_skip
 from mnist_gpu.backends import gpu_available
+from mnist_gpu.cli import parse_flags
 from mnist_gpu.trainer import run_training
-
-SHARED_MNIST = os.environ.get("MNIST_DATA_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist")
 
 STEP_SHAPES = [(100, 128, 32), (1000, 128, 32), (10000, 128, 32), (1000, 1024, 32)]
 
@@ -71,7 +67,7 @@ def test_step_over_floor(benchmark, backend_name, batch, hidden1, hidden2):
     benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=5)
     benchmark.extra_info.update(
         step_median=statistics.median(step_times), floor_median=statistics.median(floor_times),
-        ratio=statistics.median(step / floor for step, floor in zip(step_times, floor_times)))
+        ratio=statistics.median(step / floor for step, floor in zip(step_times, floor_times, strict=True)))
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -81,11 +77,8 @@ def test_tutorial_run(benchmark, backend_name, tmp_path_factory, capsys):
         pytest.skip("needs an NVIDIA GPU with CuPy")
     benchmark.group = "tutorial run (2000 steps, B=100, evals included)"
 
-    def flags():
-        return (SimpleNamespace(learning_rate=0.01, max_steps=2000, hidden1=128, hidden2=32, batch_size=100,
-                                input_data_dir=SHARED_MNIST, log_dir=str(tmp_path_factory.mktemp("run")), fake_data=False,
-                                backend=backend_name, seed=1, dataset="mnist", source_url=None, resume=False,
-                                overwrite=False, max_to_keep=5),), {}
+    def flags():  # the defaults: MNIST from the copy shipped in the package
+        return (parse_flags(log_dir=str(tmp_path_factory.mktemp("run")), backend=backend_name, seed=1),), {}
 
     benchmark.pedantic(run_training, setup=flags, rounds=3, warmup_rounds=1)
     capsys.readouterr()

@@ -7,7 +7,6 @@ Output goes to bench/results/<date>-<device>.{md,png,json}. Every number is a me
 rounds from ONE run, and ratios compare variants timed in that same run.
 """
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -18,7 +17,8 @@ from importlib import metadata
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 BACKEND_ORDER = ("numpy", "cpu", "cuda")
-FLOOR_OF = {"numpy": "numpy-gemm-floor", "cpu": "numpy-gemm-floor", "cuda": "cuda-gemm-floor"}  # step variant -> its floor
+# step variant -> the GEMM floor it is measured against
+FLOOR_OF = {"numpy": "numpy-gemm-floor", "cpu": "numpy-gemm-floor", "cuda": "cuda-gemm-floor"}
 
 
 def versions():

@@ -56,13 +56,11 @@ class Step:
 
     def enqueue(self):
         """Issue one step without waiting for it (on a GPU: the host's launch cost)."""
-        backend, model = self.backend, self.model
+        backend = self.backend
         indices = self.next_indices()
         backend.gather_images(self.table_pixels, indices, self.images)
         backend.gather_rows(self.table_labels, indices, self.labels)
-        logits = mnist.inference(model, self.images)
-        mnist.loss(model, logits, self.labels)
-        mnist.training(model, self.images, self.learning_rate)
+        mnist.train_step(self.model, self.images, self.labels, self.learning_rate)
 
     def __call__(self):
         self.enqueue()

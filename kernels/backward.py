@@ -1,7 +1,6 @@
-"""Backward kernels: ReLU backward, bias gradient, and the two fused.
+"""Backward kernels: the bias gradient (logits), and ReLU backward fused with it (hidden layers).
 
 Shapes: grad, activation, out [B, H]; bias_grad [H] (H = H1, H2 or C=10).
-relu_backward_kernel: one thread per element, blocks_for(B * H) blocks of THREADS_PER_BLOCK.
 The column sums (bias gradient) use a COLUMN_TILE x ROW_LANES block: threadIdx.x picks a column
 (so a warp reads 32 consecutive floats of a row, coalesced), threadIdx.y a lane that walks every
 ROW_LANES-th row; the lanes' partial sums are then added in shared memory (the simulator has no
@@ -13,16 +12,6 @@ from .numba_cuda import cuda, float32
 
 COLUMN_TILE = 32
 ROW_LANES = 8  # a power of two for the tree reduction
-
-
-@cuda.jit
-def relu_backward_kernel(grad, activation, out):
-    index = cuda.grid(1)
-    columns = grad.shape[1]
-    if index < grad.shape[0] * columns:
-        row = index // columns
-        column = index - row * columns
-        out[row, column] = grad[row, column] if activation[row, column] > 0 else float32(0.0)
 
 
 @cuda.jit(device=True)

@@ -30,7 +30,8 @@ def prefetch(typing_context, address):
         function_type = ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32])
         llvm_prefetch = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer], function_type)
         read, keep_in_all_caches, data_cache = (ir.Constant(int32, value) for value in (0, 3, 1))
-        builder.call(llvm_prefetch, [builder.inttoptr(arguments[0], byte_pointer), read, keep_in_all_caches, data_cache])
+        address = builder.inttoptr(arguments[0], byte_pointer)
+        builder.call(llvm_prefetch, [address, read, keep_in_all_caches, data_cache])
         return context.get_dummy_value()
 
     return types.void(types.uintp), codegen
@@ -102,16 +103,6 @@ def bias_add(x, bias, out):
 
 
 @njit(cache=True)
-def relu_backward(grad, activation, out):
-    scratch = np.empty(grad.shape[1], np.float32)
-    for row in range(grad.shape[0]):
-        grad_row, activation_row = grad[row], activation[row]
-        for column in range(scratch.shape[0]):
-            scratch[column] = grad_row[column] if activation_row[column] > ZERO else ZERO
-        copy_row(scratch, out[row])
-
-
-@njit(cache=True)
 def bias_grad(grad, out):
     """Column sums, accumulated row by row so the inner loop runs along memory."""
     sums = np.zeros(grad.shape[1], np.float32)
@@ -144,7 +135,7 @@ def softmax_xent(logits, labels, grad):
     """
     batch, classes = logits.shape
     inverse_batch = np.float32(1.0) / np.float32(batch)
-    total = ZERO
+    loss_sum = ZERO
     for row in range(batch):
         row_max = logits[row, 0]
         for column in range(1, classes):
@@ -160,11 +151,11 @@ def softmax_xent(logits, labels, grad):
             grad[row, column] *= scale
         label = labels[row]
         if 0 <= label < classes:
-            total += np.log(exponential_sum) - (logits[row, label] - row_max)
+            loss_sum += np.log(exponential_sum) - (logits[row, label] - row_max)
             grad[row, label] -= inverse_batch
         else:  # never index out of bounds; the NaN loss stops training with a message
-            total += np.float32(np.nan)
-    return total * inverse_batch
+            loss_sum += np.float32(np.nan)
+    return loss_sum * inverse_batch
 
 
 @njit(cache=True)

@@ -12,8 +12,8 @@ os.environ.setdefault("NUMBA_CUDA_ARRAY_INTERFACE_SYNC", "0")
 # The tutorial's shapes are small: grids of a few blocks are intended, not a mistake to warn of.
 os.environ.setdefault("NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS", "0")
 
-import numba  # noqa: E402
-from numba import cuda, float32, int32  # noqa: E402
+import numba
+from numba import cuda, float32, int32
 
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 

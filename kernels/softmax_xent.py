@@ -23,28 +23,28 @@ def softmax_xent_kernel(logits, labels, grad, mean_loss):
     thread = cuda.threadIdx.x
     batch, classes = logits.shape
     inverse_batch = float32(1.0) / float32(batch)
-    partial = float32(0.0)
+    loss_sum = float32(0.0)  # this thread's rows
     for row in range(thread, batch, SOFTMAX_THREADS):
         row_max = logits[row, 0]
         for column in range(1, classes):
             if logits[row, column] > row_max:
                 row_max = logits[row, column]
-        total = float32(0.0)
+        exponential_sum = float32(0.0)
         for column in range(classes):
             exponential = math.exp(logits[row, column] - row_max)
             grad[row, column] = exponential
-            total += exponential
-        scale = inverse_batch / total
+            exponential_sum += exponential
+        scale = inverse_batch / exponential_sum
         for column in range(classes):
             grad[row, column] *= scale
         label = labels[row]
         if 0 <= label < classes:
-            partial += math.log(total) - (logits[row, label] - row_max)
+            loss_sum += math.log(exponential_sum) - (logits[row, label] - row_max)
             grad[row, label] -= inverse_batch
         else:  # never index out of bounds; the NaN loss stops training with a message
-            partial += float32(math.nan)
+            loss_sum += float32(math.nan)
     partial_losses = cuda.shared.array(SOFTMAX_THREADS, float32)
-    partial_losses[thread] = partial
+    partial_losses[thread] = loss_sum
     cuda.syncthreads()
     stride = SOFTMAX_THREADS // 2
     while stride > 0:

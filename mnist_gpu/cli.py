@@ -6,12 +6,12 @@ import sys
 import tempfile
 
 from .backends import BACKEND_NAMES, BackendUnavailable
-from .idx_files import DATASETS, DataError
 from .checkpoint import CheckpointError
+from .idx_files import DATASETS, DataError
 from .trainer import FlagError, TrainingDiverged, run_evaluation, run_training
 
 TEMPORARY_ROOT = os.getenv("TEST_TMPDIR", tempfile.gettempdir())
-COMMANDS = ("train", "eval")
+COMMANDS = ("train", "eval", "check")
 
 
 def _number(kind, accept, expected):
@@ -36,7 +36,8 @@ def add_data_flags(parser):
     parser.add_argument("--input_data_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "input_data"),
                         help="Directory to put the input data.")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                        help="auto: cuda when a usable GPU is present, else cpu (fused Numba kernels); numpy is the reference.")
+                        help="auto: cuda when a usable GPU is present, else cpu (fused Numba kernels); "
+                        "numpy is the reference.")
     parser.add_argument("--source_url", default=None,
                         help="Download the data files from this URL prefix instead of the default mirrors.")
 
@@ -63,6 +64,14 @@ def add_training_flags(parser):
     parser.add_argument("--max_to_keep", type=positive_int, default=5, help="Checkpoints to keep (newest).")
 
 
+def add_evaluation_flags(parser):
+    parser.add_argument("--checkpoint", required=True,
+                        help="A model.ckpt-<step>.safetensors file, or a log_dir (its latest valid checkpoint).")
+    parser.add_argument("--batch_size", type=positive_int, default=None,
+                        help="Evaluation batch size (default: the checkpoint's).")
+    add_data_flags(parser)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="mnist-gpu", description="TensorFlow's Mechanics 101 MNIST tutorial "
                                      "with hand-written GPU kernels.")
@@ -70,12 +79,44 @@ def build_parser():
     train = commands.add_parser("train", help="train and evaluate the tutorial's network (the default command)")
     add_training_flags(train)
     evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint on the train, validation and test sets")
-    evaluate.add_argument("--checkpoint", required=True,
-                          help="A model.ckpt-<step>.safetensors file, or a log_dir (its latest valid checkpoint).")
-    evaluate.add_argument("--batch_size", type=positive_int, default=None,
-                          help="Evaluation batch size (default: the checkpoint's).")
-    add_data_flags(evaluate)
+    add_evaluation_flags(evaluate)
+    commands.add_parser("check", help="versions, which backends are usable here, and every op and 100 training "
+                        "steps of each against the NumPy reference (exit 1 if any check fails)")
     return parser
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """The same flags for Python callers: a bad value raises FlagError instead of exiting."""
+
+    def error(self, message):
+        raise FlagError(message)
+
+
+COMMAND_FLAGS = {"train": add_training_flags, "eval": add_evaluation_flags}
+
+
+def parse_flags(command="train", **values):
+    """The Namespace the command line would parse for `command`, from keyword arguments named like its flags.
+
+    Every value goes through the command line's own parser (its types, checks and defaults), so
+    flags built in Python can never differ from typed ones. An unknown name is a TypeError
+    naming it; a bad value a FlagError.
+    """
+    parser = _RaisingParser(prog=f"mnist-gpu {command}")
+    COMMAND_FLAGS[command](parser)
+    options = {action.dest: action for action in parser._actions if action.option_strings and action.dest != "help"}
+    argv = []
+    for name, value in values.items():
+        if name not in options:
+            raise TypeError(f"unknown flag {name!r} for {command}; expected one of {', '.join(sorted(options))}")
+        action = options[name]
+        if action.nargs == 0:  # a switch such as --fake_data
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+            argv += [action.option_strings[0]] if value else []
+        elif value is not None:
+            argv += [action.option_strings[0], str(value)]
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
@@ -86,6 +127,10 @@ def main(argv=None):
     parser = build_parser()
     flags = parser.parse_args(argv)
     command_parser = parser._subparsers._group_actions[0].choices[flags.command]
+    if flags.command == "check":
+        from .check import run_check
+
+        return run_check()
     try:
         if flags.command == "eval":
             run_evaluation(flags)

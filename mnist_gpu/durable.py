@@ -37,7 +37,8 @@ def temporary_target(name):
 def temporary_beside(path):
     """Yield the name of a fresh temporary file in path's folder; remove it unless it was renamed away."""
     directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMPORARY_SUFFIX, dir=directory)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMPORARY_SUFFIX,
+                                             dir=directory)
     os.close(descriptor)
     try:
         yield temporary

@@ -79,7 +79,8 @@ def parse_idx(raw, expected, path):
     magic, count = int(header[0]), int(header[1])
     expected_magic = IMAGE_MAGIC if expected.kind == "images" else LABEL_MAGIC
     if magic != expected_magic:
-        raise DataError(f"{path}: invalid magic number {magic} in MNIST {expected.kind[:-1]} file; expected {expected_magic}")
+        raise DataError(f"{path}: invalid magic number {magic} in MNIST {expected.kind[:-1]} file; "
+                        f"expected {expected_magic}")
     if count != expected.count:
         raise DataError(f"{path}: header says {count} {expected.kind}; expected {expected.count}")
     if expected.kind == "images":

@@ -4,9 +4,10 @@ Shapes: B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes.
     hidden1 = relu(images @ hidden1/weights + hidden1/biases)          [B, H1]
     hidden2 = relu(hidden1 @ hidden2/weights + hidden2/biases)         [B, H2]
     logits  = hidden2 @ softmax_linear/weights + softmax_linear/biases [B, C]
-Everything runs through a backend (see backends/numpy_backend.py), so this file is the same
-for NumPy and CUDA.
+Everything runs through a backend (the interface: backends/__init__.py; the spec:
+backends/numpy_backend.py), so this file is the same for NumPy, the cpu kernels and CUDA.
 """
+import copy
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
 IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+PIXEL_SCALE = np.float32(1.0 / 255.0)  # uint8 pixels -> [0, 1]: TF's input_data multiplies by 1/255 in float32
 LAYERS = ("hidden1", "hidden2", "softmax_linear")
 
 
@@ -21,7 +23,7 @@ def variable_shapes(hidden1_units, hidden2_units):
     """{TF variable name: shape}, in the tutorial's order."""
     sizes = (IMAGE_PIXELS, hidden1_units, hidden2_units, NUM_CLASSES)
     shapes = {}
-    for layer, fan_in, fan_out in zip(LAYERS, sizes, sizes[1:]):
+    for layer, fan_in, fan_out in zip(LAYERS, sizes, sizes[1:], strict=False):
         shapes[f"{layer}/weights"] = (fan_in, fan_out)
         shapes[f"{layer}/biases"] = (fan_out,)
     return shapes
@@ -68,7 +70,6 @@ class Model:
 
     def __init__(self, backend, variables, batch_size, global_step=0):
         self.backend = backend
-        self.batch_size = batch_size
         self.global_step = global_step
         # Weight gradients are never stored: each goes straight into its SGD step (matmul_sgd).
         # The biases and their gradients each live in one flat buffer, so their SGD is one op.
@@ -79,15 +80,27 @@ class Model:
         for name, value in variables.items():  # copies: the model never shares the caller's arrays
             self.variables[name] = biases[name] if name in biases else backend.empty(value.shape)
             self.variables[name][...] = backend.asarray(value)
+        self._allocate_batch_buffers(batch_size)
+
+    def _allocate_batch_buffers(self, batch_size):
+        """Activations (kept for backprop) and their gradients for batches of batch_size rows."""
+        backend = self.backend
+        self.batch_size = batch_size
         hidden1_units = self.variables["hidden1/biases"].shape[0]
         hidden2_units = self.variables["hidden2/biases"].shape[0]
-        # Activations are kept for backprop; each activation gradient is masked in place by relu_backward.
         self.hidden1 = backend.empty((batch_size, hidden1_units))
         self.hidden2 = backend.empty((batch_size, hidden2_units))
         self.logits = backend.empty((batch_size, NUM_CLASSES))
+        # relu_backward_bias_grad masks each activation gradient in place.
         self.grad_logits = backend.empty((batch_size, NUM_CLASSES))
         self.grad_hidden2 = backend.empty((batch_size, hidden2_units))
         self.grad_hidden1 = backend.empty((batch_size, hidden1_units))
+
+    def resized(self, batch_size):
+        """A model for batches of batch_size rows that SHARES these variables (evaluation, prediction)."""
+        other = copy.copy(self)
+        other._allocate_batch_buffers(batch_size)
+        return other
 
     def host_variables(self):
         """{name: host float32 copy} of every variable."""
@@ -137,6 +150,16 @@ def training(model, images, learning_rate):
     # All three biases in one op.
     backend.sgd_update(model.flat_biases, model.flat_bias_gradients, learning_rate)
     model.global_step += 1
+
+
+def train_step(model, images, labels, learning_rate):
+    """One training step on a batch: inference, loss, backprop and SGD. Returns the mean loss (a backend scalar).
+
+    The one training step: the trainer, the benchmarks, `mnist-gpu check` and the tests all call it.
+    """
+    loss_value = loss(model, inference(model, images), labels)
+    training(model, images, learning_rate)
+    return loss_value
 
 
 def evaluation(model, logits, labels):

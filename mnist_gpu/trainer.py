@@ -41,22 +41,16 @@ class TrainingResult:
 
 
 class DeviceSplit:
-    """One data split's uint8 pixels [N, D] (float32 images where it has no pixels) and labels [N], on the backend."""
+    """One data split on the backend: uint8 pixels [N, D] (a quarter of float32's bytes) and int32 labels [N]."""
 
     def __init__(self, backend, data_set):
         self.data_set = data_set
         self.labels = backend.asarray(data_set.labels, dtype=np.int32)
-        if data_set.pixels is None:
-            self.pixels, self.images = None, backend.asarray(data_set.images)
-        else:  # a quarter of the bytes to hold and to gather; converted batch by batch
-            self.pixels, self.images = backend.asarray(data_set.pixels, dtype=np.uint8), None
+        self.pixels = backend.asarray(data_set.pixels, dtype=np.uint8)
 
     def gather(self, backend, indices, images, labels):
         """The rows `indices` (host integers) into preallocated float32 `images` [B, D] and `labels` [B]."""
-        if self.pixels is None:
-            backend.gather_rows(self.images, indices, out=images)
-        else:
-            backend.gather_images(self.pixels, indices, out=images)
+        backend.gather_images(self.pixels, indices, out=images)
         backend.gather_rows(self.labels, indices, out=labels)
 
 
@@ -71,9 +65,8 @@ def do_eval(model, split):
     for step in range(steps_per_epoch):
         split.gather(backend, rows[step * batch_size:(step + 1) * batch_size], images, labels)
         logits = mnist.inference(model, images)
-        true_count += mnist.evaluation(model, logits, labels)
+        true_count += int(mnist.evaluation(model, logits, labels))
     num_examples = steps_per_epoch * batch_size
-    true_count = int(true_count)  # the one read of the count per evaluation
     precision = true_count / num_examples
     print("  Num examples: %d  Num correct: %d  Precision @ 1: %0.04f" % (num_examples, true_count, precision),
           flush=True)
@@ -207,9 +200,7 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result):
     for step in range(model.global_step, flags.max_steps):
         start_time = time.time()
         train.gather(backend, train.data_set.next_batch_indices(flags.batch_size), images, labels)
-        logits = mnist.inference(model, images)
-        loss_value = mnist.loss(model, logits, labels)
-        mnist.training(model, images, flags.learning_rate)
+        loss_value = mnist.train_step(model, images, labels, flags.learning_rate)
         evaluate = (step + 1) % 1000 == 0 or step + 1 == flags.max_steps
         if step % 100 == 0 or evaluate:
             loss_value = float(loss_value)  # reading the loss waits for the step to finish

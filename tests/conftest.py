@@ -1,7 +1,17 @@
 """Shared fixtures: where the real MNIST files live, and a local HTTP server for download tests."""
+import os
+import sys
+
+# One BLAS thread in the test process and the processes it starts, set before NumPy is first
+# imported (OpenBLAS reads it once, at load). No test measures threading, and on a busy 2-core
+# machine OpenBLAS's spinning threads fight every other process: the same 300 NumPy steps took
+# 0.27-6.95 s with its default threads and 0.23-0.32 s with one. The benchmarks (bench/) are
+# run without this file and keep the default.
+assert "numpy" not in sys.modules, "NumPy was imported before tests/conftest.py could pin its BLAS threads"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
 import functools
 import http.server
-import os
 import threading
 from pathlib import Path
 
@@ -10,11 +20,19 @@ import pytest
 
 from mnist_gpu.backends import gpu_available
 from mnist_gpu.backends.numpy_backend import NumpyBackend
+from mnist_gpu.input_data import PACKAGED_DIRECTORY
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# ../shared/data/mnist beside the checkout; MNIST_DATA_DIR overrides it where ../shared does not
-# travel (the GPU machine: bench/gpu_session.sh points it at the copy inside the package).
-SHARED_MNIST = os.environ.get("MNIST_DATA_DIR") or os.path.join(os.path.dirname(REPOSITORY), "shared", "data", "mnist")
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def find_mnist():
+    """Real MNIST: $MNIST_DATA_DIR if set, else ../shared/data/mnist beside the checkout, else the shipped copy."""
+    shared = os.path.join(os.path.dirname(REPOSITORY), "shared", "data", "mnist")
+    if os.environ.get("MNIST_DATA_DIR"):
+        return os.environ["MNIST_DATA_DIR"]
+    return shared if os.path.isdir(shared) else os.path.join(PACKAGED_DIRECTORY, "mnist")
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -39,13 +57,12 @@ def generator():
 
 @pytest.fixture(scope="session")
 def mnist_dir():
-    """The real MNIST files (see SHARED_MNIST). Missing is a failure, never a skip."""
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    missing = [name for name in names if not os.path.exists(os.path.join(SHARED_MNIST, name))]
+    """The folder of the four real MNIST files (see find_mnist). Missing is a failure, never a skip."""
+    folder = find_mnist()
+    missing = [name for name in MNIST_FILES if not os.path.exists(os.path.join(folder, name))]
     if missing:
-        pytest.fail(f"real MNIST is needed at {SHARED_MNIST}; missing {', '.join(missing)}")
-    return SHARED_MNIST
+        pytest.fail(f"real MNIST is needed at {folder}; missing {', '.join(missing)}")
+    return folder
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -1,8 +1,15 @@
-"""Helpers shared by the command-line tests."""
+"""Helpers shared by the tests."""
 import hashlib
 import os
 
+import pytest
+
+from mnist_gpu.backends import gpu_available
 from mnist_gpu.cli import main
+
+# Tests that only a real GPU can run carry this mark; elsewhere they are skipped with the reason.
+needs_gpu = pytest.mark.skipif(not gpu_available(),
+                               reason="needs an NVIDIA GPU with CuPy (in the checkout: pip install '.[cuda13]')")
 
 
 def run_main(capsys, *arguments):

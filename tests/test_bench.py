@@ -9,6 +9,7 @@ import pytest
 from conftest import REPOSITORY
 
 
+@pytest.mark.slow
 def test_bench_suite_runs(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider", "--benchmark-disable"],

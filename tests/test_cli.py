@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from mnist_gpu.cli import main
 from mnist_gpu.backends import gpu_available
+from mnist_gpu.cli import main
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -52,7 +52,7 @@ def test_cuda_backend_without_a_gpu_says_what_is_missing(tmp_path, capsys):
     assert code == 1
     error = capsys.readouterr().err
     assert error.startswith("mnist-gpu: error: --backend cuda needs")
-    assert "pip install 'mnist_gpu[cuda13]'" in error or "--backend cpu" in error
+    assert "pip install '.[cuda13]'" in error or "--backend cpu" in error
 
 
 CONSOLE_SCRIPT = os.path.join(os.path.dirname(sys.executable), "mnist-gpu")

@@ -6,9 +6,10 @@ import textwrap
 
 import pytest
 
-from backend_equivalence import *  # noqa: F401,F403 - the shared test cases
 from mnist_gpu.backends import get_backend
 from mnist_gpu.backends.openblas import find_sgemm
+
+from backend_equivalence import *  # noqa: F403 - the shared test cases
 
 
 @pytest.fixture(scope="session")

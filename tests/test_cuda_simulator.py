@@ -3,9 +3,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPOSITORY
 
 
+@pytest.mark.slow
 def test_cuda_kernels_in_the_simulator():
     environment = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS="0")
     result = subprocess.run(

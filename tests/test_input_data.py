@@ -9,8 +9,8 @@ from mnist_gpu.input_data import DataSet, read_data_sets
 
 
 def numbered(count):
-    """A DataSet whose image rows and labels are their own index, so batches reveal the order."""
-    return DataSet(np.arange(count, dtype=np.float32)[:, None], np.arange(count, dtype=np.int32), seed=0)
+    """A DataSet whose one-pixel images and labels are their own index, so batches reveal the order."""
+    return DataSet(np.arange(count, dtype=np.uint8)[:, None], np.arange(count, dtype=np.int32), seed=0)
 
 
 def test_first_epoch_is_a_shuffled_permutation():
@@ -21,16 +21,16 @@ def test_first_epoch_is_a_shuffled_permutation():
     assert data.epochs_completed == 0  # a batch that ends exactly at the end does not finish the epoch
 
 
-def test_a_data_set_of_pixels_alone_makes_its_float_images_when_asked():
+def test_images_are_the_pixels_scaled_as_tensorflow_does():
     pixels = np.random.default_rng(0).integers(0, 256, (3, 784), dtype=np.uint8)
-    data = DataSet(None, np.arange(3, dtype=np.int32), seed=0, pixels=pixels)
+    pixels[0, :3] = (0, 1, 255)
+    data = DataSet(pixels, np.arange(3, dtype=np.int32), seed=0)
     assert data.num_examples == 3
-    np.testing.assert_array_equal(data.next_batch(3, shuffle=False)[0],
-                                  pixels.astype(np.float32) * np.float32(1.0 / 255.0))
+    images = data.next_batch(3, shuffle=False)[0]
+    assert images.dtype == np.float32 and images[0, 0] == 0 and images[0, 2] == 1
+    np.testing.assert_array_equal(images, pixels.astype(np.float32) * np.float32(1.0 / 255.0))
     with pytest.raises(ValueError, match="differ in length"):
-        DataSet(None, np.arange(2, dtype=np.int32), pixels=pixels)
-    with pytest.raises(ValueError, match="needs images or pixels"):
-        DataSet(None, np.arange(3, dtype=np.int32))
+        DataSet(pixels, np.arange(2, dtype=np.int32))
 
 
 def test_batch_crossing_an_epoch_takes_the_rest_then_a_fresh_shuffle():
@@ -43,7 +43,7 @@ def test_batch_crossing_an_epoch_takes_the_rest_then_a_fresh_shuffle():
     (left_over,) = set(range(10)) - set(first)
     assert labels[0] == left_over
     assert labels[1] != labels[2]
-    np.testing.assert_array_equal(images[:, 0], labels)  # images and labels stay paired
+    np.testing.assert_array_equal(np.rint(images[:, 0] * 255), labels)  # images and labels stay paired
     # The second epoch is a fresh permutation: its next 8 complete it exactly.
     second = np.concatenate([labels[1:], data.next_batch(8)[1]])
     assert sorted(second) == list(range(10))
@@ -69,7 +69,7 @@ def test_order_comes_from_its_own_seed_not_numpys_global_rng():
     first = [numbered(20).next_batch(20)[1] for _ in range(2)]
     np.testing.assert_array_equal(first[0], first[1])
     np.testing.assert_array_equal(np.random.get_state()[1], global_state)  # untouched
-    other = DataSet(np.zeros((20, 1), np.float32), np.arange(20, dtype=np.int32), seed=1)
+    other = DataSet(np.zeros((20, 1), np.uint8), np.arange(20, dtype=np.int32), seed=1)
     assert list(other.next_batch(20)[1]) != list(first[0])
 
 

@@ -146,7 +146,10 @@ def test_gather_images_scales_like_tensorflow(backend):
     assert out[1, 1] == 1.0  # 255 / 255 is exactly one
 
 
-def test_arrays_are_float32_by_default(backend):
+def test_arrays_are_float32_by_default_and_integers_stay_integers(backend):
     assert backend.empty((2, 2)).dtype == np.float32
     assert backend.zeros(3).dtype == np.float32
-    assert backend.asarray([1, 2]).dtype == np.float32
+    assert backend.asarray([1.5, 2]).dtype == np.float32
+    assert backend.asarray(np.array([1, 2], np.float64)).dtype == np.float32
+    assert backend.asarray(np.array([1, 2], np.int32)).dtype == np.int32
+    assert backend.asarray(np.array([1, 2], np.uint8)).dtype == np.uint8

@@ -27,5 +27,6 @@ def test_kernels_are_mnist_gpu_kernels():
 
 def test_mnist_ships_inside_the_package():
     folder = os.path.join(os.path.dirname(mnist_gpu.__file__), "data", "mnist")
-    assert sorted(os.listdir(folder)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+    assert sorted(os.listdir(folder)) == ["NOTICE.md", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
                                           "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    assert "CC BY-SA 3.0" in open(os.path.join(folder, "NOTICE.md"), encoding="utf-8").read()

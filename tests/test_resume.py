@@ -9,8 +9,9 @@ import time
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from helpers import run_main, snapshot, without_timings
 from mnist_gpu import checkpoint as checkpoints
+
+from helpers import run_main, snapshot, without_timings
 
 
 @pytest.fixture
@@ -31,6 +32,7 @@ def assert_same_tensors(first, second):
         assert value.tobytes() == second.variables[name].tobytes(), name  # byte-identical
 
 
+@pytest.mark.slow
 def test_stop_at_1000_and_resume_equals_an_uninterrupted_run(train, tmp_path):
     code, whole, _ = train(tmp_path / "whole", "--seed", "4")
     assert code == 0
@@ -43,6 +45,7 @@ def test_stop_at_1000_and_resume_equals_an_uninterrupted_run(train, tmp_path):
     assert_same_tensors(final_variables(tmp_path / "whole"), final_variables(tmp_path / "split"))
 
 
+@pytest.mark.slow
 def test_sigkill_at_a_random_moment_then_resume_is_exact(train, tmp_path, mnist_dir):
     steps = "4000"
     code, whole, _ = train(tmp_path / "whole", "--seed", "8", "--max_steps", steps)
@@ -107,6 +110,7 @@ def test_resume_with_nothing_to_resume_is_refused(train, tmp_path):
     assert not (tmp_path / "empty").exists()
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_newest_checkpoint(train, tmp_path):
     log_dir = tmp_path / "run"
     assert train(log_dir, "--seed", "2", "--max_steps", "2000")[0] == 0

@@ -7,8 +7,9 @@ call (see openblas.py). Float32 only.
 """
 import numpy as np
 
-from ..input_data import PIXEL_SCALE
 from ..kernels import cpu
+from ..model import PIXEL_SCALE
+from . import check_labels
 from .numpy_backend import NumpyBackend
 from .openblas import find_sgemm
 
@@ -41,9 +42,6 @@ class CpuBackend(NumpyBackend):
     def bias_add(self, x, bias, out):
         cpu.bias_add(x, bias, out)
 
-    def relu_backward(self, grad, activation, out):
-        cpu.relu_backward(grad, activation, out)
-
     def bias_grad(self, grad, out):
         cpu.bias_grad(grad, out)
 
@@ -51,10 +49,12 @@ class CpuBackend(NumpyBackend):
         cpu.relu_backward_bias_grad(grad, activation, out, bias_grad)
 
     def softmax_xent(self, logits, labels, grad_out):
+        check_labels(labels)
         return cpu.softmax_xent(logits, labels, grad_out)
 
     def sgd_update(self, parameter, grad, learning_rate):
         cpu.sgd_update(parameter, grad, np.float32(learning_rate))
 
     def in_top_k(self, logits, labels, k=1):
+        check_labels(labels)
         return cpu.in_top_k(logits, labels, k)

@@ -10,11 +10,12 @@ Shapes: B batch, D=784, H1, H2, C=10.
 """
 import numpy as np
 
-from ..input_data import PIXEL_SCALE
-from . import BackendUnavailable
+from ..model import PIXEL_SCALE
+from . import BackendUnavailable, check_labels
 from .numpy_backend import NumpyBackend
 
-INSTALL_HINT = "install the GPU extras: pip install 'mnist_gpu[cuda13]' (CUDA 13 driver) or 'mnist_gpu[cuda12]'"
+INSTALL_HINT = ("install the GPU extras: in the mnist_gpu checkout, pip install '.[cuda13]' (CUDA 13 driver) "
+                "or '.[cuda12]'")
 
 
 def _import_kernels():
@@ -28,9 +29,10 @@ def _import_kernels():
 def _import_cupy():
     try:
         import cupy
-        import cupy.cublas  # noqa: F401 - the GEMM with alpha and beta
+        import cupy.cublas  # the GEMM with alpha and beta
     except ImportError as error:
-        raise BackendUnavailable(f"--backend cuda needs CuPy, which is not installed ({error}); {INSTALL_HINT}") from None
+        raise BackendUnavailable(f"--backend cuda needs CuPy, which is not installed ({error}); "
+                                 f"{INSTALL_HINT}") from None
     try:
         usable = cupy.is_available()
     except Exception as error:  # noqa: BLE001 - a broken driver is reported, not raised
@@ -40,6 +42,28 @@ def _import_cupy():
     if not usable:
         raise BackendUnavailable(f"--backend cuda needs a usable NVIDIA GPU: {reason}; use --backend cpu instead")
     return cupy
+
+
+class DeviceScalar:
+    """A number the GPU is still computing (the loss, a count): float() / int() wait for it and read it.
+
+    The read waits on the backend's own stream, not on CuPy's current one (which is per thread, and
+    may belong to another backend).
+    """
+
+    def __init__(self, array, stream):
+        self.array, self.stream = array, stream  # array: a 1-element device array
+
+    def _read(self):
+        if self.stream is None:  # the simulator: a NumPy array
+            return self.array[0]
+        return self.array.get(stream=self.stream)[0]  # copies on our stream once it gets there
+
+    def __float__(self):
+        return float(self._read())
+
+    def __int__(self):
+        return int(self._read())
 
 
 class CudaBackend:
@@ -71,7 +95,10 @@ class CudaBackend:
 
     # -- arrays ---------------------------------------------------------------
     def asarray(self, array, dtype=None):
-        return self.xp.ascontiguousarray(self.xp.asarray(array, dtype=dtype or self.dtype))
+        array = self.xp.asarray(array)
+        if dtype is None:
+            dtype = self.dtype if array.dtype.kind == "f" else array.dtype  # floats become float32
+        return self.xp.ascontiguousarray(array, dtype=dtype)
 
     def to_host(self, array):
         if self.stream is None:
@@ -90,12 +117,14 @@ class CudaBackend:
         if self.stream is not None:
             self.stream.synchronize()
 
-    def _launch(self, kernel, threads, blocks, *arguments):
+    def _launch(self, kernel, blocks, threads, *arguments):
+        """kernel[blocks, threads] on our stream, like CUDA's kernel<<<blocks, threads, 0, stream>>>."""
         kernel[blocks, threads, self.launch_stream](*arguments)
 
     def _grid(self, count):
+        """(blocks, threads) for one thread per item."""
         threads = self.kernels_module.THREADS_PER_BLOCK
-        return threads, self.kernels_module.blocks_for(count, threads)
+        return self.kernels_module.blocks_for(count, threads), threads
 
     # -- ops ------------------------------------------------------------------
     def _device_indices(self, indices):
@@ -140,12 +169,9 @@ class CudaBackend:
     def bias_add(self, x, bias, out):
         self._launch(self.bias_activation.bias_add_kernel, *self._grid(x.size), x, bias, out)
 
-    def relu_backward(self, grad, activation, out):
-        self._launch(self.backward.relu_backward_kernel, *self._grid(grad.size), grad, activation, out)
-
     def _column_grid(self, columns):
         backward = self.backward
-        return (backward.COLUMN_TILE, backward.ROW_LANES), -(-columns // backward.COLUMN_TILE)
+        return -(-columns // backward.COLUMN_TILE), (backward.COLUMN_TILE, backward.ROW_LANES)
 
     def bias_grad(self, grad, out):
         self._launch(self.backward.bias_grad_kernel, *self._column_grid(grad.shape[1]), grad, out)
@@ -155,18 +181,20 @@ class CudaBackend:
                      grad, activation, out, bias_grad)
 
     def softmax_xent(self, logits, labels, grad_out):
-        """Returns the mean loss as a 1-element device array (float() reads it, waiting for the GPU)."""
+        """Returns the mean loss as a DeviceScalar (float() reads it, waiting for the GPU)."""
+        check_labels(labels)
         mean_loss = self.xp.empty(1, dtype=np.float32)  # fresh each call: never overwritten later
-        self._launch(self.softmax.softmax_xent_kernel, self.softmax.SOFTMAX_THREADS, 1,
+        self._launch(self.softmax.softmax_xent_kernel, 1, self.softmax.SOFTMAX_THREADS,
                      logits, labels, grad_out, mean_loss)
-        return mean_loss[0]
+        return DeviceScalar(mean_loss, self.stream)
 
     def sgd_update(self, parameter, grad, learning_rate):
         self._launch(self.sgd.sgd_update_kernel, *self._grid(parameter.size),
                      parameter, grad, np.float32(learning_rate))
 
     def in_top_k(self, logits, labels, k=1):
-        """Returns the count as a device scalar (int() reads it); adding counts stays on the device."""
+        """Returns the count as a DeviceScalar (int() reads it, waiting for the GPU)."""
+        check_labels(labels)
         count = self.xp.zeros(1, dtype=np.int32)
         self._launch(self.top_k.in_top_k_kernel, *self._grid(len(labels)), logits, labels, np.int32(k), count)
-        return count[0]
+        return DeviceScalar(count, self.stream)

@@ -1,11 +1,12 @@
 """The NumPy reference backend: the executable spec every other backend is tested against.
 
 Shapes: B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes. Every op writes into an
-`out=` buffer the caller allocated once, so a training step allocates (almost) nothing.
+`out=` buffer the caller allocated once (the interface: `Backend` in backends/__init__.py).
 """
 import numpy as np
 
-from ..input_data import PIXEL_SCALE
+from ..model import PIXEL_SCALE
+from . import check_labels
 
 
 class NumpyBackend:
@@ -18,7 +19,10 @@ class NumpyBackend:
 
     # -- arrays ---------------------------------------------------------------
     def asarray(self, array, dtype=None):
-        return np.ascontiguousarray(array, dtype=dtype or self.dtype)
+        array = np.asarray(array)
+        if dtype is None:
+            dtype = self.dtype if array.dtype.kind == "f" else array.dtype  # like xp.asarray, floats become float32
+        return np.ascontiguousarray(array, dtype=dtype)
 
     def to_host(self, array):
         return np.asarray(array)
@@ -64,7 +68,10 @@ class NumpyBackend:
         np.add(x, bias, out=out)
 
     def relu_backward(self, grad, activation, out):
-        """out = grad where the ReLU's output was positive, else 0 (the ReLU's derivative at 0 is 0)."""
+        """out = grad where the ReLU's output was positive, else 0 (the ReLU's derivative at 0 is 0).
+
+        The spec's helper for relu_backward_bias_grad; no backend needs it alone.
+        """
         np.multiply(grad, activation > 0, out=out)
 
     def bias_grad(self, grad, out):
@@ -82,6 +89,7 @@ class NumpyBackend:
         Stable: subtract each row's max before exp. grad = (softmax - onehot(labels)) / B.
         A label outside 0..C-1 makes the loss NaN (no one-hot for that row), never a bad index.
         """
+        check_labels(labels)
         batch, classes = logits.shape
         rows = np.arange(batch)
         valid = (labels >= 0) & (labels < classes)
@@ -106,6 +114,7 @@ class NumpyBackend:
         (ties with the label count as correct); a row with any non-finite logit, or a label
         outside 0..C-1, counts as wrong.
         """
+        check_labels(labels)
         batch, classes = logits.shape
         valid_label = (labels >= 0) & (labels < classes)
         target = logits[np.arange(batch), np.where(valid_label, labels, 0)]

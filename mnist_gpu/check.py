@@ -1,0 +1,328 @@
+"""`mnist-gpu check`: what to run first on a new machine (and first on a lent GPU).
+
+It prints the versions that matter, says for every backend whether it is usable here and why not,
+and for each usable backend runs every op against the NumPy backend (the spec) at the tutorial's
+shapes, 100 training steps against NumPy, and a short timing of each op. One line per check;
+the exit code is 0 when every usable backend passes, 1 otherwise.
+
+OP_CASES, one per op of the backend interface, are also what tests/backend_equivalence.py runs
+at odd shapes on every backend: one definition of "this op agrees with the spec".
+Shapes: B batch, D=784, H hidden units, C=10.
+"""
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+
+from . import model as mnist
+from .backends import BACKEND_NAMES, BackendUnavailable, get_backend, gpu_available
+
+TUTORIAL_BATCH, TUTORIAL_HIDDEN = 100, 128
+TRAINING_STEPS = 100
+TIMING_CALLS = 20
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One op: how to make host inputs for B rows and width H, and how to call it.
+
+    `call(backend, inputs)` receives the inputs as the backend's arrays (indices stay on the host,
+    as the trainer passes them) and returns the op's results: arrays it wrote and scalars it returned.
+    """
+
+    name: str
+    make_inputs: object  # (generator, batch, width) -> {name: host array}
+    call: object  # (backend, inputs) -> tuple of results
+    exact: bool = False  # element-wise ops must match bit for bit; sums and GEMMs to rounding
+    tutorial_width: int = TUTORIAL_HIDDEN  # the width the tutorial runs it at (gathers: a row of D pixels)
+
+
+def _floats(generator, shape, scale=1.0):
+    return (generator.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _activation_pair(generator, batch, width):
+    # About half the activations exactly zero, as after a ReLU.
+    return {"grad": _floats(generator, (batch, width)),
+            "activation": np.maximum(_floats(generator, (batch, width)), 0)}
+
+
+def _logits_and_labels(generator, batch, width):
+    return {"logits": _floats(generator, (batch, mnist.NUM_CLASSES), 3.0),
+            "labels": generator.integers(0, mnist.NUM_CLASSES, batch).astype(np.int32)}
+
+
+def _gather_inputs(generator, batch, width):
+    rows = 2 * batch + 3
+    pixels = generator.integers(0, 256, (rows, width), dtype=np.uint8)
+    pixels[0, :3] = (0, 1, 255)[:width]  # the ends of the scale, in the first row gathered
+    indices = generator.integers(0, rows, batch)
+    indices[0] = 0
+    return {"table": _floats(generator, (rows, width)), "pixels": pixels,
+            "row_labels": generator.integers(0, mnist.NUM_CLASSES, rows).astype(np.int32), "indices": indices}
+
+
+def _gemm_inputs(trans_a, trans_b):
+    """The model's three GEMM forms: images @ W [B, H]; images^T @ grad [D, H]; grad @ W^T [B, D]."""
+    def make(generator, batch, width):
+        pixels = mnist.IMAGE_PIXELS
+        rows, inner, columns = (pixels, batch, width) if trans_a else (batch, width, pixels) if trans_b else \
+            (batch, pixels, width)
+        return {"a": _floats(generator, (inner, rows) if trans_a else (rows, inner)),
+                "b": _floats(generator, (columns, inner) if trans_b else (inner, columns)),
+                "parameter": _floats(generator, (rows, columns))}
+    return make
+
+
+def _matmul(trans_a, trans_b):
+    def call(backend, inputs):
+        out = backend.empty(inputs["parameter"].shape)
+        backend.matmul(inputs["a"], inputs["b"], out, trans_a, trans_b)
+        return (out,)
+    return call
+
+
+def _matmul_sgd(trans_a, trans_b):
+    def call(backend, inputs):
+        backend.matmul_sgd(inputs["a"], inputs["b"], inputs["parameter"], 0.01, trans_a, trans_b)
+        return (inputs["parameter"],)
+    return call
+
+
+def _unary(operation):
+    """An op of x [B, H] and bias [H] writing out [B, H]."""
+    def call(backend, inputs):
+        out = backend.empty(inputs["x"].shape)
+        operation(backend)(inputs["x"], inputs["bias"], out)
+        return (out,)
+    return call
+
+
+def _x_and_bias(generator, batch, width):
+    return {"x": _floats(generator, (batch, width)), "bias": _floats(generator, width)}
+
+
+def _bias_grad(backend, inputs):
+    out = backend.empty(inputs["grad"].shape[1:])
+    backend.bias_grad(inputs["grad"], out)
+    return (out,)
+
+
+def _relu_backward_bias_grad(backend, inputs):
+    masked, bias_grad = backend.empty(inputs["grad"].shape), backend.empty(inputs["grad"].shape[1:])
+    backend.relu_backward_bias_grad(inputs["grad"], inputs["activation"], masked, bias_grad)
+    return masked, bias_grad
+
+
+def _softmax_xent(backend, inputs):
+    grad = backend.empty(inputs["logits"].shape)
+    loss = backend.softmax_xent(inputs["logits"], inputs["labels"], grad)
+    return grad, float(loss)
+
+
+def _in_top_k(backend, inputs):
+    return tuple(int(backend.in_top_k(inputs["logits"], inputs["labels"], k)) for k in (1, 2))
+
+
+def _sgd_update(backend, inputs):
+    backend.sgd_update(inputs["parameter"], inputs["grad"], 0.01)
+    return (inputs["parameter"],)
+
+
+def _gather_rows(backend, inputs):
+    rows, labels = backend.empty((len(inputs["indices"]), inputs["table"].shape[1])), \
+        backend.empty((len(inputs["indices"]),), np.int32)
+    backend.gather_rows(inputs["table"], inputs["indices"], rows)
+    backend.gather_rows(inputs["row_labels"], inputs["indices"], labels)
+    return rows, labels
+
+
+def _gather_images(backend, inputs):
+    out = backend.empty((len(inputs["indices"]), inputs["pixels"].shape[1]))
+    backend.gather_images(inputs["pixels"], inputs["indices"], out)
+    return (out,)
+
+
+OP_CASES = [
+    OpCase("gather_rows", _gather_inputs, _gather_rows, exact=True, tutorial_width=mnist.IMAGE_PIXELS),
+    OpCase("gather_images", _gather_inputs, _gather_images, exact=True, tutorial_width=mnist.IMAGE_PIXELS),
+    OpCase("matmul", _gemm_inputs(False, False), _matmul(False, False)),
+    OpCase("matmul trans_a", _gemm_inputs(True, False), _matmul(True, False)),
+    OpCase("matmul trans_b", _gemm_inputs(False, True), _matmul(False, True)),
+    OpCase("matmul_sgd trans_a", _gemm_inputs(True, False), _matmul_sgd(True, False)),
+    OpCase("bias_relu", _x_and_bias, _unary(lambda backend: backend.bias_relu), exact=True),
+    OpCase("bias_add", _x_and_bias, _unary(lambda backend: backend.bias_add), exact=True),
+    OpCase("bias_grad", lambda generator, batch, width: {"grad": _floats(generator, (batch, width))}, _bias_grad),
+    OpCase("relu_backward_bias_grad", _activation_pair, _relu_backward_bias_grad),
+    OpCase("softmax_xent", _logits_and_labels, _softmax_xent),
+    OpCase("in_top_k", _logits_and_labels, _in_top_k, exact=True),
+    OpCase("sgd_update", lambda generator, batch, width: {"parameter": _floats(generator, batch * width + 1),
+                                                         "grad": _floats(generator, batch * width + 1)}, _sgd_update),
+]
+
+
+def to_backend(backend, inputs):
+    """Fresh backend copies of host inputs (ops write some in place); batch row indices stay host integers."""
+    return {name: value if name == "indices" else backend.asarray(value.copy()) for name, value in inputs.items()}
+
+
+def run_case(case, backend, inputs):
+    """The case's results on `backend`, as host values."""
+    results = case.call(backend, to_backend(backend, inputs))
+    return [value if isinstance(value, (int, float)) else backend.to_host(value) for value in results]
+
+
+def mismatch(case, got, expected):
+    """None when `got` agrees with the spec's `expected`, else what differs, in a few words."""
+    for index, (value, reference) in enumerate(zip(got, expected, strict=True)):
+        value, reference = np.asarray(value), np.asarray(reference)
+        if value.shape != reference.shape:
+            return f"result {index} has shape {value.shape}, expected {reference.shape}"
+        if case.exact:
+            equal = np.array_equal(value, reference, equal_nan=True)
+        else:  # float32 sums of up to D=784 terms, added in another order
+            equal = np.allclose(value, reference, rtol=1e-4, atol=1e-4, equal_nan=True)
+        if not equal:
+            worst = np.nanmax(np.abs(value.astype(np.float64) - reference)) if value.size else 0
+            return f"result {index} differs from numpy by up to {worst:.3g}"
+    return None
+
+
+def versions():
+    """{component: version or why it is missing}."""
+    found = {"Python": platform.python_version()}
+    for label, packages in (("NumPy", ["numpy"]), ("Numba", ["numba"]), ("numba-cuda", ["numba-cuda"]),
+                            ("CuPy", ["cupy-cuda13x", "cupy-cuda12x", "cupy"])):
+        installed = [metadata.version(package) for package in packages if _installed(package)]
+        found[label] = installed[0] if installed else "not installed"
+    try:
+        from numba.cuda.cudadrv import nvvm  # never imported in the trainer's process: only here
+
+        found["NVVM"] = ".".join(map(str, nvvm.NVVM().get_version()))
+    except Exception as error:  # noqa: BLE001 - any failure to load libNVVM is reported, not raised
+        found["NVVM"] = f"not found ({type(error).__name__})"
+    if gpu_available():
+        import cupy
+
+        runtime = cupy.cuda.runtime
+        found["CUDA driver"] = str(runtime.driverGetVersion())
+        found["CUDA runtime"] = str(runtime.runtimeGetVersion())
+        properties = runtime.getDeviceProperties(0)
+        found["GPU"] = f"{properties['name'].decode()} (compute capability {properties['major']}.{properties['minor']})"
+    else:
+        found["GPU"] = "none usable"
+    return found
+
+
+def _installed(package):
+    try:
+        metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def time_call(function):
+    """Median seconds of a few calls, after one warm-up call (compilation) outside the timing."""
+    function()
+    times = []
+    for _ in range(TIMING_CALLS):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def training_mismatch(backend, reference, batch=TUTORIAL_BATCH, steps=TRAINING_STEPS):
+    """Run `steps` training steps on both backends from the same start and batches; None if they agree."""
+    generator = np.random.default_rng(0)
+    variables = mnist.initial_variables(TUTORIAL_HIDDEN, 32, seed=1)
+    pixels = generator.integers(0, 256, (1000, mnist.IMAGE_PIXELS), dtype=np.uint8)
+    labels = generator.integers(0, mnist.NUM_CLASSES, 1000).astype(np.int32)
+    batches = [generator.integers(0, 1000, batch) for _ in range(steps)]
+    results = []
+    for each in (backend, reference):
+        model = mnist.Model(each, variables, batch)
+        table, table_labels = each.asarray(pixels), each.asarray(labels)
+        images, batch_labels = each.empty((batch, mnist.IMAGE_PIXELS)), each.empty((batch,), np.int32)
+        for indices in batches:
+            each.gather_images(table, indices, images)
+            each.gather_rows(table_labels, indices, batch_labels)
+            loss = mnist.train_step(model, images, batch_labels, 0.01)
+        results.append((float(loss), model.host_variables()))
+    (loss, got), (expected_loss, expected) = results
+    if not np.isclose(loss, expected_loss, rtol=1e-4):
+        return f"final loss {loss:.6f}, numpy {expected_loss:.6f}"
+    for name, value in expected.items():
+        if not np.allclose(got[name], value, rtol=1e-3, atol=1e-5):
+            return f"{name} differs from numpy by up to {np.abs(got[name] - value).max():.3g}"
+    return None
+
+
+def one_line(error):
+    return f"raised {type(error).__name__}: " + (str(error).splitlines() or [""])[0]
+
+
+def check_backend(backend, reference, say):
+    """Every op and the training steps of one backend against NumPy; returns how many checks failed.
+
+    The NumPy backend itself is only timed: it is the spec the others are checked against.
+    """
+    failures = 0
+    generator = np.random.default_rng(2026)
+    for case in OP_CASES:
+        inputs = case.make_inputs(generator, TUTORIAL_BATCH, case.tutorial_width)
+        problem = None
+        if backend is not reference:
+            try:
+                problem = mismatch(case, run_case(case, backend, inputs), run_case(case, reference, inputs))
+            except Exception as error:  # noqa: BLE001 - a crashing op is a failed check, reported on its line
+                problem = one_line(error)
+        if problem is None:
+            arrays = to_backend(backend, inputs)
+            seconds = time_call(lambda call=case.call, arrays=arrays: (call(backend, arrays), backend.synchronize()))
+            verdict = "spec" if backend is reference else "ok"
+            say(f"  {backend.name:<6} {case.name:<24} {verdict:<7} {seconds * 1e6:9.1f} us")
+        else:
+            failures += 1
+            say(f"  {backend.name:<6} {case.name:<24} FAILED  {problem}")
+    if backend is reference:
+        return failures
+    try:
+        problem = training_mismatch(backend, reference)
+    except Exception as error:  # noqa: BLE001 - reported on its line
+        problem = one_line(error)
+    failures += problem is not None
+    say(f"  {backend.name:<6} {f'{TRAINING_STEPS} training steps':<24} "
+        + ("ok      same variables as numpy" if problem is None else f"FAILED  {problem}"))
+    return failures
+
+
+def run_check(say=print):
+    """The whole check; returns the exit code (0: every usable backend passed)."""
+    say("mnist-gpu check (the tutorial's shapes: B=%d, H=%d, D=%d, C=%d; times are medians of %d calls)"
+        % (TUTORIAL_BATCH, TUTORIAL_HIDDEN, mnist.IMAGE_PIXELS, mnist.NUM_CLASSES, TIMING_CALLS))
+    say("versions: " + ", ".join(f"{name} {version}" for name, version in versions().items()))
+    reference = get_backend("numpy")
+    usable, failures = [reference], 0
+    say("backend numpy: usable (the reference: every other backend is checked against it)")
+    for name in BACKEND_NAMES:
+        if name in ("auto", "numpy"):
+            continue
+        try:
+            backend = get_backend(name)
+        except (BackendUnavailable, ImportError) as error:
+            say(f"backend {name}: not usable: {error}")
+            continue
+        say(f"backend {name}: usable")
+        usable.append(backend)
+    for backend in usable:
+        failures += check_backend(backend, reference, say)
+    if failures:
+        say(f"{failures} check{'s' if failures != 1 else ''} FAILED")
+        return 1
+    say(f"all checks passed on {', '.join(backend.name for backend in usable)}")
+    return 0
