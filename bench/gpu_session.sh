@@ -1,23 +1,72 @@
 #!/usr/bin/env bash
-# What a session lent a GPU (the device tool's `run`) should run, in one call, from the repository root:
-#   GPU kernel tests, the tutorial on --backend cuda, and the benchmark report, all into $OUT.
-# The device image has CuPy, numba-cuda, NumPy, safetensors, tensorboard, pytest-benchmark and
-# matplotlib but not tensorboardX: carry its wheel in .whl (see the README's "On a GPU" section).
-set -uo pipefail
+# What a machine with an NVIDIA GPU runs, one step per command (each well inside 8 minutes), from
+# the repository root:
+#
+#   bash bench/gpu_session.sh check      # versions, then `mnist-gpu check`: every op and 100 steps vs NumPy
+#   bash bench/gpu_session.sh tests      # tests/cuda on the GPU, and the tutorial test on --backend cuda
+#   bash bench/gpu_session.sh tutorial   # the tutorial run on cuda and on cpu, timed, logs kept
+#   bash bench/gpu_session.sh bench-step # the training-step and tutorial-run benchmarks and their report
+#   bash bench/gpu_session.sh bench-ops  # the per-op benchmarks and their report
+#
+# Run `check` first. Every step writes its log (and report) under $OUT as it goes, so a step that
+# runs out of time loses only itself. Nothing is built or installed: the code runs from this
+# checkout (PYTHONPATH), and Python packages the machine lacks travel as wheels in .whl/ (the
+# README's "On a GPU" section says which and how).
+set -euo pipefail
+step=${1:?usage: bash bench/gpu_session.sh check|tests|tutorial|bench-step|bench-ops}
 OUT=${OUT:-/tmp/gpu_session}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-index --no-deps --no-build-isolation . || exit 1
 export PYTHONUNBUFFERED=1
-export MNIST_DATA_DIR=$PWD/mnist_gpu/data/mnist  # ../shared does not travel to the device
-{
-    date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-    python3 -c "import cupy, numba, numba_cuda, numpy; print('cupy', cupy.__version__, 'numba', numba.__version__, \
-'numba-cuda', numba_cuda.__version__, 'numpy', numpy.__version__)"
-} > "$OUT/environment.txt" 2>&1
-cd tests && python3 -m pytest cuda -q -p no:cacheprovider -rs --rootdir .. > "$OUT/gpu_tests.log" 2>&1; cd ..
-log_dir=$(mktemp -d)
-python3 -m mnist_gpu --backend cuda --seed 1 --input_data_dir "$MNIST_DATA_DIR" --log_dir "$log_dir/run" \
-    > "$OUT/tutorial_cuda.log" 2>&1
-python3 -m bench.report --out "$OUT" > "$OUT/bench.log" 2>&1
-tail -n 3 "$OUT"/gpu_tests.log "$OUT"/tutorial_cuda.log "$OUT"/bench.log
+
+if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+# Every package a step needs, checked before anything runs, named when missing.
+python3 - <<'EOF'
+import importlib.util, sys
+needed = ["numpy", "numba", "numba_cuda", "cupy", "safetensors", "tensorboardX", "tqdm", "pytest",
+          "pytest_benchmark", "tensorboard", "matplotlib"]
+missing = [name for name in needed if importlib.util.find_spec(name) is None]
+if missing:
+    sys.exit(f"gpu_session.sh: missing Python packages: {', '.join(missing)} "
+             "(carry their wheels in .whl/, see the README's 'On a GPU')")
+EOF
+
+run() {  # run a command, its output to the terminal and to $OUT/<name>.log
+    local name=$1; shift
+    "$@" 2>&1 | tee "$OUT/$name.log"
+}
+
+case $step in
+check)
+    {
+        date -u
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+        git log -1 --format='commit %H %cd' 2>/dev/null || true
+    } 2>&1 | tee "$OUT/environment.txt"
+    run check python3 -m mnist_gpu check
+    ;;
+tests)
+    run gpu_tests python3 -m pytest tests/cuda "tests/test_training_end_to_end.py::test_tutorial_defaults_reach_the_published_accuracy" \
+        tests/test_check.py -q -p no:cacheprovider -rs
+    ;;
+tutorial)
+    for backend in cuda cpu; do
+        log_dir=$(mktemp -d)
+        run "tutorial_$backend" bash -c "time python3 -m mnist_gpu --backend $backend --seed 1 --log_dir $log_dir/run"
+    done
+    ;;
+bench-step)
+    run bench_step python3 -m bench.report -k "bench_step" --out "$OUT"
+    ;;
+bench-ops)
+    run bench_ops python3 -m bench.report -k "bench_ops" --out "$OUT"
+    ;;
+*)
+    echo "gpu_session.sh: unknown step '$step'; expected check, tests, tutorial, bench-step or bench-ops" >&2
+    exit 2
+    ;;
+esac

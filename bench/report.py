@@ -3,8 +3,9 @@
     python -m bench.report                  # the whole suite (about 10 minutes on 2 CPU cores)
     python -m bench.report -k step          # only the training-step groups (pytest -k syntax)
 
-Output goes to bench/results/<date>-<device>.{md,png,json}. Every number is a median over many
-rounds from ONE run, and ratios compare variants timed in that same run.
+Output goes to bench/results/<date>T<time>-<device>.{md,png,json} (or --out FOLDER): a report
+never replaces an earlier one. Every number is a median over many rounds from ONE run, and
+ratios compare variants timed in that same run.
 """
 import argparse
 import json
@@ -71,13 +72,13 @@ def ratio(numerator, denominator):
 
 
 def step_rows(table):
+    """Training step and GEMM-floor medians from their separate groups (no ratios: see the interleaved table)."""
     rows = []
     for group, times in table.items():
         if not group.startswith("step "):
             continue
         rows.append([group[len("step "):]] + [format_time(times.get(name)) for name in
                                               ("numpy", "cpu", "cuda", "numpy-gemm-floor", "cuda-gemm-floor")] + [
-            *(ratio(times.get(name), times.get(FLOOR_OF[name])) for name in BACKEND_ORDER),
             f"{times['cuda-launch-only'] / times['cuda']:.0%}" if times.get("cuda-launch-only") and times.get("cuda")
             else "-"])
     return rows
@@ -96,18 +97,23 @@ def interleaved_rows(data):
              f"{info['ratio']:.2f}x"] for shape, backend, info in interleaved(data)]
 
 
-def floor_ratios(data):
-    """{shape: {backend: step / GEMM floor}} and what they are: the interleaved ratios, else the separate groups'."""
-    ratios = {}
+def step_and_floor(data):
+    """{shape: {backend: (step seconds, floor seconds, step / floor)}} and how the ratio was taken.
+
+    From the interleaved benchmarks where there are any (the figures the README quotes: both
+    medians and the median of the per-round ratios, all from the same rounds); else from the
+    separate step and floor groups (the ratio of their medians).
+    """
+    found = {}
     for shape, backend, info in interleaved(data):
-        ratios.setdefault(shape, {})[backend] = info["ratio"]
-    if ratios:
-        return ratios, "median of per-round ratios"
+        found.setdefault(shape, {})[backend] = (info["step_median"], info["floor_median"], info["ratio"])
+    if found:
+        return found, "median of per-round ratios"
     for group, times in medians(data).items():
         if group.startswith("step "):
-            ratios[group[len("step "):]] = {name: times[name] / times[floor] for name, floor in FLOOR_OF.items()
-                                            if times.get(name) and times.get(floor)}
-    return ratios, "ratio of medians"
+            found[group[len("step "):]] = {name: (times[name], times[floor], times[name] / times[floor])
+                                           for name, floor in FLOOR_OF.items() if times.get(name) and times.get(floor)}
+    return found, "ratio of medians"
 
 
 def op_rows(table):
@@ -127,6 +133,16 @@ def markdown_table(header, rows):
     return "\n".join(lines)
 
 
+FLOOR_IN_WORDS = ("The GEMM floor of a training step is the time of its 8 matrix products (GEMMs) alone, on the same "
+                  "backend and shapes: what the step would cost if everything else (gather, bias, ReLU, softmax, "
+                  "SGD) were free.")
+
+
+def section(title, text, header, rows):
+    """A Markdown section, or nothing when it has no rows (a -k subset that did not run it)."""
+    return [f"## {title}", "", text, "", markdown_table(header, rows), ""] if rows else []
+
+
 def write_markdown(data, path, chart_name, command):
     table = medians(data)
     machine = data["machine_info"]
@@ -142,85 +158,98 @@ def write_markdown(data, path, chart_name, command):
         "- Medians of pytest-benchmark rounds (warm-up and JIT outside the timing; CUDA variants "
         "synchronise inside it). Ratios compare variants timed in this same run.",
         "",
-        "## Training step vs its GEMM floor",
-        "",
-        "The floor is the step's 8 GEMMs alone on the same backend and shapes. "
-        "cpu/floor is the CPU speed target (at most 1.25x at B=100 and B=1000). "
-        "'launch share' is the host time to issue a CUDA step over the whole step's time.",
-        "",
-        markdown_table(["shape", "numpy", "cpu", "cuda", "numpy GEMMs", "cuda GEMMs", "numpy/floor", "cpu/floor",
-                        "cuda/floor", "launch share"], step_rows(table)),
-        "",
-        "Interleaved: each round times one step and then the floor, so both see the same machine; the "
-        "ratio is the median of the per-round ratios (the most stable figure on a shared machine).",
-        "",
-        markdown_table(["shape", "backend", "step", "GEMM floor", "step / floor"], interleaved_rows(data)),
-        "",
-        "## Per op",
-        "",
-        markdown_table(["op and shape", "numpy", "cpu", "cuda", "cpu speed-up", "cuda speed-up"], op_rows(table)),
-        "",
     ]
-    tutorial = {group: times for group, times in table.items() if group.startswith("tutorial")}
-    for group, times in tutorial.items():
-        lines += [f"## {group}", "", markdown_table(["backend", "median"],
-                                                    [[name, format_time(times.get(name))] for name in BACKEND_ORDER
-                                                     if name in times]), ""]
-    lines += [f"![step times]({chart_name})", ""]
+    lines += section(
+        "Training step vs its GEMM floor, interleaved",
+        FLOOR_IN_WORDS + " Each round times one step and then its floor, so both see the same machine; the ratio "
+        "is the median of the per-round ratios (the most stable figure on a shared machine). The CPU target: "
+        "cpu at most 1.25x at B=100 and B=1000.",
+        ["shape", "backend", "step", "GEMM floor", "step / floor"], interleaved_rows(data))
+    lines += section(
+        "Training step and GEMM floor, each timed on its own",
+        "Separate groups, run minutes apart: compare within a row with care, and quote the interleaved ratios "
+        "above. 'launch share' is the host time to issue a CUDA step over the whole step's time.",
+        ["shape", "numpy", "cpu", "cuda", "numpy GEMMs", "cuda GEMMs", "launch share"], step_rows(table))
+    lines += section("Per op", "Each op alone, every backend in one group.",
+                     ["op and shape", "numpy", "cpu", "cuda", "cpu speed-up", "cuda speed-up"], op_rows(table))
+    for group, times in table.items():
+        if group.startswith("tutorial"):
+            lines += section(group, "The whole run, data loading to the last evaluation.", ["backend", "median"],
+                             [[name, format_time(times.get(name))] for name in BACKEND_ORDER if name in times])
+    if step_and_floor(data)[0]:
+        lines += [f"![step times]({chart_name})", ""]
     with open(path, "w", encoding="utf-8") as stream:
         stream.write("\n".join(lines))
 
 
-def grouped_bars(axis, series, labels):
-    """One bar per (label, series name), side by side; series without any value are left out."""
+def grouped_bars(axis, series, labels, value_format, rotation=90):
+    """One bar per (label, series name), side by side, each with its value; series without values are left out."""
     series = {name: values for name, values in series.items() if any(values)}
     width = 0.8 / max(len(series), 1)
     for index, (name, values) in enumerate(series.items()):
-        axis.bar([position + index * width for position in range(len(labels))], values, width, label=name)
+        bars = axis.bar([position + index * width for position in range(len(labels))], values, width, label=name)
+        axis.bar_label(bars, labels=[value_format(value) if value else "" for value in values], fontsize=7,
+                       rotation=rotation, padding=2)
     axis.set_xticks([position + 0.4 - width / 2 for position in range(len(labels))],
                     [label.replace(" H1", "\nH1") for label in labels], fontsize=8)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7)
 
 
 def write_chart(data, path):
+    """Left: step and floor times; right: their ratio. Both panels show the same measurements."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    steps = {group[len("step "):]: times for group, times in medians(data).items() if group.startswith("step ")}
-    figure, (times_axis, ratio_axis) = pyplot.subplots(1, 2, figsize=(13, 4.5))
-    names = ["numpy", "cpu", "cuda", "numpy-gemm-floor", "cuda-gemm-floor"]
-    grouped_bars(times_axis, {name: [times.get(name, 0) * 1e3 for times in steps.values()] for name in names},
-                 list(steps))
+    shapes, how = step_and_floor(data)
+    figure, (times_axis, ratio_axis) = pyplot.subplots(1, 2, figsize=(14, 5))
+    backends = [name for name in BACKEND_ORDER if any(name in by_backend for by_backend in shapes.values())]
+    series = {}
+    for name in backends:
+        series[f"{name} step"] = [by_backend.get(name, (0, 0, 0))[0] * 1e3 for by_backend in shapes.values()]
+        series[f"{name} GEMM floor"] = [by_backend.get(name, (0, 0, 0))[1] * 1e3 for by_backend in shapes.values()]
+    grouped_bars(times_axis, series, list(shapes), lambda value: f"{value:.3g}")
     times_axis.set_yscale("log")
-    smallest = min((time for times in steps.values() for time in times.values() if time), default=1e-3)
-    times_axis.set_ylim(bottom=smallest * 1e3 / 3)  # bars start well below the shortest one
+    smallest = min((value for values in series.values() for value in values if value), default=1e-3)
+    times_axis.set_ylim(bottom=smallest / 3, top=max(max(values) for values in series.values()) * 8)
     times_axis.set_ylabel("ms per training step (median)")
-    ratios, what = floor_ratios(data)
-    ratio_axis.axhline(1.25, color="black", linestyle="--", linewidth=1, label="1.25x target")
-    grouped_bars(ratio_axis, {f"{name}/floor": [values.get(name, 0) for values in ratios.values()]
-                              for name in BACKEND_ORDER}, list(ratios))
-    ratio_axis.set_ylabel(f"step time / GEMM floor ({what})")
+    times_axis.set_title("a step, and its 8 matrix products alone (the GEMM floor)", fontsize=9)
+    ratio_axis.axhline(1.25, color="black", linestyle="--", linewidth=1, label="1.25x: the CPU target")
+    grouped_bars(ratio_axis, {f"{name} step / floor": [by_backend.get(name, (0, 0, 0))[2]
+                                                        for by_backend in shapes.values()] for name in backends},
+                 list(shapes), lambda value: f"{value:.2f}x", rotation=0)
+    ratio_axis.set_ylim(0, max(ratio for by_backend in shapes.values() for *_, ratio in by_backend.values()) * 1.15)
+    ratio_axis.set_ylabel("step time / GEMM floor")
+    ratio_axis.set_title(f"how far a step is from its matrix products alone ({how})", fontsize=9)
     figure.suptitle(f"mnist_gpu training step, {data['datetime'][:10]}, {device_name()}")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     pyplot.close(figure)
 
 
+def report_stem(data):
+    """<date>T<time>-<device>: a new run never takes the name of an earlier report."""
+    when = data["datetime"][:19].replace(":", "")
+    return f"{when}-{re.sub(r'[^A-Za-z0-9]+', '-', device_name()).strip('-').lower()}"
+
+
 def write_report(data, directory, command):
-    """Write <date>-<device>.{json,md,png} into directory; returns the Markdown path."""
+    """Write <date>T<time>-<device>.{json,md,png} into directory; returns the Markdown path. Never overwrites."""
     os.makedirs(directory, exist_ok=True)
-    stem = f"{data['datetime'][:10]}-{re.sub(r'[^A-Za-z0-9]+', '-', device_name()).strip('-').lower()}"
-    base = os.path.join(directory, stem)
+    base = os.path.join(directory, report_stem(data))
+    for suffix in (".json", ".md", ".png"):
+        if os.path.exists(base + suffix):
+            raise FileExistsError(f"{base + suffix} exists already; pass another --out folder")
     # Every round's own time stays out: tens of MB per report, and the tables need only the summaries.
     summaries = dict(data, benchmarks=[dict(benchmark, stats={key: value for key, value in benchmark["stats"].items()
                                                               if key != "data"})
                                        for benchmark in data["benchmarks"]])
     with open(base + ".json", "w", encoding="utf-8") as stream:
         json.dump(summaries, stream, indent=1)
-    write_chart(data, base + ".png")
-    write_markdown(data, base + ".md", stem + ".png", command)
+    if step_and_floor(data)[0]:
+        write_chart(data, base + ".png")
+    write_markdown(data, base + ".md", os.path.basename(base) + ".png", command)
     return base + ".md"
 
 
@@ -230,8 +259,8 @@ def main(argv=None):
     parser.add_argument("--out", default=RESULTS, help="folder for the report (default bench/results)")
     options = parser.parse_args(argv)
     repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    json_path = os.path.join(options.out, ".last-run.json")
     os.makedirs(options.out, exist_ok=True)
+    json_path = os.path.join(options.out, f".bench-run-{os.getpid()}.json")
     command = [sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider", f"--benchmark-json={json_path}"]
     if options.k:
         command += ["-k", options.k]

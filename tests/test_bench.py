@@ -1,4 +1,5 @@
 """The benchmark suite still runs (each benchmark once), and the report turns results into tables."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -38,16 +39,23 @@ def fake_results():
     }
 
 
-def test_report_writes_tables_and_a_chart(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(REPOSITORY)
+@pytest.fixture
+def report(monkeypatch):
+    monkeypatch.syspath_prepend(REPOSITORY)  # bench/ is not installed: it lives in the checkout
     from bench import report
 
+    return report
+
+
+def test_report_writes_tables_and_a_chart(tmp_path, report):
     markdown = report.write_report(fake_results(), str(tmp_path), "python -m bench.report")
+    assert os.path.basename(markdown) == "2026-11-25T000000-cpu.md"
     text = open(markdown).read()
-    assert "| B=100 H1=128 H2=32 | 500.0 us | 360.0 us | - | 300.0 us | - | 1.67x | 1.20x | - | - |" in text
+    assert "| B=100 H1=128 H2=32 | 500.0 us | 360.0 us | - | 300.0 us | - | - |" in text
     assert "| bias_relu B=100 H=128 | 20.0 us | 4.0 us | - | 5.00x | - |" in text
     assert "| cpu | 2.50 s |" in text
     assert "| B=100 H1=128 H2=32 | cpu | 400.0 us | 320.0 us | 1.23x |" in text
+    assert "the time of its 8 matrix products (GEMMs) alone" in text
     assert "Test CPU, 2 cores" in text and "numpy " in text
     stem = os.path.splitext(markdown)[0]
     assert open(stem + ".png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
@@ -56,13 +64,43 @@ def test_report_writes_tables_and_a_chart(tmp_path, monkeypatch):
     assert [benchmark["stats"] for benchmark in saved["benchmarks"]][:2] == [{"median": 500e-6}, {"median": 360e-6}]
 
 
-def test_chart_ratios_are_the_interleaved_ones_when_there_are_any(monkeypatch):
-    monkeypatch.syspath_prepend(REPOSITORY)
-    from bench import report
+def test_a_report_never_replaces_an_earlier_one(tmp_path, report):
+    first = report.write_report(fake_results(), str(tmp_path), "python -m bench.report")
+    before = open(first, "rb").read()
+    with pytest.raises(FileExistsError, match="exists already"):
+        report.write_report(fake_results(), str(tmp_path), "python -m bench.report")
+    assert open(first, "rb").read() == before
+    later = dict(fake_results(), datetime="2026-11-25T00:00:01+00:00")
+    assert report.write_report(later, str(tmp_path), "python -m bench.report") != first
 
+
+def test_a_subset_leaves_out_the_tables_it_did_not_run(tmp_path, report):
+    only_ops = dict(fake_results(), benchmarks=[benchmark for benchmark in fake_results()["benchmarks"]
+                                                if benchmark["group"].startswith("bias_relu")])
+    text = open(report.write_report(only_ops, str(tmp_path), "python -m bench.report -k ops")).read()
+    assert "## Per op" in text and "| bias_relu B=100 H=128 |" in text
+    assert "GEMM floor" not in text and "tutorial" not in text and ".png" not in text
+    assert os.listdir(tmp_path) == [name for name in os.listdir(tmp_path) if not name.endswith(".png")]
+
+
+def test_chart_and_tables_show_the_same_step_floor_figures(report):
     results = fake_results()
-    assert report.floor_ratios(results) == ({"B=100 H1=128 H2=32": {"cpu": 1.234}}, "median of per-round ratios")
+    shapes, how = report.step_and_floor(results)
+    # The interleaved medians and ratio: the figures the interleaved table prints.
+    assert shapes == {"B=100 H1=128 H2=32": {"cpu": (400e-6, 320e-6, 1.234)}} and how == "median of per-round ratios"
     results["benchmarks"] = [benchmark for benchmark in results["benchmarks"] if "extra_info" not in benchmark]
-    ratios, what = report.floor_ratios(results)
-    assert what == "ratio of medians" and list(ratios) == ["B=100 H1=128 H2=32"]
-    assert ratios["B=100 H1=128 H2=32"] == pytest.approx({"numpy": 500 / 300, "cpu": 360 / 300})
+    shapes, how = report.step_and_floor(results)
+    assert how == "ratio of medians" and list(shapes) == ["B=100 H1=128 H2=32"]
+    by_backend = shapes["B=100 H1=128 H2=32"]
+    assert sorted(by_backend) == ["cpu", "numpy"]
+    assert by_backend["numpy"] == pytest.approx((500e-6, 300e-6, 500 / 300))
+    assert by_backend["cpu"] == pytest.approx((360e-6, 300e-6, 360 / 300))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_gpu_session_names_what_is_missing_before_it_runs_anything(tmp_path):
+    result = subprocess.run(["bash", "bench/gpu_session.sh", "check"], cwd=REPOSITORY, capture_output=True, text=True,
+                            env=dict(os.environ, OUT=str(tmp_path)))
+    assert result.returncode == 1
+    assert "gpu_session.sh: missing Python packages: cupy" in result.stderr
+    assert os.listdir(tmp_path) == []  # it stopped before the check wrote anything

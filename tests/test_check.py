@@ -23,7 +23,7 @@ def test_check_passes_here_and_says_why_cuda_is_not_usable(capsys):
     assert [line[9:33].strip() for line in cpu_lines] == [case.name for case in OP_CASES] + \
         [f"{TRAINING_STEPS} training steps"]
     assert all(line[34:41] == "ok     " for line in cpu_lines), cpu_lines
-    assert lines[-1] == "all checks passed on numpy, cpu"
+    assert lines[-1] == "all checks passed on numpy, cpu" + (", cuda" if gpu_available() else "")
 
 
 def test_a_wrong_op_fails_its_line_and_the_exit_code(capsys, monkeypatch):
