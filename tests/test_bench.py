@@ -100,7 +100,8 @@ def test_chart_and_tables_show_the_same_step_floor_figures(report):
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
 def test_gpu_session_names_what_is_missing_before_it_runs_anything(tmp_path):
     result = subprocess.run(["bash", "bench/gpu_session.sh", "check"], cwd=REPOSITORY, capture_output=True, text=True,
-                            env=dict(os.environ, OUT=str(tmp_path)))
+                            env=dict(os.environ, OUT=str(tmp_path),  # its python3: this one
+                                     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]))
     assert result.returncode == 1
     assert "gpu_session.sh: missing Python packages: cupy" in result.stderr
     assert os.listdir(tmp_path) == []  # it stopped before the check wrote anything
