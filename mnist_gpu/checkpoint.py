@@ -14,10 +14,8 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import safetensors
-from safetensors.numpy import save_file
 
-from .durable import replace_durably, temporary_beside, write_bytes_durably
+from .durable import WriteError, replace_durably, temporary_beside, write_bytes_durably
 
 STATE_FILE = "checkpoint"
 PREFIX = "model.ckpt"
@@ -62,6 +60,8 @@ def write(path, checkpoint):
     metadata = {"format": FORMAT, "flags": json.dumps(checkpoint.flags, sort_keys=True),
                 "data_position": json.dumps(checkpoint.data_position, sort_keys=True)}
     metadata["sha256"] = content_hash(tensors, metadata)
+    from safetensors.numpy import save_file  # imported when the first checkpoint is written
+
     with temporary_beside(path) as temporary:
         save_file(tensors, temporary, metadata=metadata)
         replace_durably(temporary, path)
@@ -71,6 +71,8 @@ def read(path):
     """Load and verify a checkpoint; any damage raises CheckpointError naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
+    import safetensors
+
     try:
         with safetensors.safe_open(path, framework="numpy") as opened:
             metadata = dict(opened.metadata() or {})
@@ -122,13 +124,29 @@ class Saver:
         self.max_to_keep = max_to_keep
 
     def save(self, step, checkpoint):
-        """Write model.ckpt-<step>, then commit it in the state file, then prune old ones. Returns its path."""
+        """Write model.ckpt-<step>, then commit it in the state file, then prune old ones. Returns its path.
+
+        A failed write (a full disk, say) raises WriteError and leaves the state file, and the
+        checkpoints it lists, as they were: no temporary file, no unlisted new checkpoint.
+        """
         name = checkpoint_name(step)
         path = os.path.join(self.log_dir, name)
-        write(path, checkpoint)
-        names = [kept for kept in read_state(self.log_dir) if kept != name] + [name]
+        listed = read_state(self.log_dir)
+        intact = f"the newest saved checkpoint is still {listed[-1]}" if listed else "no checkpoint was saved before"
+        existed = os.path.exists(path)
+        try:
+            write(path, checkpoint)
+        except OSError as error:
+            raise WriteError(f"saving {path} failed: {error.strerror or error}; {intact}") from None
+        names = [kept for kept in listed if kept != name] + [name]
         pruned, names = names[:-self.max_to_keep], names[-self.max_to_keep:]
-        write_bytes_durably(os.path.join(self.log_dir, STATE_FILE), state_text(names).encode())
+        try:
+            write_bytes_durably(os.path.join(self.log_dir, STATE_FILE), state_text(names).encode())
+        except OSError as error:
+            if not existed:  # not listed, and never will be: do not leave it looking like a checkpoint
+                os.remove(path)
+            raise WriteError(f"saving {os.path.join(self.log_dir, STATE_FILE)} failed: {error.strerror or error}; "
+                             f"{intact}") from None
         for old in pruned:  # after the commit point: a crash here only leaves an unlisted file
             old_path = os.path.join(self.log_dir, old)
             if os.path.exists(old_path):
@@ -149,8 +167,7 @@ class Saver:
 
 
 def resolve(path_or_log_dir):
-    """A checkpoint file as given, or the newest valid one of a log_dir."""
+    """A checkpoint file as given, or the newest valid one of a log_dir; and the reasons newer ones were skipped."""
     if os.path.isdir(path_or_log_dir):
-        checkpoint, _ = Saver(path_or_log_dir).latest()
-        return checkpoint
-    return read(path_or_log_dir)
+        return Saver(path_or_log_dir).latest()
+    return read(path_or_log_dir), []

@@ -1,14 +1,21 @@
-"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags), `mnist-gpu eval`, and `python -m mnist_gpu`."""
+"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags), `mnist-gpu eval`, `mnist-gpu check`.
+
+Exit codes: 0 done; 2 a bad flag (a parse error prints the usage, a refusal at run time one
+line); 1 any other expected failure (bad data, no GPU, a file that cannot be written, a diverging
+loss), one line `mnist-gpu: error: ...`; 130 / 143 interrupted by SIGINT / SIGTERM.
+"""
 import argparse
 import math
 import os
 import sys
 import tempfile
 
+from . import __version__
 from .backends import BACKEND_NAMES, BackendUnavailable
 from .checkpoint import CheckpointError
+from .durable import WriteError
 from .idx_files import DATASETS, DataError
-from .trainer import FlagError, TrainingDiverged, run_evaluation, run_training
+from .trainer import DIVERGED_LOSS, FlagError, Log, TrainingDiverged, TrainingInterrupted, run_evaluation, run_training
 
 TEMPORARY_ROOT = os.getenv("TEST_TMPDIR", tempfile.gettempdir())
 COMMANDS = ("train", "eval", "check")
@@ -44,12 +51,16 @@ def add_data_flags(parser):
 
 def add_training_flags(parser):
     """The tutorial's flags, with its defaults, plus run management, --backend, --seed and the data source."""
-    parser.add_argument("--learning_rate", type=positive_float, default=0.01, help="Initial learning rate.")
+    parser.add_argument("--learning_rate", type=positive_float, default=0.01,
+                        help="Initial learning rate. Training stops (exit 1) when the loss becomes NaN or infinite, "
+                        f"or is above 10 ln 10 = {DIVERGED_LOSS:.1f} at two loss reads in a row (100 steps apart): "
+                        "every run starts near ln 10 = 2.3, and one that learns never climbs back that far.")
     parser.add_argument("--max_steps", type=non_negative_int, default=2000, help="Number of steps to run trainer.")
     parser.add_argument("--hidden1", type=positive_int, default=128, help="Number of units in hidden layer 1.")
     parser.add_argument("--hidden2", type=positive_int, default=32, help="Number of units in hidden layer 2.")
     parser.add_argument("--batch_size", type=positive_int, default=100,
-                        help="Batch size. Must divide evenly into the dataset sizes.")
+                        help="Batch size; at most the smallest split (5000). Evaluation counts the split's whole "
+                        "batches, as the tutorial does.")
     add_data_flags(parser)
     parser.add_argument("--log_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "logs", "fully_connected_feed"),
                         help="Directory to put the log data.")
@@ -75,10 +86,14 @@ def add_evaluation_flags(parser):
 def build_parser():
     parser = argparse.ArgumentParser(prog="mnist-gpu", description="TensorFlow's Mechanics 101 MNIST tutorial "
                                      "with hand-written GPU kernels.")
+    parser.add_argument("--version", action="version", version=f"mnist-gpu {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    train = commands.add_parser("train", help="train and evaluate the tutorial's network (the default command)")
+    defaults_shown = argparse.ArgumentDefaultsHelpFormatter
+    train = commands.add_parser("train", help="train and evaluate the tutorial's network (the default command)",
+                                formatter_class=defaults_shown)
     add_training_flags(train)
-    evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint on the train, validation and test sets")
+    evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint on the train, validation and test sets",
+                                   formatter_class=defaults_shown)
     add_evaluation_flags(evaluate)
     commands.add_parser("check", help="versions, which backends are usable here, and every op and 100 training "
                         "steps of each against the NumPy reference (exit 1 if any check fails)")
@@ -119,28 +134,37 @@ def parse_flags(command="train", **values):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    """Entry point; returns the process exit code (2 for bad flags, 1 for other expected failures)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
-        argv.insert(0, "train")  # `mnist-gpu --max_steps 10` trains, like the tutorial's script
-    parser = build_parser()
-    flags = parser.parse_args(argv)
-    command_parser = parser._subparsers._group_actions[0].choices[flags.command]
-    if flags.command == "check":
-        from .check import run_check
+def error_line(error):
+    print(f"mnist-gpu: error: {error}", file=sys.stderr)
 
-        return run_check()
+
+def main(argv=None):
+    """Entry point; returns the process exit code (see the module's docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "train")  # `mnist-gpu --max_steps 10` trains, like the tutorial's script
+    flags = build_parser().parse_args(argv)  # a parse error prints the usage and exits with 2
     try:
+        if flags.command == "check":
+            from .check import run_check
+
+            return run_check()
         if flags.command == "eval":
-            run_evaluation(flags)
+            run_evaluation(flags, Log())
         else:
-            run_training(flags)
+            run_training(flags, Log())
     except FlagError as error:
-        command_parser.error(str(error))  # exits with 2
-    except (DataError, BackendUnavailable, TrainingDiverged, CheckpointError) as error:
-        print(f"mnist-gpu: error: {error}", file=sys.stderr)
+        error_line(error)
+        return 2
+    except (DataError, BackendUnavailable, TrainingDiverged, CheckpointError, WriteError) as error:
+        error_line(error)
         return 1
+    except TrainingInterrupted as interrupted:
+        print(f"mnist-gpu: {interrupted}", file=sys.stderr)
+        return interrupted.exit_code
+    except KeyboardInterrupt:  # before training took over the signal, or after it let go
+        print("mnist-gpu: interrupted; nothing was saved", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -11,7 +11,7 @@ import urllib.request
 
 from tqdm import tqdm
 
-from .durable import replace_durably, temporary_beside
+from .durable import WriteError, ensure_writable_folder, replace_durably, temporary_beside
 from .idx_files import DataError, read_verified
 
 # CVDF's mirror is TensorFlow's default since 2017; ossci's is torchvision's.
@@ -48,7 +48,10 @@ def download(expected, directory, mirrors, attempts=3, retry_wait=1.0, timeout=3
 
     Returns the parsed array. Raises DataError listing every URL tried and why it failed.
     """
-    os.makedirs(directory, exist_ok=True)
+    try:
+        ensure_writable_folder(directory, f"{expected.name} must be downloaded, but --input_data_dir")
+    except WriteError as error:
+        raise DataError(str(error)) from None
     destination = os.path.join(directory, expected.name)
     failures = []
     for mirror in mirrors:

@@ -8,6 +8,10 @@ import tempfile
 from contextlib import contextmanager
 
 
+class WriteError(Exception):
+    """A file could not be written; the message names it, says why, and what is still intact."""
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -54,6 +58,18 @@ def replace_durably(temporary, path):
         os.fsync(stream.fileno())
     os.replace(temporary, path)
     fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def ensure_writable_folder(folder, what):
+    """Create `folder` if needed and prove a file can be made in it; else a WriteError saying `what` it is and why."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise WriteError(f"{what} {folder} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise WriteError(f"{what} {folder} cannot be written: {error.strerror or error}") from None
 
 
 def write_bytes_durably(path, data):

@@ -88,11 +88,12 @@ class DataSet:
 
 @dataclass
 class DataSets:
-    """The three splits of the tutorial."""
+    """The three splits of the tutorial, and where their files came from (in words)."""
 
     train: DataSet
     validation: DataSet
     test: DataSet
+    source: str = ""
 
 
 def _spawn_seeds(seed, count):
@@ -108,18 +109,18 @@ def fake_data_sets(seed=None):
         pixels = np.full((FAKE_EXAMPLES, IMAGE_PIXELS), 255, np.uint8)  # 255 * PIXEL_SCALE == 1.0 exactly
         return DataSet(pixels, np.zeros(FAKE_EXAMPLES, np.int32), split_seed)
 
-    return DataSets(*(fake(split_seed) for split_seed in seeds))
+    return DataSets(*(fake(split_seed) for split_seed in seeds), source="fake data (--fake_data)")
 
 
 def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_options):
-    """The four verified arrays of `dataset`, keyed like DATASETS[dataset].
+    """The four verified arrays of `dataset`, keyed like DATASETS[dataset], and where they came from.
 
     For each file: a copy in train_dir is used if valid and refused (never silently reused) if
     not; else the copy shipped in the package; else (or with source_url) a verified download.
     """
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    arrays = {}
+    arrays, sources = {}, []
     for key, expected in DATASETS[dataset].items():
         local = os.path.join(train_dir, expected.name)
         packaged = os.path.join(PACKAGED_DIRECTORY, dataset, expected.name)
@@ -128,12 +129,17 @@ def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_opti
                 arrays[key] = read_verified(local, expected)
             except DataError as error:
                 raise DataError(f"{error}. Delete or replace this file to fetch a good copy.") from None
+            source = f"{train_dir} (--input_data_dir)"
         elif source_url is None and os.path.exists(packaged):
             arrays[key] = read_verified(packaged, expected)
+            source = f"the copy shipped in the package ({os.path.dirname(packaged)})"
         else:
             mirrors = (source_url,) if source_url else downloader.MIRRORS[dataset]
             arrays[key] = downloader.download(expected, train_dir, mirrors, **download_options)
-    return arrays
+            source = f"downloaded into {train_dir}"
+        if source not in sources:
+            sources.append(source)
+    return arrays, " and ".join(sources)
 
 
 def to_float_images(images):
@@ -146,7 +152,7 @@ def read_data_sets(train_dir, fake_data=False, validation_size=5000, seed=None,
     """Train / validation / test DataSets: validation is the FIRST `validation_size` training images."""
     if fake_data:
         return fake_data_sets(seed)
-    arrays = locate_and_load(train_dir, dataset, source_url, **download_options)
+    arrays, source = locate_and_load(train_dir, dataset, source_url, **download_options)
     train_pixels = arrays["train_images"].reshape(-1, IMAGE_PIXELS)
     test_pixels = arrays["test_images"].reshape(-1, IMAGE_PIXELS)
     train_labels = arrays["train_labels"].astype(np.int32)
@@ -157,4 +163,5 @@ def read_data_sets(train_dir, fake_data=False, validation_size=5000, seed=None,
         train=DataSet(train_pixels[validation_size:], train_labels[validation_size:], seeds[0]),
         validation=DataSet(train_pixels[:validation_size], train_labels[:validation_size], seeds[1]),
         test=DataSet(test_pixels, arrays["test_labels"].astype(np.int32), seeds[2]),
+        source=f"{dataset} from {source}",
     )

@@ -17,6 +17,7 @@ IMAGE_SIZE = 28
 IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 PIXEL_SCALE = np.float32(1.0 / 255.0)  # uint8 pixels -> [0, 1]: TF's input_data multiplies by 1/255 in float32
 LAYERS = ("hidden1", "hidden2", "softmax_linear")
+EVAL_ROWS = 5000  # examples an evaluation computes at a time (trainer.do_eval): far fewer calls than B at a time
 
 
 def variable_shapes(hidden1_units, hidden2_units):
@@ -49,6 +50,18 @@ def initial_variables(hidden1_units, hidden2_units, seed=None):
         else:
             variables[name] = np.zeros(shape, np.float32)
     return variables
+
+
+def memory_needed(hidden1_units, hidden2_units, batch_size):
+    """About how many bytes a run's model needs: variables, the copies a checkpoint makes, batch buffers.
+
+    The variables count three times (the model's, a host copy, the checkpoint being written);
+    each batch row holds its image and its activations and their gradients, twice (training's
+    buffers and evaluation's, whose batches are larger: EVAL_ROWS).
+    """
+    parameters = sum(math.prod(shape) for shape in variable_shapes(hidden1_units, hidden2_units).values())
+    row = IMAGE_PIXELS + 2 * (hidden1_units + hidden2_units + NUM_CLASSES)
+    return 4 * (3 * parameters + 2 * max(batch_size, EVAL_ROWS) * row)
 
 
 ALIGNMENT = 64  # elements: each packed bias starts on a 256-byte boundary

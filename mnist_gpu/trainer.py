@@ -3,11 +3,17 @@
 A run's files in log_dir are its checkpoints (see checkpoint.py) and TensorBoard event files
 (see summaries.py). An existing run is never deleted silently: --resume continues it exactly,
 --overwrite replaces it. Every check happens before the first write, so a refused command
-changes nothing.
+changes nothing. SIGINT and SIGTERM during training finish the step, save it, and stop.
+
+stdout carries exactly the tutorial's lines; what mnist_gpu adds (the run's description, notes)
+goes to stderr. Both go through a Log, which a silent run (verbose=False) replaces.
 """
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -15,12 +21,16 @@ import numpy as np
 
 from . import checkpoint as checkpoints
 from . import model as mnist
-from .backends import get_backend
-from .durable import temporary_target
+from .backends import get_backend, resolve_backend_name
+from .durable import WriteError, ensure_writable_folder, temporary_target
 from .input_data import read_data_sets
 from .summaries import EVENT_FILE_PREFIX, Summaries
 
 SPLITS = (("train", "Training"), ("validation", "Validation"), ("test", "Test"))
+# Every run starts near ln 10 = 2.30 (ten classes, equally likely). A loss above ten times that at
+# two loss reads in a row (100 steps apart) means training has blown up: a learning run is below
+# 2.3 within a few hundred steps and never comes back above 23.
+DIVERGED_LOSS = 10 * math.log(mnist.NUM_CLASSES)
 
 
 class FlagError(ValueError):
@@ -28,16 +38,55 @@ class FlagError(ValueError):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or blew up and stayed up."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training; the step it finished is saved (when training had started)."""
+
+    def __init__(self, signal_number, step=None, saved=None, result=None):
+        self.signal_number, self.step, self.saved, self.result = signal_number, step, saved, result
+        if step is None:
+            message = "interrupted before training started; nothing was saved"
+        else:
+            message = f"interrupted at step {step}; saved {os.path.basename(saved)}; continue with --resume"
+        super().__init__(message)
+
+    @property
+    def exit_code(self):
+        return 128 + self.signal_number  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class Log:
+    """Where a run's lines go: the tutorial's to stdout, mnist_gpu's own (`note`) to stderr; nowhere if silent."""
+
+    def __init__(self, verbose=True):
+        self.verbose = verbose
+
+    def line(self, text):
+        if self.verbose:
+            print(text, flush=True)
+
+    def note(self, text):
+        if self.verbose:
+            print(f"mnist-gpu: {text}", file=sys.stderr, flush=True)
 
 
 @dataclass
 class TrainingResult:
-    """What a run printed, as numbers: losses by step and (examples, correct) by split at each eval."""
+    """What a run printed, as numbers, and the trained model."""
 
-    losses: dict = field(default_factory=dict)
+    losses: dict = field(default_factory=dict)  # step -> loss
     evaluations: dict = field(default_factory=dict)  # step -> {"train"|"validation"|"test": (examples, correct)}
     model: mnist.Model = None
+
+    @property
+    def precision(self):
+        """Precision @ 1 of the last evaluation, {split: float} ({} when the run evaluated nothing)."""
+        if not self.evaluations:
+            return {}
+        last = self.evaluations[max(self.evaluations)]
+        return {split: correct / examples for split, (examples, correct) in last.items()}
 
 
 class DeviceSplit:
@@ -54,31 +103,38 @@ class DeviceSplit:
         backend.gather_rows(self.labels, indices, out=labels)
 
 
-def do_eval(model, split):
-    """Precision @ 1 over the whole batches of a split, taken in order (training's order untouched)."""
-    backend, batch_size = model.backend, model.batch_size
-    steps_per_epoch = split.data_set.num_examples // batch_size
-    images = backend.empty((batch_size, mnist.IMAGE_PIXELS))
-    labels = backend.empty((batch_size,), dtype=np.int32)
-    rows = np.arange(steps_per_epoch * batch_size)
+def do_eval(model, split, log=None):
+    """Precision @ 1 over the split's first whole batches, in order (training's order untouched).
+
+    The tutorial's examples: steps_per_epoch = N // batch_size whole batches. Rows are
+    independent in inference, so they are computed mnist.EVAL_ROWS at a time (a model sharing the
+    variables, with its own buffers): the same examples and counts, with far fewer calls.
+    """
+    backend, log = model.backend, log or Log()
+    num_examples = split.data_set.num_examples // model.batch_size * model.batch_size
+    chunk = min(mnist.EVAL_ROWS, num_examples)
+    evaluator = model.resized(chunk)
+    images = backend.empty((chunk, mnist.IMAGE_PIXELS))
+    labels = backend.empty((chunk,), dtype=np.int32)
     true_count = 0
-    for step in range(steps_per_epoch):
-        split.gather(backend, rows[step * batch_size:(step + 1) * batch_size], images, labels)
-        logits = mnist.inference(model, images)
-        true_count += int(mnist.evaluation(model, logits, labels))
-    num_examples = steps_per_epoch * batch_size
+    for start in range(0, num_examples, chunk):
+        rows = np.arange(start, min(start + chunk, num_examples))
+        if len(rows) < chunk:  # the last, shorter chunk: a model of its size
+            evaluator = model.resized(len(rows))
+            images, labels = images[:len(rows)], labels[:len(rows)]
+        split.gather(backend, rows, images, labels)
+        true_count += int(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
     precision = true_count / num_examples
-    print("  Num examples: %d  Num correct: %d  Precision @ 1: %0.04f" % (num_examples, true_count, precision),
-          flush=True)
+    log.line("  Num examples: %d  Num correct: %d  Precision @ 1: %0.04f" % (num_examples, true_count, precision))
     return num_examples, true_count
 
 
-def evaluate_all(model, splits):
+def evaluate_all(model, splits, log=None):
     """The tutorial's three eval blocks; returns {split: (examples, correct)}."""
-    results = {}
+    log, results = log or Log(), {}
     for name, title in SPLITS:
-        print(f"{title} Data Eval:", flush=True)
-        results[name] = do_eval(model, splits[name])
+        log.line(f"{title} Data Eval:")
+        results[name] = do_eval(model, splits[name], log)
     return results
 
 
@@ -87,6 +143,28 @@ def check_batch_size(batch_size, data_sets):
         examples = getattr(data_sets, name).num_examples
         if batch_size > examples:
             raise FlagError(f"--batch_size {batch_size} is larger than the {name} set ({examples} examples)")
+
+
+def check_memory(backend, flags):
+    """Refuse, before allocating anything, hidden or batch sizes whose buffers cannot fit."""
+    needed = mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size)
+    available = backend.free_memory()
+    if needed > available:
+        raise FlagError(f"--hidden1 {flags.hidden1} --hidden2 {flags.hidden2} --batch_size {flags.batch_size} "
+                        f"need about {format_bytes(needed)} for the model and its buffers; the {backend.name} backend "
+                        f"has {format_bytes(available)} free")
+
+
+def format_bytes(count):
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def plural(count, noun):
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def is_run_file(name):
@@ -110,7 +188,7 @@ def model_flags(flags, seed):
             "fake_data": flags.fake_data}
 
 
-def check_resumable(flags, checkpoint):
+def check_resumable(flags, checkpoint, log):
     """Refuse flags that cannot continue this checkpoint; note those that make the run differ."""
     saved = checkpoint.flags
     for flag in ("hidden1", "hidden2"):
@@ -125,17 +203,19 @@ def check_resumable(flags, checkpoint):
         raise FlagError(f"--seed {flags.seed} does not match the checkpoint {checkpoint.path} (seed {saved['seed']})")
     for flag in ("learning_rate", "batch_size"):
         if getattr(flags, flag) != saved[flag]:
-            print(f"note: resuming with --{flag} {getattr(flags, flag)} (the checkpoint used {saved[flag]}); "
-                  "the run will differ from an uninterrupted one", file=sys.stderr)
+            log.note(f"resuming with --{flag} {getattr(flags, flag)} (the checkpoint used {saved[flag]}); "
+                     "the run will differ from an uninterrupted one")
 
 
-def prepare(flags):
+def prepare(flags, log):
     """Check log_dir and, for --resume, load the checkpoint to continue; writes nothing."""
+    if os.path.exists(flags.log_dir) and not os.path.isdir(flags.log_dir):
+        raise WriteError(f"--log_dir {flags.log_dir} is a file, not a folder")
     existing = run_files(flags.log_dir)
     if flags.resume and flags.overwrite:
         raise FlagError("--resume and --overwrite exclude each other")
     if existing and not (flags.resume or flags.overwrite):
-        raise FlagError(f"--log_dir {flags.log_dir} already holds a run ({len(existing)} files: "
+        raise FlagError(f"--log_dir {flags.log_dir} already holds a run ({plural(len(existing), 'file')}: "
                         f"{', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''}); pass --resume to "
                         "continue it from its latest checkpoint, or --overwrite to delete it and start fresh")
     if not flags.resume:
@@ -147,87 +227,167 @@ def prepare(flags):
     except checkpoints.CheckpointError as error:
         raise FlagError(f"--resume: {error}") from None
     for reason in skipped:
-        print(f"note: skipping a damaged checkpoint: {reason}", file=sys.stderr)
-    check_resumable(flags, checkpoint)
+        log.note(f"skipping a damaged checkpoint: {reason}")
+    check_resumable(flags, checkpoint, log)
     return checkpoint
 
 
-def run_training(flags):
-    """Train up to flags.max_steps, logging, checkpointing and evaluating like the tutorial."""
-    resume_from = prepare(flags)
-    if resume_from is not None:
-        seed = resume_from.flags["seed"]
-    else:
-        seed = flags.seed if flags.seed is not None else np.random.SeedSequence().entropy
-    data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
-    data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, seed=data_seed,
-                               dataset=flags.dataset, source_url=flags.source_url)
-    check_batch_size(flags.batch_size, data_sets)
-    backend = get_backend(flags.backend)
-    if resume_from is not None:
-        variables, global_step = resume_from.variables, resume_from.global_step
-        data_sets.train.restore_position(resume_from.data_order, resume_from.data_position)
-    else:
-        variables, global_step = mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed), 0
-    model = mnist.Model(backend, variables, flags.batch_size, global_step)
-    splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+class StopSignals:
+    """SIGINT and SIGTERM while training: let the step finish, then stop and save; elsewhere, stop at once.
 
-    # Every check has passed: from here on, log_dir is written.
-    if flags.overwrite:
-        for name in run_files(flags.log_dir):
-            os.remove(os.path.join(flags.log_dir, name))
-    os.makedirs(flags.log_dir, exist_ok=True)
-    for name in run_files(flags.log_dir):  # temporaries of a run that was killed mid-save
-        if temporary_target(name):
-            os.remove(os.path.join(flags.log_dir, name))
-    saver = checkpoints.Saver(flags.log_dir, flags.max_to_keep)
-    summaries = Summaries(flags.log_dir, purge_step=global_step if resume_from is not None else None)
-    result = TrainingResult(model=model)
-    try:
-        if resume_from is None:
-            summaries.add_graph()
-        with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
-            train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result)
-    finally:
+    `deferring` is set around the training loop: a signal then only sets `received`, which the
+    loop checks after each step. Outside it (loading data, say) a signal raises TrainingInterrupted
+    at once: nothing has been trained, so nothing is lost. A second signal while the step is being
+    saved changes nothing. Handlers are installed only in the main thread (Python allows no other).
+    """
+
+    def __init__(self):
+        self.received = None
+        self.deferring = False
+        self.previous = {}
+
+    def _handle(self, number, frame):
+        if self.received is None:
+            self.received = number
+        if not self.deferring:
+            raise TrainingInterrupted(number)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exception):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def describe_run(flags, backend_name, why, seed, data_sets, resume_from):
+    """The run's first line: backend (and for auto why), seed, data, log_dir; enough to repeat it."""
+    start = f"resuming from step {resume_from.global_step} ({os.path.basename(resume_from.path)})" \
+        if resume_from is not None else "training"
+    return (f"{start} on the {backend_name} backend ({why}), seed {seed}, data: {data_sets.source}, "
+            f"log_dir {flags.log_dir}")
+
+
+def run_training(flags, log=None):
+    """Train up to flags.max_steps, logging, checkpointing and evaluating like the tutorial. Returns a TrainingResult.
+
+    `flags` is the Namespace the command line parses (cli.parse_flags builds one from keywords).
+    """
+    log = log or Log()
+    with StopSignals() as signals:
+        resume_from = prepare(flags, log)
+        if resume_from is not None:
+            seed = resume_from.flags["seed"]
+            if resume_from.global_step >= flags.max_steps:
+                log.note(f"nothing to do: the run in {flags.log_dir} is at step {resume_from.global_step}, "
+                         f"--max_steps is {flags.max_steps}")
+                return TrainingResult()
+        else:
+            seed = flags.seed if flags.seed is not None else np.random.SeedSequence().entropy
+        backend_name, why = resolve_backend_name(flags.backend)
+        backend = get_backend(backend_name)
+        check_memory(backend, flags)
+        data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
+        data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, seed=data_seed,
+                                   dataset=flags.dataset, source_url=flags.source_url)
+        check_batch_size(flags.batch_size, data_sets)
+        log.note(describe_run(flags, backend_name, why, seed, data_sets, resume_from))
+        if flags.max_steps == 0:
+            log.note("nothing to do: --max_steps 0 (no step, no checkpoint, no event file)")
+            return TrainingResult()
+        if resume_from is not None:
+            variables, global_step = resume_from.variables, resume_from.global_step
+            data_sets.train.restore_position(resume_from.data_order, resume_from.data_position)
+        else:
+            variables, global_step = mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed), 0
+        model = mnist.Model(backend, variables, flags.batch_size, global_step)
+        splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+
+        # Every check has passed: from here on, log_dir is written.
+        if flags.overwrite:
+            for name in run_files(flags.log_dir):
+                os.remove(os.path.join(flags.log_dir, name))
+        ensure_writable_folder(flags.log_dir, "--log_dir")
+        for name in run_files(flags.log_dir):  # temporaries of a run that was killed mid-save
+            if temporary_target(name):
+                os.remove(os.path.join(flags.log_dir, name))
+        saver = checkpoints.Saver(flags.log_dir, flags.max_to_keep)
+        result = TrainingResult(model=model)
+        summaries = Summaries(flags.log_dir, purge_step=global_step if resume_from is not None else None)
+        try:
+            if resume_from is None:
+                summaries.add_graph()
+            signals.deferring = True
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
+                train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log)
+        except BaseException:
+            with contextlib.suppress(WriteError):  # the error that stopped training is the one to report
+                summaries.close()
+            raise
         summaries.close()
     return result
 
 
-def train_loop(flags, model, splits, saver, summaries, saved_flags, result):
+def check_loss(step, loss_value, earlier_loss, flags):
+    """Stop a run whose loss is NaN or infinite, or above DIVERGED_LOSS at this and the previous read."""
+    if not math.isfinite(loss_value):
+        raise TrainingDiverged(f"loss is {loss_value} at step {step}; try a smaller --learning_rate "
+                               f"(now {flags.learning_rate})")
+    if earlier_loss is not None and min(loss_value, earlier_loss) > DIVERGED_LOSS:
+        raise TrainingDiverged(f"loss is {loss_value:.4g} at step {step} and was {earlier_loss:.4g} 100 steps before, "
+                               f"far above ln 10 = 2.30 where training starts: it diverged; try a smaller "
+                               f"--learning_rate (now {flags.learning_rate})")
+
+
+def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log):
     backend, train = model.backend, splits["train"]
     images = backend.empty((flags.batch_size, mnist.IMAGE_PIXELS))
     labels = backend.empty((flags.batch_size,), dtype=np.int32)
+    earlier_loss = None
+
+    def save(step):
+        variables = model.host_variables()
+        order, position = train.data_set.position()
+        path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position))
+        return variables, path
+
     for step in range(model.global_step, flags.max_steps):
         start_time = time.time()
         train.gather(backend, train.data_set.next_batch_indices(flags.batch_size), images, labels)
         loss_value = mnist.train_step(model, images, labels, flags.learning_rate)
         evaluate = (step + 1) % 1000 == 0 or step + 1 == flags.max_steps
-        if step % 100 == 0 or evaluate:
+        if step % 100 == 0:
             loss_value = float(loss_value)  # reading the loss waits for the step to finish
             duration = time.time() - start_time
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(f"loss is {loss_value} at step {step}; try a smaller --learning_rate "
-                                       f"(now {flags.learning_rate})")
-        if step % 100 == 0:
-            print("Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration), flush=True)
+            check_loss(step, loss_value, earlier_loss, flags)
+            earlier_loss = loss_value
+            log.line("Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration))
             summaries.add_loss(step, loss_value)
             result.losses[step] = loss_value
+        elif evaluate and not math.isfinite(float(loss_value)):
+            check_loss(step, float(loss_value), None, flags)  # never save a NaN model
         if evaluate:
-            variables = model.host_variables()
-            order, position = train.data_set.position()
-            saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position))
+            variables, _ = save(step)
             summaries.add_histograms(step, variables)
-            result.evaluations[step] = evaluate_all(model, splits)
+            result.evaluations[step] = evaluate_all(model, splits, log)
             for name, (examples, correct) in result.evaluations[step].items():
                 summaries.add_precision(step, name, correct / examples)
+        if signals.received is not None:
+            path = os.path.join(flags.log_dir, checkpoints.checkpoint_name(step)) if evaluate else save(step)[1]
+            raise TrainingInterrupted(signals.received, step, path, result)
 
 
-def run_evaluation(flags):
+def run_evaluation(flags, log=None):
     """Evaluate a saved model on all three splits; returns {split: (examples, correct)}."""
+    log = log or Log()
     try:
-        checkpoint = checkpoints.resolve(flags.checkpoint)
+        checkpoint, skipped = checkpoints.resolve(flags.checkpoint)
     except checkpoints.CheckpointError as error:
         raise FlagError(f"--checkpoint: {error}") from None
+    for reason in skipped:
+        log.note(f"skipping a damaged checkpoint: {reason}")
     saved = checkpoint.flags
     batch_size = flags.batch_size or saved["batch_size"]
     data_sets = read_data_sets(flags.input_data_dir, saved["fake_data"], dataset=saved["dataset"],
@@ -235,5 +395,5 @@ def run_evaluation(flags):
     check_batch_size(batch_size, data_sets)
     backend = get_backend(flags.backend)
     model = mnist.Model(backend, checkpoint.variables, batch_size, checkpoint.global_step)
-    print(f"Evaluating {checkpoint.path} (global_step {checkpoint.global_step})", flush=True)
-    return evaluate_all(model, {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS})
+    log.line(f"Evaluating {checkpoint.path} (global_step {checkpoint.global_step})")
+    return evaluate_all(model, {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}, log)

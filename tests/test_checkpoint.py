@@ -132,7 +132,7 @@ def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatc
         open(filename, "wb").write(b"partial")
         raise KeyboardInterrupt("killed mid-write")
 
-    monkeypatch.setattr(checkpoints, "save_file", crash_mid_write)
+    monkeypatch.setattr("safetensors.numpy.save_file", crash_mid_write)
     with pytest.raises(KeyboardInterrupt):
         saver.save(3, sample_checkpoint(4))
     assert sorted(os.listdir(tmp_path)) == before  # no partial file, state unchanged
@@ -158,5 +158,5 @@ def test_resolve_accepts_a_file_or_a_log_dir(tmp_path):
     saver = Saver(str(tmp_path))
     saver.save(1, sample_checkpoint(2))
     saver.save(3, sample_checkpoint(4))
-    assert checkpoints.resolve(str(tmp_path)).global_step == 4
-    assert checkpoints.resolve(str(tmp_path / "model.ckpt-1.safetensors")).global_step == 2
+    assert checkpoints.resolve(str(tmp_path))[0].global_step == 4
+    assert checkpoints.resolve(str(tmp_path / "model.ckpt-1.safetensors"))[0].global_step == 2

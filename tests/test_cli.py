@@ -9,6 +9,8 @@ import pytest
 from mnist_gpu.backends import gpu_available
 from mnist_gpu.cli import main
 
+from helpers import run_main
+
 
 @pytest.mark.parametrize("flags, message", [
     (["--batch_size", "0"], "argument --batch_size: expected a positive integer, got '0'"),
@@ -25,17 +27,33 @@ from mnist_gpu.cli import main
     (["--backend", "tpu"], "argument --backend: invalid choice: 'tpu'"),
 ])
 def test_bad_flags_exit_2_with_a_message(flags, message, mnist_dir, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--input_data_dir", mnist_dir, "--log_dir", str(tmp_path / "logs"), "--backend", "numpy", *flags])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    code, _, error = run_main(capsys, "--input_data_dir", mnist_dir, "--log_dir", str(tmp_path / "logs"),
+                              "--backend", "numpy", *flags)
+    assert code == 2
+    assert message in error
+    if message.startswith("argument"):  # a parse error shows the usage; a refusal at run time is one line
+        assert error.startswith("usage: mnist-gpu train")
+    else:
+        assert error == f"mnist-gpu: error: {message}\n"
 
 
 def test_batch_size_is_checked_against_fake_data_too(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--fake_data", "--batch_size", "10001", "--log_dir", str(tmp_path), "--backend", "numpy"])
-    assert exit_info.value.code == 2
-    assert "--batch_size 10001 is larger than the train set (10000 examples)" in capsys.readouterr().err
+    code, _, error = run_main(capsys, "--fake_data", "--batch_size", "10001", "--log_dir", str(tmp_path),
+                              "--backend", "numpy")
+    assert code == 2
+    assert error == "mnist-gpu: error: --batch_size 10001 is larger than the train set (10000 examples)\n"
+
+
+def test_help_shows_defaults_and_version_prints_it(capsys):
+    from mnist_gpu import __version__
+
+    code, lines, _ = run_main(capsys, "train", "--help")
+    text = "\n".join(lines)
+    assert code == 0 and "(default: 0.01)" in text and "(default: 2000)" in text and "(default: 128)" in text
+    assert "divide evenly" not in text and "at most the smallest split" in text
+    assert "23.0 at two loss reads in a row" in " ".join(text.split())  # the divergence rule, in --help
+    code, lines, _ = run_main(capsys, "--version")
+    assert code == 0 and lines == [f"mnist-gpu {__version__}"]
 
 
 def test_diverging_loss_stops_with_a_message(mnist_dir, tmp_path, capsys):

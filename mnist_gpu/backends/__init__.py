@@ -39,6 +39,9 @@ class Backend(Protocol):
     def synchronize(self):
         """Wait until everything queued so far has finished."""
 
+    def free_memory(self):
+        """Bytes this backend's arrays can still take (host RAM, or the GPU's free memory)."""
+
     def gather_rows(self, table, indices, out):
         """out[b] = table[indices[b]]; `indices` [B] are host integers."""
 
@@ -83,16 +86,28 @@ def check_labels(labels):
         raise TypeError(f"labels must be an integer array (int32), got {labels.dtype}")
 
 
-def gpu_available():
-    """True when CuPy can see a CUDA device (the simulator does not count)."""
+def why_no_gpu():
+    """None when CuPy sees a usable CUDA device (the simulator does not count), else why not."""
     try:
         import cupy
     except ImportError:
-        return False
+        return "CuPy is not installed"
     try:
-        return cupy.is_available()
-    except Exception:  # noqa: BLE001 - a broken driver means no usable GPU
-        return False
+        return None if cupy.is_available() else "CuPy sees no CUDA device"
+    except Exception as error:  # noqa: BLE001 - a broken driver means no usable GPU
+        return f"CUDA failed: {error}"
+
+
+def gpu_available():
+    return why_no_gpu() is None
+
+
+def resolve_backend_name(name):
+    """(backend name, why) for a --backend value: "auto" becomes cuda or cpu, saying why."""
+    if name != "auto":
+        return name, "asked for"
+    reason = why_no_gpu()
+    return ("cpu", f"auto: no usable GPU, {reason}") if reason else ("cuda", "auto: a usable GPU")
 
 
 def get_backend(name="auto"):
@@ -101,8 +116,7 @@ def get_backend(name="auto"):
     "numpy": the readable reference; "cpu": the same with fused Numba CPU kernels (fastest on a
     CPU); "cuda": our CUDA kernels and cuBLAS; "auto": cuda when a GPU is usable, else cpu.
     """
-    if name == "auto":
-        name = "cuda" if gpu_available() else "cpu"
+    name, _ = resolve_backend_name(name)
     if name == "numpy":
         from .numpy_backend import NumpyBackend
 

@@ -117,6 +117,13 @@ class CudaBackend:
         if self.stream is not None:
             self.stream.synchronize()
 
+    def free_memory(self):
+        """The GPU's free memory, plus what CuPy's pool holds unused (the simulator: the host's)."""
+        if self.stream is None:
+            return self.reference.free_memory()
+        free, _ = self.xp.cuda.Device().mem_info
+        return free + self.xp.get_default_memory_pool().free_bytes()
+
     def _launch(self, kernel, blocks, threads, *arguments):
         """kernel[blocks, threads] on our stream, like CUDA's kernel<<<blocks, threads, 0, stream>>>."""
         kernel[blocks, threads, self.launch_stream](*arguments)

@@ -3,6 +3,8 @@
 Shapes: B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes. Every op writes into an
 `out=` buffer the caller allocated once (the interface: `Backend` in backends/__init__.py).
 """
+import os
+
 import numpy as np
 
 from ..model import PIXEL_SCALE
@@ -35,6 +37,17 @@ class NumpyBackend:
 
     def synchronize(self):
         """Host arrays: nothing is ever in flight."""
+
+    def free_memory(self):
+        """The host's available memory (Linux's MemAvailable; elsewhere free physical pages)."""
+        try:
+            with open("/proc/meminfo", encoding="ascii") as stream:
+                for line in stream:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
     # -- ops ------------------------------------------------------------------
     def gather_rows(self, table, indices, out):
