@@ -43,18 +43,19 @@ class Classifier:
         if images.ndim not in (2, 3) or images.shape[1:] not in ((mnist.IMAGE_PIXELS,),
                                                                   (mnist.IMAGE_SIZE, mnist.IMAGE_SIZE)):
             raise ValueError(f"images must be [N, 784] or [N, 28, 28], got shape {images.shape}")
+        flat = images.reshape(len(images), mnist.IMAGE_PIXELS)
         if images.dtype == np.uint8:
-            images = images.reshape(len(images), -1).astype(np.float32) * mnist.PIXEL_SCALE
+            images = flat.astype(np.float32) * mnist.PIXEL_SCALE
         elif images.dtype.kind == "f":
-            images = images.reshape(len(images), -1).astype(np.float32)
+            images = flat.astype(np.float32)
             if images.size and not (np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1):
                 raise ValueError("float images must be in [0, 1] (uint8 pixels are scaled by 1/255 here)")
         else:
             raise TypeError(f"images must be float32 in [0, 1] or uint8 pixels, got {images.dtype}")
         labels = np.empty(len(images), np.int32)
-        backend = self.model.backend
-        for start in range(0, len(images), mnist.EVAL_ROWS):
-            batch = images[start:start + mnist.EVAL_ROWS]
+        backend, rows = self.model.backend, mnist.evaluation_rows(1, *self.model.hidden_units)
+        for start in range(0, len(images), rows):
+            batch = images[start:start + rows]
             model = self.model.resized(len(batch))
             logits = backend.to_host(mnist.inference(model, backend.asarray(batch)))
             labels[start:start + len(batch)] = np.argmax(logits, axis=1)

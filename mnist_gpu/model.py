@@ -18,6 +18,7 @@ IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 PIXEL_SCALE = np.float32(1.0 / 255.0)  # uint8 pixels -> [0, 1]: TF's input_data multiplies by 1/255 in float32
 LAYERS = ("hidden1", "hidden2", "softmax_linear")
 EVAL_ROWS = 5000  # examples an evaluation computes at a time (trainer.do_eval): far fewer calls than B at a time
+EVAL_BUFFER_BYTES = 64 * 2 ** 20  # ... unless the hidden layers are so wide that their buffers would pass this
 
 
 def variable_shapes(hidden1_units, hidden2_units):
@@ -52,16 +53,25 @@ def initial_variables(hidden1_units, hidden2_units, seed=None):
     return variables
 
 
+def _row_bytes(hidden1_units, hidden2_units):
+    """Bytes a batch row takes: its float32 image, activations and their gradients."""
+    return 4 * (IMAGE_PIXELS + 2 * (hidden1_units + hidden2_units + NUM_CLASSES))
+
+
+def evaluation_rows(batch_size, hidden1_units, hidden2_units):
+    """Rows an evaluation (or a prediction) computes at a time: EVAL_ROWS, fewer for very wide layers, never < B."""
+    return max(batch_size, min(EVAL_ROWS, EVAL_BUFFER_BYTES // _row_bytes(hidden1_units, hidden2_units)))
+
+
 def memory_needed(hidden1_units, hidden2_units, batch_size):
     """About how many bytes a run's model needs: variables, the copies a checkpoint makes, batch buffers.
 
     The variables count three times (the model's, a host copy, the checkpoint being written);
-    each batch row holds its image and its activations and their gradients, twice (training's
-    buffers and evaluation's, whose batches are larger: EVAL_ROWS).
+    then training's batch buffers and evaluation's.
     """
     parameters = sum(math.prod(shape) for shape in variable_shapes(hidden1_units, hidden2_units).values())
-    row = IMAGE_PIXELS + 2 * (hidden1_units + hidden2_units + NUM_CLASSES)
-    return 4 * (3 * parameters + 2 * max(batch_size, EVAL_ROWS) * row)
+    rows = batch_size + evaluation_rows(batch_size, hidden1_units, hidden2_units)
+    return 4 * 3 * parameters + rows * _row_bytes(hidden1_units, hidden2_units)
 
 
 ALIGNMENT = 64  # elements: each packed bias starts on a 256-byte boundary
@@ -95,12 +105,16 @@ class Model:
             self.variables[name][...] = backend.asarray(value)
         self._allocate_batch_buffers(batch_size)
 
+    @property
+    def hidden_units(self):
+        """(H1, H2)."""
+        return self.variables["hidden1/biases"].shape[0], self.variables["hidden2/biases"].shape[0]
+
     def _allocate_batch_buffers(self, batch_size):
         """Activations (kept for backprop) and their gradients for batches of batch_size rows."""
         backend = self.backend
         self.batch_size = batch_size
-        hidden1_units = self.variables["hidden1/biases"].shape[0]
-        hidden2_units = self.variables["hidden2/biases"].shape[0]
+        hidden1_units, hidden2_units = self.hidden_units
         self.hidden1 = backend.empty((batch_size, hidden1_units))
         self.hidden2 = backend.empty((batch_size, hidden2_units))
         self.logits = backend.empty((batch_size, NUM_CLASSES))

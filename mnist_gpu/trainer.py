@@ -107,12 +107,12 @@ def do_eval(model, split, log=None):
     """Precision @ 1 over the split's first whole batches, in order (training's order untouched).
 
     The tutorial's examples: steps_per_epoch = N // batch_size whole batches. Rows are
-    independent in inference, so they are computed mnist.EVAL_ROWS at a time (a model sharing the
-    variables, with its own buffers): the same examples and counts, with far fewer calls.
+    independent in inference, so they are computed mnist.evaluation_rows at a time (a model
+    sharing the variables, with its own buffers): the same examples and counts, far fewer calls.
     """
     backend, log = model.backend, log or Log()
     num_examples = split.data_set.num_examples // model.batch_size * model.batch_size
-    chunk = min(mnist.EVAL_ROWS, num_examples)
+    chunk = min(mnist.evaluation_rows(model.batch_size, *model.hidden_units), num_examples)
     evaluator = model.resized(chunk)
     images = backend.empty((chunk, mnist.IMAGE_PIXELS))
     labels = backend.empty((chunk,), dtype=np.int32)
@@ -361,9 +361,9 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
         if step % 100 == 0:
             loss_value = float(loss_value)  # reading the loss waits for the step to finish
             duration = time.time() - start_time
+            log.line("Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration))
             check_loss(step, loss_value, earlier_loss, flags)
             earlier_loss = loss_value
-            log.line("Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration))
             summaries.add_loss(step, loss_value)
             result.losses[step] = loss_value
         elif evaluate and not math.isfinite(float(loss_value)):

@@ -1,0 +1,156 @@
+"""A run that cannot write, cannot fit, or diverges: one line naming what and why, and nothing lost."""
+import errno
+import os
+import re
+
+import pytest
+
+from mnist_gpu import checkpoint as checkpoints
+from mnist_gpu import trainer
+
+from helpers import run_main, snapshot
+
+FAST = ["--fake_data", "--backend", "numpy", "--hidden1", "8", "--hidden2", "4", "--seed", "1"]
+
+
+def one_error_line(error):
+    lines = error.splitlines()
+    assert "Traceback" not in error and lines[-1].startswith("mnist-gpu: error: "), error
+    return lines[-1]
+
+
+def test_log_dir_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "not_a_folder"
+    path.write_text("mine")
+    code, _, error = run_main(capsys, *FAST, "--log_dir", str(path))
+    assert code == 1
+    assert one_error_line(error) == f"mnist-gpu: error: --log_dir {path} is a file, not a folder"
+    assert path.read_text() == "mine"
+
+
+@pytest.mark.parametrize("failure", [errno.EROFS, errno.EACCES])
+def test_log_dir_that_cannot_be_written(tmp_path, capsys, monkeypatch, failure):
+    def refused(*arguments, **keywords):
+        raise OSError(failure, os.strerror(failure))
+
+    monkeypatch.setattr("mnist_gpu.durable.tempfile.TemporaryFile", refused)  # the probe write of log_dir
+    code, _, error = run_main(capsys, *FAST, "--log_dir", str(tmp_path / "run"))
+    assert code == 1
+    assert one_error_line(error) == f"mnist-gpu: error: --log_dir {tmp_path / 'run'} cannot be written: " \
+                                    f"{os.strerror(failure)}"
+
+
+def disk_full_after(calls, write):
+    """`write` that works `calls` times, then writes half its file and fails with ENOSPC, like a full disk."""
+    count = {"calls": 0}
+
+    def writer(*arguments, **keywords):
+        count["calls"] += 1
+        if count["calls"] > calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(*arguments, **keywords)
+
+    return writer
+
+
+def test_disk_full_at_the_second_checkpoint(tmp_path, capsys, monkeypatch):
+    import safetensors.numpy
+
+    real_save = safetensors.numpy.save_file
+
+    def half_then_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as stream:
+            stream.write(b"x" * 100)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    saves = {"count": 0}
+
+    def save_file(tensors, filename, metadata=None):
+        saves["count"] += 1
+        return (real_save if saves["count"] == 1 else half_then_full)(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", save_file)
+    code, lines, error = run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--max_steps", "2000")
+    assert code == 1
+    assert one_error_line(error) == (f"mnist-gpu: error: saving {tmp_path / 'model.ckpt-1999.safetensors'} failed: "
+                                     "No space left on device; the newest saved checkpoint is still "
+                                     "model.ckpt-999.safetensors")
+    assert lines[-1].startswith("Step 1900: ")  # it stopped there, before evaluating
+    assert checkpoints.read_state(str(tmp_path)) == ["model.ckpt-999.safetensors"]
+    assert checkpoints.Saver(str(tmp_path)).latest()[0].global_step == 1000  # listed and loadable
+    assert sorted(name for name in os.listdir(tmp_path) if not name.startswith("events.")) == \
+        ["checkpoint", "model.ckpt-999.safetensors"]  # no temporary, no half checkpoint
+
+
+def test_disk_full_at_the_state_file_leaves_no_unlisted_checkpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(checkpoints, "write_bytes_durably", disk_full_after(1, checkpoints.write_bytes_durably))
+    code, _, error = run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--max_steps", "2000")
+    assert code == 1
+    assert one_error_line(error) == (f"mnist-gpu: error: saving {tmp_path / 'checkpoint'} failed: No space left on "
+                                     "device; the newest saved checkpoint is still model.ckpt-999.safetensors")
+    assert checkpoints.read_state(str(tmp_path)) == ["model.ckpt-999.safetensors"]
+    assert sorted(name for name in os.listdir(tmp_path) if not name.startswith("events.")) == \
+        ["checkpoint", "model.ckpt-999.safetensors"]
+
+
+def test_disk_full_while_writing_events(tmp_path, capsys, monkeypatch):
+    from tensorboardX.event_file_writer import EventsWriter
+
+    # The graph, and the loss of steps 0 to 1200, then the disk is full.
+    monkeypatch.setattr(EventsWriter, "flush", disk_full_after(13, EventsWriter.flush))
+    code, lines, error = run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--max_steps", "2000")
+    assert code == 1
+    assert one_error_line(error) == (f"mnist-gpu: error: writing TensorBoard events in {tmp_path} failed: No space "
+                                     "left on device; the checkpoints saved so far are intact")
+    assert checkpoints.Saver(str(tmp_path)).latest()[0].global_step == 1000
+
+
+def test_input_data_dir_that_cannot_take_a_download(tmp_path, capsys):
+    blocked = tmp_path / "a_file"
+    blocked.write_text("mine")
+    code, _, error = run_main(capsys, "--dataset", "fashion_mnist", "--input_data_dir", str(blocked),
+                              "--log_dir", str(tmp_path / "run"), "--backend", "numpy")
+    assert code == 1
+    assert one_error_line(error) == ("mnist-gpu: error: train-images-idx3-ubyte.gz must be downloaded, but "
+                                     f"--input_data_dir {blocked} is a file, not a folder")
+    assert not (tmp_path / "run").exists()
+
+
+def test_sizes_that_cannot_fit_are_refused_before_anything_is_allocated(tmp_path, capsys):
+    code, _, error = run_main(capsys, *FAST, "--hidden1", "100000000", "--log_dir", str(tmp_path / "run"))
+    assert code == 2
+    line = one_error_line(error)
+    assert re.fullmatch(r"mnist-gpu: error: --hidden1 100000000 --hidden2 4 --batch_size 100 need about [\d.]+ TB "
+                        r"for the model and its buffers; the numpy backend has [\d.]+ [KMGT]?B free", line), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_loss_that_blows_up_and_stays_up_stops_the_run(tmp_path, capsys, mnist_dir):
+    code, lines, error = run_main(capsys, "--input_data_dir", mnist_dir, "--log_dir", str(tmp_path),
+                                  "--backend", "numpy", "--seed", "1", "--learning_rate", "1000", "--max_steps", "2000")
+    assert code == 1
+    line = one_error_line(error)
+    assert line.startswith("mnist-gpu: error: loss is ") and " at step 200 and was " in line
+    assert "it diverged; try a smaller --learning_rate (now 1000.0)" in line
+    assert [line.split(":")[0] for line in lines] == ["Step 0", "Step 100", "Step 200"]
+
+
+@pytest.mark.parametrize("loss, earlier", [(30.0, 2.0), (2.0, 30.0), (23.0, 30.0), (1e9, None), (0.0, 1e9)])
+def test_one_high_loss_read_is_not_divergence(loss, earlier):
+    trainer.check_loss(200, loss, earlier, trainer.FlagError)  # no exception
+
+
+@pytest.mark.parametrize("loss, earlier", [(23.1, 23.1), (500.0, 400.0), (float("nan"), 2.0), (float("inf"), None)])
+def test_two_high_reads_or_a_non_finite_one_are(loss, earlier):
+    class Flags:
+        learning_rate = 0.5
+
+    with pytest.raises(trainer.TrainingDiverged):
+        trainer.check_loss(200, loss, earlier, Flags)
+
+
+def test_refusals_leave_the_log_dir_unchanged(tmp_path, capsys):
+    assert run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--max_steps", "3")[0] == 0
+    before = snapshot(tmp_path)
+    assert run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--hidden1", "100000000", "--resume")[0] == 2
+    assert snapshot(tmp_path) == before
