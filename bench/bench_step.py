@@ -1,4 +1,4 @@
-"""A whole training step per backend beside its 8 GEMMs alone (the floor), and the whole tutorial run.
+"""A whole training step per backend beside its 8 GEMMs alone (the floor).
 
 Within one group the step and the floor are timed in the same run, so their ratio is stable
 even on a noisy shared machine.
@@ -9,9 +9,6 @@ import time
 import pytest
 
 from bench.workloads import BACKENDS, GemmFloor, Step, backend_or_skip
-from mnist_gpu.backends import gpu_available
-from mnist_gpu.cli import parse_flags
-from mnist_gpu.trainer import run_training
 
 STEP_SHAPES = [(100, 128, 32), (1000, 128, 32), (10000, 128, 32), (1000, 1024, 32)]
 
@@ -68,17 +65,3 @@ def test_step_over_floor(benchmark, backend_name, batch, hidden1, hidden2):
     benchmark.extra_info.update(
         step_median=statistics.median(step_times), floor_median=statistics.median(floor_times),
         ratio=statistics.median(step / floor for step, floor in zip(step_times, floor_times, strict=True)))
-
-
-@pytest.mark.parametrize("backend_name", BACKENDS)
-def test_tutorial_run(benchmark, backend_name, tmp_path_factory, capsys):
-    """The tutorial's default run on real MNIST: 2000 steps, two evaluations, checkpoints, events."""
-    if backend_name == "cuda" and not gpu_available():
-        pytest.skip("needs an NVIDIA GPU with CuPy")
-    benchmark.group = "tutorial run (2000 steps, B=100, evals included)"
-
-    def flags():  # the defaults: MNIST from the copy shipped in the package
-        return (parse_flags(log_dir=str(tmp_path_factory.mktemp("run")), backend=backend_name, seed=1),), {}
-
-    benchmark.pedantic(run_training, setup=flags, rounds=3, warmup_rounds=1)
-    capsys.readouterr()

@@ -1,6 +1,4 @@
 """`python -m mnist_gpu` runs the command line."""
-import sys
+from .cli import main_exit
 
-from .cli import main
-
-sys.exit(main())
+main_exit()

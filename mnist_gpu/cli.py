@@ -169,5 +169,16 @@ def main(argv=None):
 
 
 def main_exit():
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script and `python -m mnist_gpu` entry point: run, flush, and leave without interpreter teardown.
+
+    Everything a run writes is closed before main returns. Python's teardown after that (Numba's
+    LLVM, freeing a quarter GB of objects) took 0.15-0.2 s of a 1.5 s tutorial run, and os._exit
+    skips it; the two standard streams are flushed first.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to flush into
+            pass
+    os._exit(code)

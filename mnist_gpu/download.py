@@ -9,8 +9,6 @@ import time
 import urllib.error
 import urllib.request
 
-from tqdm import tqdm
-
 from .durable import WriteError, ensure_writable_folder, replace_durably, temporary_beside
 from .idx_files import DataError, read_verified
 
@@ -34,6 +32,8 @@ def _is_transient(error):
 
 
 def _fetch_to(url, stream, timeout):
+    from tqdm import tqdm  # imported only when something is downloaded
+
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = response.headers.get("Content-Length")
         with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,

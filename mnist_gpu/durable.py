@@ -51,13 +51,15 @@ def temporary_beside(path):
             os.remove(temporary)
 
 
-def replace_durably(temporary, path):
-    """fsync `temporary`, rename it over `path`, and fsync the folder."""
+def replace_durably(temporary, path, sync=True):
+    """fsync `temporary`, rename it over `path`, and fsync the folder (only the rename, without sync)."""
     os.chmod(temporary, 0o666 & ~_umask())  # mkstemp made it private (0600); give it a normal file's mode
-    with open(temporary, "rb+") as stream:
-        os.fsync(stream.fileno())
+    if sync:
+        with open(temporary, "rb+") as stream:
+            os.fsync(stream.fileno())
     os.replace(temporary, path)
-    fsync_directory(os.path.dirname(os.path.abspath(path)))
+    if sync:
+        fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
 def ensure_writable_folder(folder, what):
@@ -72,9 +74,14 @@ def ensure_writable_folder(folder, what):
         raise WriteError(f"{what} {folder} cannot be written: {error.strerror or error}") from None
 
 
-def write_bytes_durably(path, data):
-    """Atomically and durably replace `path` with `data`."""
+def write_bytes_durably(path, data, sync=True):
+    """Atomically replace `path` with `data`; durably too (fsync) unless sync=False."""
+    write_atomically(path, lambda stream: stream.write(data), sync)
+
+
+def write_atomically(path, write, sync=True):
+    """Replace `path` with what write(stream) writes, atomically: a reader sees the old file or the new one."""
     with temporary_beside(path) as temporary:
         with open(temporary, "wb") as stream:
-            stream.write(data)
-        replace_durably(temporary, path)
+            write(stream)
+        replace_durably(temporary, path, sync)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import download as downloader
+from . import data_cache
 from .idx_files import DATASETS, DataError, read_verified
 from .model import IMAGE_PIXELS, PIXEL_SCALE
 
@@ -27,7 +27,8 @@ class DataSet:
     def __init__(self, pixels, labels, seed=None):
         if len(pixels) != len(labels):
             raise ValueError(f"pixels and labels differ in length: {len(pixels)} != {len(labels)}")
-        self.pixels = pixels
+        self.pixels = pixels.view()
+        self.pixels.flags.writeable = False  # a data set is read, never written (and may be a file's mapping)
         self.labels = labels
         self.num_examples = len(pixels)
         self.epochs_completed = 0
@@ -112,11 +113,31 @@ def fake_data_sets(seed=None):
     return DataSets(*(fake(split_seed) for split_seed in seeds), source="fake data (--fake_data)")
 
 
+def read_cached(source, expected, input_data_dir, dataset, verified=None):
+    """The verified array of the gzip file `source`: from its decompressed cache when that verifies, else
+    decompressed, verified and cached (when input_data_dir can be written; else just used).
+
+    `verified`: the source's array when it has just been verified (a download), to cache as it is.
+    """
+    path = data_cache.cache_path(input_data_dir, dataset, expected)
+    if verified is None:
+        cached = data_cache.load(path, source, expected)
+        if cached is not None:
+            return cached
+        verified = read_verified(source, expected)
+    try:
+        data_cache.store(path, source, expected, verified)
+    except OSError:
+        pass  # a read-only input_data_dir: no cache, every run decompresses
+    return verified
+
+
 def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_options):
     """The four verified arrays of `dataset`, keyed like DATASETS[dataset], and where they came from.
 
     For each file: a copy in train_dir is used if valid and refused (never silently reused) if
     not; else the copy shipped in the package; else (or with source_url) a verified download.
+    Decompressed copies are cached in train_dir (see data_cache.py).
     """
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
@@ -126,16 +147,19 @@ def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_opti
         packaged = os.path.join(PACKAGED_DIRECTORY, dataset, expected.name)
         if os.path.exists(local):
             try:
-                arrays[key] = read_verified(local, expected)
+                arrays[key] = read_cached(local, expected, train_dir, dataset)
             except DataError as error:
                 raise DataError(f"{error}. Delete or replace this file to fetch a good copy.") from None
             source = f"{train_dir} (--input_data_dir)"
         elif source_url is None and os.path.exists(packaged):
-            arrays[key] = read_verified(packaged, expected)
+            arrays[key] = read_cached(packaged, expected, train_dir, dataset)
             source = f"the copy shipped in the package ({os.path.dirname(packaged)})"
         else:
+            from . import download as downloader  # imported only when a file must be fetched
+
             mirrors = (source_url,) if source_url else downloader.MIRRORS[dataset]
-            arrays[key] = downloader.download(expected, train_dir, mirrors, **download_options)
+            downloaded = downloader.download(expected, train_dir, mirrors, **download_options)
+            arrays[key] = read_cached(local, expected, train_dir, dataset, verified=downloaded)
             source = f"downloaded into {train_dir}"
         if source not in sources:
             sources.append(source)

@@ -317,8 +317,6 @@ def run_training(flags, log=None):
         result = TrainingResult(model=model)
         summaries = Summaries(flags.log_dir, purge_step=global_step if resume_from is not None else None)
         try:
-            if resume_from is None:
-                summaries.add_graph()
             signals.deferring = True
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
                 train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log)
@@ -364,6 +362,8 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
             log.line("Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration))
             check_loss(step, loss_value, earlier_loss, flags)
             earlier_loss = loss_value
+            if step == 0:  # after the first line, not before it: writing it imports tensorboardX
+                summaries.add_graph()
             summaries.add_loss(step, loss_value)
             result.losses[step] = loss_value
         elif evaluate and not math.isfinite(float(loss_value)):

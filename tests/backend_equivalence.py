@@ -142,3 +142,25 @@ def test_backend_follows_the_interface(candidate, numpy_backend):
             expected = list(inspect.signature(method).parameters.values())[1:]  # without self
             assert list(inspect.signature(getattr(backend, name)).parameters.values()) == expected, \
                 f"{backend.name}.{name}"
+
+
+@pytest.mark.parametrize("batch", [7] if SIMULATED else [7, 100])  # the simulator: 784 threads a row
+def test_evaluation_in_large_chunks_counts_like_batch_by_batch(candidate, numpy_backend, generator, batch):
+    """do_eval computes many batches at once: the same examples and the same count as one batch at a time."""
+    from mnist_gpu.input_data import DataSet
+    from mnist_gpu.trainer import DeviceSplit, Log, do_eval
+
+    rows, hidden = (30, (5, 4)) if SIMULATED else (12345, (128, 32))
+    data_set = DataSet(generator.integers(0, 256, (rows, mnist.IMAGE_PIXELS), dtype=np.uint8),
+                       generator.integers(0, mnist.NUM_CLASSES, rows).astype(np.int32))
+    variables = mnist.initial_variables(*hidden, seed=4)
+    for backend in (candidate, numpy_backend):
+        model = mnist.Model(backend, variables, batch)
+        split = DeviceSplit(backend, data_set)
+        images, labels = backend.empty((batch, mnist.IMAGE_PIXELS)), backend.empty((batch,), np.int32)
+        examples, correct = rows // batch * batch, 0
+        for start in range(0, examples, batch):
+            split.gather(backend, np.arange(start, start + batch), images, labels)
+            correct += int(mnist.evaluation(model, mnist.inference(model, images), labels))
+        assert do_eval(model, split, Log(verbose=False)) == (examples, correct)
+        assert examples // batch > 1 and 0 < correct < examples  # several batches, some right, some wrong

@@ -56,13 +56,20 @@ def generator():
 
 
 @pytest.fixture(scope="session")
-def mnist_dir():
-    """The folder of the four real MNIST files (see find_mnist). Missing is a failure, never a skip."""
-    folder = find_mnist()
-    missing = [name for name in MNIST_FILES if not os.path.exists(os.path.join(folder, name))]
+def mnist_dir(tmp_path_factory):
+    """A folder with links to the four real MNIST files (see find_mnist). Missing is a failure, never a skip.
+
+    Links in a folder of the test session's own: runs given it as --input_data_dir keep their
+    decompressed copies (input_data_dir/cache) here, not beside the shared or installed files.
+    """
+    source = find_mnist()
+    missing = [name for name in MNIST_FILES if not os.path.exists(os.path.join(source, name))]
     if missing:
-        pytest.fail(f"real MNIST is needed at {folder}; missing {', '.join(missing)}")
-    return folder
+        pytest.fail(f"real MNIST is needed at {source}; missing {', '.join(missing)}")
+    folder = tmp_path_factory.mktemp("mnist")
+    for name in MNIST_FILES:
+        os.symlink(os.path.join(source, name), folder / name)
+    return str(folder)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -59,7 +59,9 @@ def test_read_data_sets_downloads_what_is_missing_from_source_url(http_server, m
     target = tmp_path / "data"
     data_sets = read_data_sets(str(target), source_url=url, retry_wait=0)
     assert data_sets.test.num_examples == 10000
-    assert sorted(os.listdir(target)) == sorted(names)
+    assert sorted(os.listdir(target)) == sorted(names + ["cache"])  # and their decompressed, verified copies
+    assert sorted(os.listdir(target / "cache" / "mnist")) == sorted(
+        name.replace(".gz", suffix) for name in names for suffix in (".npy", ".npy.json"))
     # A second call finds them all in place and asks the server for nothing.
     server.requests.clear()
     read_data_sets(str(target), source_url=url, retry_wait=0)

@@ -112,12 +112,11 @@ def test_real_mnist_splits(mnist_dir, tmp_path):
     assert data_sets.train.images.min() == 0 and data_sets.train.images.max() == 1
     for split in (data_sets.train, data_sets.validation, data_sets.test):
         np.testing.assert_array_equal(split.pixels * np.float32(1.0 / 255.0), split.images)
-        # NumPy's own memory (huge pages for the trainer's gathers), not a read-only view of file bytes
-        assert split.pixels.flags.writeable
+        assert not split.pixels.flags.writeable  # data sets are read, never written
     # The copy shipped inside the package is the same data.
     packaged = read_data_sets(str(tmp_path / "empty"))
     np.testing.assert_array_equal(packaged.test.images, data_sets.test.images)
-    assert not (tmp_path / "empty").exists()  # nothing was downloaded or created
+    assert os.listdir(tmp_path / "empty") == ["cache"]  # nothing downloaded: only the decompressed copies
 
 
 def test_validation_size(mnist_dir):

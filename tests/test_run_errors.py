@@ -96,13 +96,15 @@ def test_disk_full_at_the_state_file_leaves_no_unlisted_checkpoint(tmp_path, cap
 def test_disk_full_while_writing_events(tmp_path, capsys, monkeypatch):
     from tensorboardX.event_file_writer import EventsWriter
 
-    # The graph, and the loss of steps 0 to 1200, then the disk is full.
-    monkeypatch.setattr(EventsWriter, "flush", disk_full_after(13, EventsWriter.flush))
+    # The file's version header, the graph, the losses of steps 0 to 900, step 999's six histograms and
+    # three precisions; then the disk is full.
+    monkeypatch.setattr(EventsWriter, "write_event", disk_full_after(21, EventsWriter.write_event))
     code, lines, error = run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--max_steps", "2000")
     assert code == 1
     assert one_error_line(error) == (f"mnist-gpu: error: writing TensorBoard events in {tmp_path} failed: No space "
                                      "left on device; the checkpoints saved so far are intact")
     assert checkpoints.Saver(str(tmp_path)).latest()[0].global_step == 1000
+    assert lines[-1].startswith("Step 1000: ")  # the first write that failed
 
 
 def test_input_data_dir_that_cannot_take_a_download(tmp_path, capsys):

@@ -25,7 +25,8 @@ class Backend(Protocol):
     name: str
 
     def asarray(self, array, dtype=None):
-        """The backend's contiguous copy of `array`: floats become float32, integers keep their type."""
+        """`array` as the backend's contiguous array (a copy, unless it is one already): floats become
+        float32, integers keep their type."""
 
     def to_host(self, array):
         """A NumPy copy of a backend array, after everything queued that writes it has finished."""

@@ -95,10 +95,11 @@ class CudaBackend:
 
     # -- arrays ---------------------------------------------------------------
     def asarray(self, array, dtype=None):
-        array = self.xp.asarray(array)
+        """A new device array (in the simulator a new, writable host array, as an upload would make)."""
+        kind = array.dtype.kind if hasattr(array, "dtype") else self.xp.asarray(array).dtype.kind
         if dtype is None:
-            dtype = self.dtype if array.dtype.kind == "f" else array.dtype  # floats become float32
-        return self.xp.ascontiguousarray(array, dtype=dtype)
+            dtype = self.dtype if kind == "f" else None  # floats become float32, integers keep their type
+        return self.xp.array(array, dtype=dtype, order="C", copy=True)
 
     def to_host(self, array):
         if self.stream is None:

@@ -1,0 +1,130 @@
+"""The whole tutorial run and its pieces: start-up, data loading (cold and warm), one evaluation, one checkpoint.
+
+The run a user times is `mnist-gpu --seed 1` in a fresh process; its pieces are timed here one
+by one so that a change to any of them shows. Fresh processes are timed with the host clock
+around subprocess.run; in-process pieces with pytest-benchmark's own timer.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bench.workloads import BACKENDS, backend_or_skip
+from mnist_gpu import checkpoint as checkpoints
+from mnist_gpu import model as mnist
+from mnist_gpu.backends import gpu_available
+from mnist_gpu.cli import parse_flags
+from mnist_gpu.input_data import read_data_sets
+from mnist_gpu.trainer import SPLITS, DeviceSplit, Log, evaluate_all, run_training
+
+RUN_GROUP = "tutorial run (2000 steps, B=100, evals included)"
+
+
+def skip_cuda_without_a_gpu(backend_name):
+    if backend_name == "cuda" and not gpu_available():
+        pytest.skip("needs an NVIDIA GPU with CuPy")
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_tutorial_run(benchmark, backend_name, tmp_path_factory):
+    """In this process: 2000 steps, two evaluations, checkpoints, events (imports and JIT excluded)."""
+    skip_cuda_without_a_gpu(backend_name)
+    benchmark.group = RUN_GROUP
+
+    def flags():
+        return (parse_flags(log_dir=str(tmp_path_factory.mktemp("run")), backend=backend_name, seed=1),
+                Log(verbose=False)), {}
+
+    benchmark.pedantic(run_training, setup=flags, rounds=3, warmup_rounds=1)
+
+
+def run_command(arguments):
+    """Wall seconds of a fresh `python -m mnist_gpu ...` process, and its stdout."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "mnist_gpu", *arguments], capture_output=True, text=True,
+                            check=True)
+    return time.perf_counter() - start, result.stdout
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_whole_command(benchmark, backend_name, tmp_path_factory):
+    """`mnist-gpu --seed 1` as a user runs it, a fresh process each round (the data cache warm)."""
+    skip_cuda_without_a_gpu(backend_name)
+    benchmark.group = "whole command: mnist-gpu --seed 1 (a fresh process)"
+    input_data_dir = str(tmp_path_factory.mktemp("input_data"))
+    run_command(["--backend", backend_name, "--input_data_dir", input_data_dir, "--max_steps", "1",
+                 "--log_dir", str(tmp_path_factory.mktemp("warm-up"))])  # fills the cache, compiles
+    benchmark.pedantic(lambda log_dir: run_command(["--backend", backend_name, "--seed", "1", "--input_data_dir",
+                                                    input_data_dir, "--log_dir", log_dir]),
+                       setup=lambda: ((str(tmp_path_factory.mktemp("run")),), {}), rounds=5)
+
+
+@pytest.mark.parametrize("backend_name", ("numpy", "cpu"))
+def test_startup_to_first_step(benchmark, backend_name, tmp_path_factory):
+    """From starting the process to the start of step 0: imports, backend, data (warm), model.
+
+    Measured as the time until the "Step 0" line appears, less the step's own printed duration.
+    """
+    benchmark.group = "start-up to the first step (a fresh process)"
+    input_data_dir = str(tmp_path_factory.mktemp("input_data"))
+    common = ["--backend", backend_name, "--input_data_dir", input_data_dir, "--max_steps", "1"]
+    run_command([*common, "--log_dir", str(tmp_path_factory.mktemp("warm-up"))])
+
+    def startup():
+        process = subprocess.Popen([sys.executable, "-m", "mnist_gpu", *common, "--log_dir",
+                                    str(tmp_path_factory.mktemp("run"))], stdout=subprocess.PIPE, text=True)
+        start = time.perf_counter()
+        first_line = process.stdout.readline()
+        seen = time.perf_counter() - start
+        process.communicate()
+        step_seconds = float(re.fullmatch(r"Step 0: loss = [\d.]+ \(([\d.]+) sec\)\n", first_line)[1])
+        return seen - step_seconds
+
+    benchmark.extra_info["startup_seconds"] = []
+    benchmark.pedantic(lambda: benchmark.extra_info["startup_seconds"].append(startup()), rounds=5)
+    benchmark.extra_info["median_startup_seconds"] = float(np.median(benchmark.extra_info["startup_seconds"]))
+
+
+@pytest.mark.parametrize("cache", ["warm", "cold"])
+def test_data_loading(benchmark, cache, tmp_path):
+    """read_data_sets from the shipped files: cold decompresses, verifies and caches; warm maps the cache."""
+    benchmark.group = "data loading (MNIST, 4 files)"
+    read_data_sets(str(tmp_path))  # the cache, for the warm rounds
+
+    def setup():
+        if cache == "cold":
+            shutil.rmtree(os.path.join(tmp_path, "cache"), ignore_errors=True)
+        return (str(tmp_path),), {}
+
+    benchmark.pedantic(read_data_sets, setup=setup, rounds=7, warmup_rounds=1)
+
+
+@pytest.fixture(scope="module")
+def data_sets(tmp_path_factory):
+    return read_data_sets(str(tmp_path_factory.mktemp("input_data")))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_one_evaluation(benchmark, backend_name, data_sets):
+    """The tutorial's three eval blocks once: 55000 + 5000 + 10000 examples."""
+    benchmark.group = "one evaluation (train, validation, test: 70000 examples, B=100)"
+    backend = backend_or_skip(backend_name)
+    model = mnist.Model(backend, mnist.initial_variables(128, 32, seed=0), 100)
+    splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+    evaluate_all(model, splits, Log(verbose=False))  # compile and warm up
+    benchmark(evaluate_all, model, splits, Log(verbose=False))
+
+
+def test_one_checkpoint(benchmark, tmp_path, data_sets):
+    """Saving the tutorial's model: safetensors file, state file, fsyncs (what each 1000 steps costs)."""
+    benchmark.group = "one checkpoint (784-128-32-10, with the training order)"
+    order, position = data_sets.train.position()
+    checkpoint = checkpoints.Checkpoint(mnist.initial_variables(128, 32, seed=0), 1000, {"seed": 1}, order, position)
+    saver = checkpoints.Saver(str(tmp_path))
+    steps = iter(range(10 ** 6))
+    benchmark(lambda: saver.save(next(steps), checkpoint))

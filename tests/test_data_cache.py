@@ -1,0 +1,140 @@
+"""The decompressed cache: used only while it verifies, rebuilt silently when it does not, never trusted blindly."""
+import errno
+import gzip
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from mnist_gpu import data_cache, input_data
+from mnist_gpu.idx_files import DATASETS, DataError
+
+LABELS = DATASETS["mnist"]["train_labels"]
+IMAGES = DATASETS["mnist"]["train_images"]
+
+
+@pytest.fixture
+def data_dir(tmp_path, mnist_dir):
+    """An input_data_dir holding its own copy of the four files."""
+    for expected in DATASETS["mnist"].values():
+        shutil.copy(os.path.join(mnist_dir, expected.name), tmp_path / expected.name)
+    return tmp_path
+
+
+@pytest.fixture
+def decompressions(monkeypatch):
+    """Counts the gzip files read and verified (the work the cache saves)."""
+    names = []
+    read_verified = input_data.read_verified
+
+    def counting(path, expected):
+        names.append(expected.name)
+        return read_verified(path, expected)
+
+    monkeypatch.setattr(input_data, "read_verified", counting)
+    return names
+
+
+def original(data_dir, expected):
+    with gzip.open(data_dir / expected.name) as stream:
+        return np.frombuffer(stream.read(), np.uint8, offset=16 if expected.kind == "images" else 8)
+
+
+def cached_file(data_dir, expected):
+    return data_cache.cache_path(str(data_dir), "mnist", expected)
+
+
+def test_the_first_read_caches_and_the_next_reads_only_the_cache(data_dir, decompressions):
+    first = input_data.read_data_sets(str(data_dir))
+    assert len(decompressions) == 4
+    second = input_data.read_data_sets(str(data_dir))
+    assert len(decompressions) == 4  # nothing decompressed again
+    np.testing.assert_array_equal(second.train.pixels, first.train.pixels)
+    np.testing.assert_array_equal(second.test.labels, first.test.labels)
+    assert not second.train.pixels.flags.writeable
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "flipped byte", "record edited", "record deleted",
+                                    "not an npy"])
+def test_a_damaged_cache_is_rebuilt_and_never_used(data_dir, decompressions, damage):
+    input_data.read_data_sets(str(data_dir))
+    path = cached_file(data_dir, IMAGES)
+    if damage == "deleted":
+        os.remove(path)
+    elif damage == "truncated":
+        with open(path, "r+b") as stream:
+            stream.truncate(os.path.getsize(path) - 784)
+    elif damage == "flipped byte":
+        with open(path, "r+b") as stream:
+            stream.seek(os.path.getsize(path) - 1000)
+            value = stream.read(1)[0]
+            stream.seek(-1, os.SEEK_CUR)
+            stream.write(bytes([value ^ 0x10]))
+    elif damage == "record edited":
+        record = json.load(open(path + ".json"))
+        record["crc32"] = "00000000"
+        json.dump(record, open(path + ".json", "w"))
+    elif damage == "record deleted":
+        os.remove(path + ".json")
+    else:
+        with open(path, "wb") as stream:
+            stream.write(b"not an npy file at all")
+    decompressions.clear()
+    data_sets = input_data.read_data_sets(str(data_dir))
+    assert decompressions == [IMAGES.name]  # only the damaged one was read from its gzip again
+    pixels = np.concatenate([data_sets.validation.pixels, data_sets.train.pixels]).reshape(-1)
+    np.testing.assert_array_equal(pixels, original(data_dir, IMAGES))
+    decompressions.clear()
+    input_data.read_data_sets(str(data_dir))
+    assert decompressions == []  # and the rebuilt cache verifies
+
+
+def test_a_replaced_source_is_verified_again_not_served_from_the_cache(data_dir, decompressions):
+    input_data.read_data_sets(str(data_dir))
+    labels = data_dir / LABELS.name
+    data = bytearray(gzip.decompress(labels.read_bytes()))
+    data[100] ^= 1  # a different label: the file no longer matches MNIST's checksum
+    labels.write_bytes(gzip.compress(bytes(data)))
+    with pytest.raises(DataError, match="checksum mismatch"):
+        input_data.read_data_sets(str(data_dir))
+
+
+def test_a_cache_of_other_data_is_not_used(data_dir, decompressions):
+    input_data.read_data_sets(str(data_dir))
+    path = cached_file(data_dir, LABELS)
+    record = json.load(open(path + ".json"))
+    record["md5"] = DATASETS["fashion_mnist"]["train_labels"].md5
+    json.dump(record, open(path + ".json", "w"))
+    decompressions.clear()
+    input_data.read_data_sets(str(data_dir))
+    assert decompressions == [LABELS.name]
+
+
+def test_an_unwritable_cache_costs_speed_not_correctness(data_dir, decompressions, monkeypatch):
+    def full_disk(*arguments):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(data_cache, "store", full_disk)
+    for _ in range(2):
+        data_sets = input_data.read_data_sets(str(data_dir))
+    assert len(decompressions) == 8
+    assert data_sets.test.num_examples == 10000 and not os.path.exists(data_dir / "cache")
+
+
+def test_the_shipped_copy_is_cached_in_the_input_data_dir(tmp_path, decompressions):
+    input_data.read_data_sets(str(tmp_path))
+    input_data.read_data_sets(str(tmp_path))
+    assert len(decompressions) == 4
+    assert os.listdir(tmp_path) == ["cache"]
+    record = json.load(open(cached_file(tmp_path, LABELS) + ".json"))
+    assert record["origin"]["source"] == os.path.realpath(
+        os.path.join(input_data.PACKAGED_DIRECTORY, "mnist", LABELS.name))
+
+
+def test_cache_files_hold_no_pickle(data_dir):
+    input_data.read_data_sets(str(data_dir))
+    for expected in DATASETS["mnist"].values():
+        array = np.load(cached_file(data_dir, expected), allow_pickle=False)  # raises if it needed pickle
+        assert array.dtype == np.uint8 and len(array) == expected.count
