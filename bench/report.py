@@ -44,9 +44,20 @@ def device_name():
 
 
 def variant_of(benchmark):
-    """The backend (or floor/launch variant) a benchmark measured, from its params."""
+    """The backend (or floor/launch variant, or warm/cold cache) a benchmark measured, from its params."""
     params = benchmark["params"] or {}
-    return params.get("variant") or params.get("backend_name")
+    return params.get("variant") or params.get("backend_name") or params.get("cache")
+
+
+def run_groups(data):
+    """The groups of bench_run.py: the whole run and its pieces."""
+    return {benchmark["group"] for benchmark in data["benchmarks"] if "bench_run.py" in benchmark.get("fullname", "")}
+
+
+def run_rows(data):
+    table = medians(data)
+    return [[group, variant, format_time(seconds)] for group, times in table.items() if group in run_groups(data)
+            for variant, seconds in times.items()]
 
 
 def medians(data):
@@ -116,10 +127,10 @@ def step_and_floor(data):
     return found, "ratio of medians"
 
 
-def op_rows(table):
+def op_rows(table, skipped=()):
     rows = []
     for group, times in table.items():
-        if group.startswith(("step", "tutorial")):
+        if group.startswith("step") or group in skipped:
             continue
         numpy_time = times.get("numpy")
         rows.append([group] + [format_time(times.get(name)) for name in BACKEND_ORDER]
@@ -171,11 +182,11 @@ def write_markdown(data, path, chart_name, command):
         "above. 'launch share' is the host time to issue a CUDA step over the whole step's time.",
         ["shape", "numpy", "cpu", "cuda", "numpy GEMMs", "cuda GEMMs", "launch share"], step_rows(table))
     lines += section("Per op", "Each op alone, every backend in one group.",
-                     ["op and shape", "numpy", "cpu", "cuda", "cpu speed-up", "cuda speed-up"], op_rows(table))
-    for group, times in table.items():
-        if group.startswith("tutorial"):
-            lines += section(group, "The whole run, data loading to the last evaluation.", ["backend", "median"],
-                             [[name, format_time(times.get(name))] for name in BACKEND_ORDER if name in times])
+                     ["op and shape", "numpy", "cpu", "cuda", "cpu speed-up", "cuda speed-up"],
+                     op_rows(table, run_groups(data)))
+    lines += section("The whole run and its pieces", "bench/bench_run.py: the tutorial's run in this process and as "
+                     "a fresh `mnist-gpu` process, start-up, data loading, one evaluation, one checkpoint.",
+                     ["what", "variant", "median"], run_rows(data))
     if step_and_floor(data)[0]:
         lines += [f"![step times]({chart_name})", ""]
     with open(path, "w", encoding="utf-8") as stream:

@@ -32,7 +32,8 @@ def fake_results():
             entry("step B=100 H1=128 H2=32", "numpy-gemm-floor", 300e-6),
             entry("bias_relu B=100 H=128", "numpy", 20e-6, "backend_name"),
             entry("bias_relu B=100 H=128", "cpu", 4e-6, "backend_name"),
-            entry("tutorial run (2000 steps, B=100, evals included)", "cpu", 2.5, "backend_name"),
+            dict(entry("tutorial run (2000 steps, B=100, evals included)", "cpu", 2.5, "backend_name"),
+                 fullname="bench/bench_run.py::test_tutorial_run[cpu]"),
             dict(entry("step/floor interleaved B=100 H1=128 H2=32", "cpu", 700e-6, "backend_name"),
                  extra_info={"step_median": 400e-6, "floor_median": 320e-6, "ratio": 1.234}),
         ],
@@ -53,7 +54,7 @@ def test_report_writes_tables_and_a_chart(tmp_path, report):
     text = open(markdown).read()
     assert "| B=100 H1=128 H2=32 | 500.0 us | 360.0 us | - | 300.0 us | - | - |" in text
     assert "| bias_relu B=100 H=128 | 20.0 us | 4.0 us | - | 5.00x | - |" in text
-    assert "| cpu | 2.50 s |" in text
+    assert "| tutorial run (2000 steps, B=100, evals included) | cpu | 2.50 s |" in text
     assert "| B=100 H1=128 H2=32 | cpu | 400.0 us | 320.0 us | 1.23x |" in text
     assert "the time of its 8 matrix products (GEMMs) alone" in text
     assert "Test CPU, 2 cores" in text and "numpy " in text
