@@ -40,13 +40,15 @@ def test_log_dir_that_cannot_be_written(tmp_path, capsys, monkeypatch, failure):
                                     f"{os.strerror(failure)}"
 
 
-def disk_full_after(calls, write):
-    """`write` that works `calls` times, then writes half its file and fails with ENOSPC, like a full disk."""
+def disk_full_after(calls, write, partial=None):
+    """`write` that works `calls` times, then (after `partial`, a half-written file, say) fails with ENOSPC."""
     count = {"calls": 0}
 
     def writer(*arguments, **keywords):
         count["calls"] += 1
         if count["calls"] > calls:
+            if partial is not None:
+                partial(*arguments, **keywords)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return write(*arguments, **keywords)
 
@@ -56,20 +58,12 @@ def disk_full_after(calls, write):
 def test_disk_full_at_the_second_checkpoint(tmp_path, capsys, monkeypatch):
     import safetensors.numpy
 
-    real_save = safetensors.numpy.save_file
-
-    def half_then_full(tensors, filename, metadata=None):
+    def first_bytes_only(tensors, filename, metadata=None):
         with open(filename, "wb") as stream:
             stream.write(b"x" * 100)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    saves = {"count": 0}
-
-    def save_file(tensors, filename, metadata=None):
-        saves["count"] += 1
-        return (real_save if saves["count"] == 1 else half_then_full)(tensors, filename, metadata=metadata)
-
-    monkeypatch.setattr(safetensors.numpy, "save_file", save_file)
+    monkeypatch.setattr(safetensors.numpy, "save_file",
+                        disk_full_after(1, safetensors.numpy.save_file, partial=first_bytes_only))
     code, lines, error = run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--max_steps", "2000")
     assert code == 1
     assert one_error_line(error) == (f"mnist-gpu: error: saving {tmp_path / 'model.ckpt-1999.safetensors'} failed: "
