@@ -77,15 +77,22 @@ def memory_needed(hidden1_units, hidden2_units, batch_size):
 ALIGNMENT = 64  # elements: each packed bias starts on a 256-byte boundary
 
 
-def packed(backend, shapes):
-    """One zeroed flat buffer and {name: view of it with that shape}, each view aligned."""
+def packed(backend, values):
+    """One flat backend buffer holding `values` ({name: host array}), and {name: view of it}, each view aligned.
+
+    Filled on the host and uploaded once (backend.asarray): no element-wise copy runs outside the
+    backend's own ops (on a GPU, CuPy would run it on whichever stream is current).
+    """
     offsets, total = {}, 0
-    for name, shape in shapes.items():
+    for name, value in values.items():
         offsets[name] = total
-        total += -(-math.prod(shape) // ALIGNMENT) * ALIGNMENT
-    flat = backend.zeros((total,))
-    return flat, {name: flat[offsets[name]:offsets[name] + math.prod(shape)].reshape(shape)
-                  for name, shape in shapes.items()}
+        total += -(-value.size // ALIGNMENT) * ALIGNMENT
+    host = np.zeros(total, backend.dtype)
+    for name, value in values.items():
+        host[offsets[name]:offsets[name] + value.size] = value.reshape(-1)
+    flat = backend.asarray(host)
+    return flat, {name: flat[offsets[name]:offsets[name] + value.size].reshape(value.shape)
+                  for name, value in values.items()}
 
 
 class Model:
@@ -96,13 +103,14 @@ class Model:
         self.global_step = global_step
         # Weight gradients are never stored: each goes straight into its SGD step (matmul_sgd).
         # The biases and their gradients each live in one flat buffer, so their SGD is one op.
-        bias_shapes = {name: tuple(value.shape) for name, value in variables.items() if name.endswith("/biases")}
-        self.flat_biases, biases = packed(backend, bias_shapes)
-        self.flat_bias_gradients, self.bias_gradients = packed(backend, bias_shapes)
-        self.variables = {}
-        for name, value in variables.items():  # copies: the model never shares the caller's arrays
-            self.variables[name] = biases[name] if name in biases else backend.empty(value.shape)
-            self.variables[name][...] = backend.asarray(value)
+        host = {name: np.asarray(value) for name, value in variables.items()}  # {TF name: host array}
+        biases = {name: value for name, value in host.items() if name.endswith("/biases")}
+        self.flat_biases, bias_views = packed(backend, biases)
+        self.flat_bias_gradients, self.bias_gradients = packed(backend, {name: np.zeros_like(value)
+                                                                         for name, value in biases.items()})
+        # Copies in the tutorial's order: the model never shares the caller's arrays.
+        self.variables = {name: bias_views[name] if name in biases else backend.asarray(value.copy())
+                          for name, value in host.items()}
         self._allocate_batch_buffers(batch_size)
 
     @property

@@ -1,13 +1,17 @@
 """The CUDA backend: our Numba kernels (mnist_gpu.kernels) plus cuBLAS GEMMs through CuPy.
 
-Everything is queued on ONE CuPy stream: CuPy's GEMMs and copies, and every Numba launch
-(handed that stream), so nothing inside a training step waits for the host. The host waits
-only where it reads a number: the loss when it is printed, the count once per evaluation.
+Everything is queued on ONE CuPy stream per backend: CuPy's GEMMs, copies and allocations (each
+made inside `with self.stream`, because CuPy's "current stream" is per thread and another backend
+may have made its own current), and every Numba launch (handed that stream), so nothing inside a
+training step waits for the host. The host waits only where it reads a number: the loss when it
+is printed, the count once per evaluation chunk.
 
 Under Numba's simulator (NUMBA_ENABLE_CUDASIM=1) the very same kernels run on the CPU, NumPy
 arrays stand in for CuPy arrays and NumPy GEMMs for cuBLAS: that is how CI tests this file.
 Shapes: B batch, D=784, H1, H2, C=10.
 """
+import contextlib
+
 import numpy as np
 
 from ..model import PIXEL_SCALE
@@ -84,34 +88,37 @@ class CudaBackend:
             self.xp = np
             self.reference = NumpyBackend()  # NumPy's GEMMs stand in for cuBLAS
             self.stream = None
+            self.on_stream = contextlib.nullcontext()
             self.launch_stream = numba_cuda.cuda.default_stream()
         else:
             cupy = _import_cupy()
             self.xp, self.cublas = cupy, cupy.cublas
             self.stream = cupy.cuda.Stream(non_blocking=True)
-            self.stream.use()  # CuPy's GEMMs, copies and allocations go on it from now on
+            self.on_stream = self.stream  # `with self.on_stream:` makes it CuPy's current stream, then restores
             self.launch_stream = numba_cuda.cuda.external_stream(self.stream.ptr)
-        self.index_buffer = self.xp.empty(0, dtype=np.int32)
+        self.index_buffer = self.empty(0, dtype=np.int32)
 
     # -- arrays ---------------------------------------------------------------
     def asarray(self, array, dtype=None):
         """A new device array (in the simulator a new, writable host array, as an upload would make)."""
-        kind = array.dtype.kind if hasattr(array, "dtype") else self.xp.asarray(array).dtype.kind
+        kind = (array if hasattr(array, "dtype") else np.asarray(array)).dtype.kind
         if dtype is None:
             dtype = self.dtype if kind == "f" else None  # floats become float32, integers keep their type
-        return self.xp.array(array, dtype=dtype, order="C", copy=True)
+        with self.on_stream:
+            return self.xp.array(array, dtype=dtype, order="C", copy=True)
 
     def to_host(self, array):
         if self.stream is None:
             return np.array(array)
-        self.stream.synchronize()  # everything queued that writes `array` has finished
-        return array.get()
+        return array.get(stream=self.stream)  # waits for everything queued before it on our stream
 
     def empty(self, shape, dtype=None):
-        return self.xp.empty(shape, dtype=dtype or self.dtype)
+        with self.on_stream:
+            return self.xp.empty(shape, dtype=dtype or self.dtype)
 
     def zeros(self, shape, dtype=None):
-        return self.xp.zeros(shape, dtype=dtype or self.dtype)
+        with self.on_stream:  # the zeroing is a kernel: on our stream, in order with the rest
+            return self.xp.zeros(shape, dtype=dtype or self.dtype)
 
     def synchronize(self):
         """Wait for everything queued so far (timing, and before reading results on the host)."""
@@ -139,7 +146,7 @@ class CudaBackend:
         """Copy host row indices into a reused device buffer (B int32s: the only uploads of a step)."""
         count = len(indices)
         if self.index_buffer.shape[0] < count:
-            self.index_buffer = self.xp.empty(count, dtype=np.int32)
+            self.index_buffer = self.empty(count, dtype=np.int32)
         device_indices = self.index_buffer[:count]
         host_indices = np.asarray(indices, dtype=np.int32)
         if self.stream is None:
@@ -161,15 +168,17 @@ class CudaBackend:
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         """out = op(a) @ op(b) by cuBLAS; a transpose is a strided view, never a copy."""
-        self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        with self.on_stream:
+            self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
 
     def matmul_sgd(self, a, b, parameter, learning_rate, trans_a=False, trans_b=False):
         """parameter = parameter - learning_rate * op(a) @ op(b) in ONE cuBLAS call (alpha = -lr, beta = 1)."""
         if self.simulated:
             self.reference.matmul_sgd(a, b, parameter, learning_rate, trans_a, trans_b)
             return
-        self.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=parameter,
-                         alpha=-float(learning_rate), beta=1.0)
+        with self.on_stream:
+            self.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=parameter,
+                             alpha=-float(learning_rate), beta=1.0)
 
     def bias_relu(self, x, bias, out):
         self._launch(self.bias_activation.bias_relu_kernel, *self._grid(x.size), x, bias, out)
@@ -191,7 +200,7 @@ class CudaBackend:
     def softmax_xent(self, logits, labels, grad_out):
         """Returns the mean loss as a DeviceScalar (float() reads it, waiting for the GPU)."""
         check_labels(labels)
-        mean_loss = self.xp.empty(1, dtype=np.float32)  # fresh each call: never overwritten later
+        mean_loss = self.empty(1)  # fresh each call: never overwritten later
         self._launch(self.softmax.softmax_xent_kernel, 1, self.softmax.SOFTMAX_THREADS,
                      logits, labels, grad_out, mean_loss)
         return DeviceScalar(mean_loss, self.stream)
@@ -203,6 +212,6 @@ class CudaBackend:
     def in_top_k(self, logits, labels, k=1):
         """Returns the count as a DeviceScalar (int() reads it, waiting for the GPU)."""
         check_labels(labels)
-        count = self.xp.zeros(1, dtype=np.int32)
+        count = self.zeros(1, dtype=np.int32)
         self._launch(self.top_k.in_top_k_kernel, *self._grid(len(labels)), logits, labels, np.int32(k), count)
         return DeviceScalar(count, self.stream)

@@ -79,8 +79,29 @@ def test_evaluation_counts_over_a_whole_split_match_numpy(cuda_backend, numpy_ba
     assert abs(counts[0][1] - counts[1][1]) <= 3  # float32 rounding may flip a near-tie or two
 
 
+def test_two_backends_train_at_once_each_on_its_own_stream(numpy_backend, data_sets):
+    """Steps of two models on two backends, interleaved: every CuPy op must stay on its backend's stream."""
+    first, second = get_backend("cuda"), get_backend("cuda")
+    runs = [training_run(backend, data_sets, 0) for backend in (first, second)]  # models, no steps yet
+    split = {backend: DeviceSplit(backend, data_sets.train) for backend in (first, second)}
+    buffers = {backend: (backend.empty((100, mnist.IMAGE_PIXELS)), backend.empty((100,), np.int32))
+               for backend in (first, second)}
+    order = np.random.default_rng(5).permutation(data_sets.train.num_examples)
+    for step in range(30):
+        for model in runs:
+            backend = model.backend
+            images, labels = buffers[backend]
+            split[backend].gather(backend, order[step * 100:(step + 1) * 100], images, labels)
+            mnist.train_step(model, images, labels, 0.01)
+    expected = training_run(numpy_backend, data_sets, 30).host_variables()
+    for model in runs:
+        got = model.host_variables()
+        for name in expected:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, atol=1e-4, err_msg=name)
+
+
 def test_two_backends_alive_at_once_each_read_on_its_own_stream(numpy_backend, generator):
-    first, second = get_backend("cuda"), get_backend("cuda")  # the second's stream is now CuPy's current one
+    first, second = get_backend("cuda"), get_backend("cuda")
     logits = generator.standard_normal((257, 10)).astype(np.float32)
     labels = generator.integers(0, 10, 257).astype(np.int32)
     expected = float(numpy_backend.softmax_xent(logits, labels, np.empty((257, 10), np.float32)))
