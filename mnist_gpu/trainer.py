@@ -64,8 +64,13 @@ class Log:
         self.verbose = verbose
 
     def line(self, text):
-        if self.verbose:
+        if not self.verbose:
+            return
+        try:
             print(text, flush=True)
+        except BrokenPipeError:  # `mnist-gpu | head`: the reader left; the run goes on and is saved as usual
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self.note("stdout was closed; training goes on without printing its lines")
 
     def note(self, text):
         if self.verbose:

@@ -2,6 +2,8 @@
 import errno
 import os
 import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -151,3 +153,16 @@ def test_refusals_leave_the_log_dir_unchanged(tmp_path, capsys):
     before = snapshot(tmp_path)
     assert run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--hidden1", "100000000", "--resume")[0] == 2
     assert snapshot(tmp_path) == before
+
+
+def test_a_reader_that_leaves_does_not_stop_the_run(tmp_path):
+    """`mnist-gpu | head -1`: stdout closes after the first line; the run finishes and saves, no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "mnist_gpu", *FAST, "--log_dir", str(tmp_path),
+                                "--max_steps", "3000"],  # still printing for a second after the first line
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("Step 0: ")
+    process.stdout.close()
+    error = process.stderr.read()
+    assert process.wait() == 0, error
+    assert "stdout was closed; training goes on" in error and "Traceback" not in error
+    assert checkpoints.Saver(str(tmp_path)).latest()[0].global_step == 3000
