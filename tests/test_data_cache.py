@@ -138,3 +138,11 @@ def test_cache_files_hold_no_pickle(data_dir):
     for expected in DATASETS["mnist"].values():
         array = np.load(cached_file(data_dir, expected), allow_pickle=False)  # raises if it needed pickle
         assert array.dtype == np.uint8 and len(array) == expected.count
+
+
+def test_a_cache_another_user_wrote_is_not_used(data_dir, decompressions, monkeypatch):
+    input_data.read_data_sets(str(data_dir))
+    monkeypatch.setattr(data_cache.os, "geteuid", lambda: os.stat(data_dir).st_uid + 1)
+    decompressions.clear()
+    input_data.read_data_sets(str(data_dir))
+    assert len(decompressions) == 4
