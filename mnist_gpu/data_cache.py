@@ -26,7 +26,7 @@ import zlib
 
 import numpy as np
 
-from .durable import write_atomically, write_bytes_durably
+from .durable import write_atomically
 
 CACHE_FOLDER = "cache"
 RECORD_SUFFIX = ".json"
@@ -73,4 +73,5 @@ def store(path, source, expected, array):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_atomically(path, lambda stream: np.save(stream, array, allow_pickle=False), sync=False)
     record = {"md5": expected.md5, "origin": source_identity(source), "crc32": crc32(array)}
-    write_bytes_durably(path + RECORD_SUFFIX, json.dumps(record, indent=1).encode(), sync=False)
+    write_atomically(path + RECORD_SUFFIX, lambda stream: stream.write(json.dumps(record, indent=1).encode()),
+                     sync=False)

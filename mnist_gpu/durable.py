@@ -74,9 +74,9 @@ def ensure_writable_folder(folder, what):
         raise WriteError(f"{what} {folder} cannot be written: {error.strerror or error}") from None
 
 
-def write_bytes_durably(path, data, sync=True):
-    """Atomically replace `path` with `data`; durably too (fsync) unless sync=False."""
-    write_atomically(path, lambda stream: stream.write(data), sync)
+def write_bytes_durably(path, data):
+    """Atomically and durably replace `path` with `data`."""
+    write_atomically(path, lambda stream: stream.write(data))
 
 
 def write_atomically(path, write, sync=True):
