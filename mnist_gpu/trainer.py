@@ -373,15 +373,15 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
             result.losses[step] = loss_value
         elif evaluate and not math.isfinite(float(loss_value)):
             check_loss(step, float(loss_value), None, flags)  # never save a NaN model
+        saved = None
         if evaluate:
-            variables, _ = save(step)
+            variables, saved = save(step)
             summaries.add_histograms(step, variables)
             result.evaluations[step] = evaluate_all(model, splits, log)
             for name, (examples, correct) in result.evaluations[step].items():
                 summaries.add_precision(step, name, correct / examples)
-        if signals.received is not None:
-            path = os.path.join(flags.log_dir, checkpoints.checkpoint_name(step)) if evaluate else save(step)[1]
-            raise TrainingInterrupted(signals.received, step, path, result)
+        if signals.received is not None:  # the step is done: save it (unless just saved) and stop
+            raise TrainingInterrupted(signals.received, step, saved or save(step)[1], result)
 
 
 def run_evaluation(flags, log=None):
