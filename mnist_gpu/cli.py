@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from . import __version__
-from .backends import BACKEND_NAMES, BackendUnavailable
+from .backends import BACKEND_NAMES, CUDA_GRAPH_MODES, BackendUnavailable, CudaGraphError
 from .checkpoint import CheckpointError
 from .durable import WriteError
 from .idx_files import DATASETS, DataError
@@ -73,6 +73,10 @@ def add_training_flags(parser):
     parser.add_argument("--overwrite", action="store_true",
                         help="Delete the run already in --log_dir (checkpoints, events) and start fresh.")
     parser.add_argument("--max_to_keep", type=positive_int, default=5, help="Checkpoints to keep (newest).")
+    parser.add_argument("--cuda_graph", choices=CUDA_GRAPH_MODES, default="auto",
+                        help="The cuda backend's training step: on, one CUDA graph replayed each step; off, prepared "
+                        "launches issued one by one; auto, the graph when its first step matches the eager step "
+                        "bit for bit, else eager with a note saying why.")
 
 
 def add_evaluation_flags(parser):
@@ -156,7 +160,7 @@ def main(argv=None):
     except FlagError as error:
         error_line(error)
         return 2
-    except (DataError, BackendUnavailable, TrainingDiverged, CheckpointError, WriteError) as error:
+    except (DataError, BackendUnavailable, CudaGraphError, TrainingDiverged, CheckpointError, WriteError) as error:
         error_line(error)
         return 1
     except TrainingInterrupted as interrupted:

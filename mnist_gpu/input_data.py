@@ -72,6 +72,23 @@ class DataSet:
                   "generator": self.generator.bit_generator.state}
         return self.order, fields
 
+    def draw_batches(self, batch_size, out):
+        """Draw len(out) batches ahead: out[i] = the row indices of the i-th next batch, exactly as
+        next_batch_indices would give them. Returns the position after each batch (as `position()`).
+
+        The positions are what a checkpoint of step i must save, even though the iterator has
+        moved on. The generator only draws permutations, each with a new order, so its state is
+        read once per order (a state dict costs microseconds; a window is up to 1000 batches).
+        """
+        positions, state_order, state = [], None, None
+        for batch in out:
+            batch[...] = self.next_batch_indices(batch_size)
+            if self.order is not state_order:
+                state_order, state = self.order, self.generator.bit_generator.state
+            positions.append((self.order, {"index_in_epoch": self.index_in_epoch,
+                                           "epochs_completed": self.epochs_completed, "generator": state}))
+        return positions
+
     def restore_position(self, order, fields):
         """Undo `position`: continue from a saved order, index, epoch count and generator state."""
         if len(order) != self.num_examples or not np.array_equal(np.sort(order), np.arange(self.num_examples)):

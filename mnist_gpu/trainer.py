@@ -108,6 +108,38 @@ class DeviceSplit:
         backend.gather_rows(self.labels, indices, out=labels)
 
 
+class HostSteps:
+    """Training steps as the tutorial takes them: draw the batch on the host, gather it, train_step (numpy, cpu).
+
+    The CUDA backend's counterpart, with the same run / position methods, is its StepProgram
+    (backends/cuda_program.py): the same batches and the same step, with no host work inside it.
+    """
+
+    def __init__(self, model, split, learning_rate):
+        self.model, self.split, self.learning_rate = model, split, learning_rate
+        self.images = model.backend.empty((model.batch_size, mnist.IMAGE_PIXELS))
+        self.labels = model.backend.empty((model.batch_size,), dtype=np.int32)
+
+    def run(self, step):
+        """Run training step `step` (the next one); returns its loss (float() reads it)."""
+        model = self.model
+        self.split.gather(model.backend, self.split.data_set.next_batch_indices(model.batch_size), self.images,
+                          self.labels)
+        return mnist.train_step(model, self.images, self.labels, self.learning_rate)
+
+    def position(self, step):
+        """The data set's position after step `step`'s batch (the step just run), for its checkpoint."""
+        return self.split.data_set.position()
+
+
+def training_steps(flags, model, split, log):
+    """The run's way to take training steps: the backend's step program if it has one, else HostSteps."""
+    if hasattr(model.backend, "step_program"):
+        return model.backend.step_program(model, split, flags.learning_rate, flags.max_steps, flags.cuda_graph,
+                                          note=log.note)
+    return HostSteps(model, split, flags.learning_rate)
+
+
 def do_eval(model, split, log=None):
     """Precision @ 1 over the split's first whole batches, in order (training's order untouched).
 
@@ -292,6 +324,8 @@ def run_training(flags, log=None):
         else:
             seed = flags.seed if flags.seed is not None else np.random.SeedSequence().entropy
         backend_name, why = resolve_backend_name(flags.backend)
+        if flags.cuda_graph == "on" and backend_name != "cuda":
+            raise FlagError(f"--cuda_graph on needs the cuda backend; this run would use {backend_name} ({why})")
         backend = get_backend(backend_name)
         check_memory(backend, flags)
         data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
@@ -345,21 +379,18 @@ def check_loss(step, loss_value, earlier_loss, flags):
 
 
 def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log):
-    backend, train = model.backend, splits["train"]
-    images = backend.empty((flags.batch_size, mnist.IMAGE_PIXELS))
-    labels = backend.empty((flags.batch_size,), dtype=np.int32)
+    steps = training_steps(flags, model, splits["train"], log)
     earlier_loss = None
 
     def save(step):
         variables = model.host_variables()
-        order, position = train.data_set.position()
+        order, position = steps.position(step)
         path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position))
         return variables, path
 
     for step in range(model.global_step, flags.max_steps):
-        start_time = time.time()
-        train.gather(backend, train.data_set.next_batch_indices(flags.batch_size), images, labels)
-        loss_value = mnist.train_step(model, images, labels, flags.learning_rate)
+        start_time = time.time()  # before the batch is drawn, as in the tutorial
+        loss_value = steps.run(step)
         evaluate = (step + 1) % 1000 == 0 or step + 1 == flags.max_steps
         if step % 100 == 0:
             loss_value = float(loss_value)  # reading the loss waits for the step to finish

@@ -10,7 +10,12 @@ class BackendUnavailable(Exception):
     """The asked-for backend cannot run here; the message says what is missing and how to get it."""
 
 
+class CudaGraphError(RuntimeError):
+    """--cuda_graph on, and the training step cannot run as a CUDA graph (or it disagrees with the eager step)."""
+
+
 BACKEND_NAMES = ("auto", "numpy", "cpu", "cuda")
+CUDA_GRAPH_MODES = ("auto", "on", "off")  # --cuda_graph: see backends/cuda_program.py
 
 
 @runtime_checkable

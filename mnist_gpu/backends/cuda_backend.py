@@ -1,13 +1,17 @@
-"""The CUDA backend: our Numba kernels (mnist_gpu.kernels) plus cuBLAS GEMMs through CuPy.
+"""The CUDA backend: our Numba kernels (mnist_gpu.kernels), cuBLAS GEMMs (cuda_gemm.py), CuPy arrays.
 
-Everything is queued on ONE CuPy stream per backend: CuPy's GEMMs, copies and allocations (each
-made inside `with self.stream`, because CuPy's "current stream" is per thread and another backend
-may have made its own current), and every Numba launch (handed that stream), so nothing inside a
-training step waits for the host. The host waits only where it reads a number: the loss when it
-is printed, the count once per evaluation chunk.
+Everything is queued on ONE CuPy stream per backend: copies and allocations (each made inside
+`with self.on_stream`, because CuPy's "current stream" is per thread and another backend may have
+made its own current), cuBLAS (its handle is bound to the stream) and every Numba launch (handed
+that stream), so nothing inside a training step waits for the host. The host waits only where it
+reads a number: the loss when it is printed, the counts once per evaluation.
+
+Every kernel launch and GEMM is made as data first (KernelLaunch, GemmCall) and issued by
+`_issue`: run at once, or, inside `recording()`, kept: that is how the training step becomes
+a program of prepared operations and a CUDA graph (cuda_program.py).
 
 Under Numba's simulator (NUMBA_ENABLE_CUDASIM=1) the very same kernels run on the CPU, NumPy
-arrays stand in for CuPy arrays and NumPy GEMMs for cuBLAS: that is how CI tests this file.
+arrays stand in for CuPy arrays and OpenBLAS takes cuBLAS's calls: that is how CI tests this file.
 Shapes: B batch, D=784, H1, H2, C=10.
 """
 import contextlib
@@ -16,6 +20,7 @@ import numpy as np
 
 from ..model import PIXEL_SCALE
 from . import BackendUnavailable, check_labels
+from .cuda_gemm import Cublas, GemmCall, SimulatedCublas
 from .numpy_backend import NumpyBackend
 
 INSTALL_HINT = ("install the GPU extras: in the mnist_gpu checkout, pip install '.[cuda13]' (CUDA 13 driver) "
@@ -33,7 +38,6 @@ def _import_kernels():
 def _import_cupy():
     try:
         import cupy
-        import cupy.cublas  # the GEMM with alpha and beta
     except ImportError as error:
         raise BackendUnavailable(f"--backend cuda needs CuPy, which is not installed ({error}); "
                                  f"{INSTALL_HINT}") from None
@@ -70,6 +74,16 @@ class DeviceScalar:
         return int(self._read())
 
 
+class KernelLaunch:
+    """kernel[blocks, threads, stream](*arguments) as data: run() launches it through Numba's dispatcher."""
+
+    def __init__(self, kernel, blocks, threads, arguments, stream):
+        self.kernel, self.blocks, self.threads, self.arguments, self.stream = kernel, blocks, threads, arguments, stream
+
+    def run(self):
+        self.kernel[self.blocks, self.threads, self.stream](*self.arguments)
+
+
 class CudaBackend:
     """Hand-written Numba CUDA kernels for the element-wise and reduction ops, cuBLAS for GEMMs."""
 
@@ -86,16 +100,19 @@ class CudaBackend:
         self.simulated = numba_cuda.SIMULATED
         if self.simulated:
             self.xp = np
-            self.reference = NumpyBackend()  # NumPy's GEMMs stand in for cuBLAS
+            self.reference = NumpyBackend()  # the host's free memory
             self.stream = None
             self.on_stream = contextlib.nullcontext()
             self.launch_stream = numba_cuda.cuda.default_stream()
+            self.gemms = SimulatedCublas()
         else:
             cupy = _import_cupy()
-            self.xp, self.cublas = cupy, cupy.cublas
+            self.xp = cupy
             self.stream = cupy.cuda.Stream(non_blocking=True)
             self.on_stream = self.stream  # `with self.on_stream:` makes it CuPy's current stream, then restores
             self.launch_stream = numba_cuda.cuda.external_stream(self.stream.ptr)
+            self.gemms = Cublas(cupy, self.stream)
+        self.recorded = None  # a list while recording()
         self.index_buffer = self.empty(0, dtype=np.int32)
 
     # -- arrays ---------------------------------------------------------------
@@ -120,6 +137,16 @@ class CudaBackend:
         with self.on_stream:  # the zeroing is a kernel: on our stream, in order with the rest
             return self.xp.zeros(shape, dtype=dtype or self.dtype)
 
+    def upload(self, host, out):
+        """Copy the host array into the device array `out`, queued on our stream (asynchronous from pinned memory).
+
+        The one host-to-device copy of this backend's ops and of the step program's window refills.
+        """
+        if self.stream is None:
+            out[...] = host
+        else:
+            out.set(host, stream=self.stream)
+
     def synchronize(self):
         """Wait for everything queued so far (timing, and before reading results on the host)."""
         if self.stream is not None:
@@ -132,14 +159,38 @@ class CudaBackend:
         free, _ = self.xp.cuda.Device().mem_info
         return free + self.xp.get_default_memory_pool().free_bytes()
 
+    @contextlib.contextmanager
+    def recording(self):
+        """Inside it, launches and GEMMs are kept in the yielded list instead of run (buffers may be allocated)."""
+        self.recorded = []
+        try:
+            yield self.recorded
+        finally:
+            self.recorded = None
+
+    def _issue(self, operation):
+        if self.recorded is not None:
+            self.recorded.append(operation)
+        else:
+            operation.run()
+
     def _launch(self, kernel, blocks, threads, *arguments):
         """kernel[blocks, threads] on our stream, like CUDA's kernel<<<blocks, threads, 0, stream>>>."""
-        kernel[blocks, threads, self.launch_stream](*arguments)
+        self._issue(KernelLaunch(kernel, blocks, threads, arguments, self.launch_stream))
+
+    def _gemm(self, a, b, out, alpha, beta, trans_a, trans_b):
+        self._issue(GemmCall(self.gemms, a, b, out, alpha, beta, trans_a, trans_b))
 
     def _grid(self, count):
         """(blocks, threads) for one thread per item."""
         threads = self.kernels_module.THREADS_PER_BLOCK
         return self.kernels_module.blocks_for(count, threads), threads
+
+    def step_program(self, model, split, learning_rate, last_step, graph="auto", note=print):
+        """The training step as a program of prepared operations, eager or one CUDA graph (cuda_program.py)."""
+        from .cuda_program import StepProgram
+
+        return StepProgram(model, split, learning_rate, last_step, graph, note)
 
     # -- ops ------------------------------------------------------------------
     def _device_indices(self, indices):
@@ -148,11 +199,7 @@ class CudaBackend:
         if self.index_buffer.shape[0] < count:
             self.index_buffer = self.empty(count, dtype=np.int32)
         device_indices = self.index_buffer[:count]
-        host_indices = np.asarray(indices, dtype=np.int32)
-        if self.stream is None:
-            device_indices[...] = host_indices
-        else:
-            device_indices.set(host_indices, stream=self.stream)  # queued in order with the step
+        self.upload(np.asarray(indices, dtype=np.int32), device_indices)  # queued in order with the step
         return device_indices
 
     def gather_rows(self, table, indices, out):
@@ -167,18 +214,12 @@ class CudaBackend:
                      pixels, self._device_indices(indices), PIXEL_SCALE, out)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        """out = op(a) @ op(b) by cuBLAS; a transpose is a strided view, never a copy."""
-        with self.on_stream:
-            self.xp.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        """out = op(a) @ op(b) by cuBLAS's sgemm; a transpose is a flag, never a copy."""
+        self._gemm(a, b, out, 1.0, 0.0, trans_a, trans_b)
 
     def matmul_sgd(self, a, b, parameter, learning_rate, trans_a=False, trans_b=False):
-        """parameter = parameter - learning_rate * op(a) @ op(b) in ONE cuBLAS call (alpha = -lr, beta = 1)."""
-        if self.simulated:
-            self.reference.matmul_sgd(a, b, parameter, learning_rate, trans_a, trans_b)
-            return
-        with self.on_stream:
-            self.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=parameter,
-                             alpha=-float(learning_rate), beta=1.0)
+        """parameter = parameter - learning_rate * op(a) @ op(b) in ONE sgemm (alpha = -lr, beta = 1)."""
+        self._gemm(a, b, parameter, -np.float32(learning_rate), 1.0, trans_a, trans_b)
 
     def bias_relu(self, x, bias, out):
         self._launch(self.bias_activation.bias_relu_kernel, *self._grid(x.size), x, bias, out)

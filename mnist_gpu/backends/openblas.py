@@ -29,7 +29,7 @@ cblas_sgemm = types.ExternalFunction(SYMBOL, types.void(
 SIGNATURE = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32, float32, boolean, boolean)"
 
 
-def _sgemm_address():
+def sgemm_address():
     """Where NumPy's bundled OpenBLAS has its cblas_sgemm, or None."""
     numpy_folder = os.path.dirname(np.__file__)
     candidates = glob.glob(os.path.join(numpy_folder, os.pardir, "numpy.libs", "libscipy_openblas64_*")) + \
@@ -57,7 +57,7 @@ def sgemm(a, b, c, alpha, beta, trans_a, trans_b):
 @functools.cache
 def find_sgemm():
     """`sgemm` compiled for C-contiguous float32 arrays, or None where NumPy's OpenBLAS is not found."""
-    address = _sgemm_address()
+    address = sgemm_address()
     if address is None:
         return None
     llvm.add_symbol(SYMBOL, address)

@@ -1,0 +1,113 @@
+"""The CUDA backend's GEMMs: cuBLAS's sgemm, called directly, with its arguments worked out once per call site.
+
+Why not CuPy's GEMMs: CuPy refuses every cuBLAS call while a stream is being captured into a
+CUDA graph, and a training step is 8 GEMMs. NVIDIA's nvmath-python exposes cuBLAS itself
+(`nvmath.bindings.cublas`), which captures like any other work on the stream. One GEMM path
+serves the eager ops, the eager step program and the captured graph, so they compute alike.
+
+cuBLAS is column-major; our arrays are row-major (C order). A row-major matrix's memory, read
+column-major, is its transpose. So row-major out[M, N] = op(a) @ op(b) is computed as the
+column-major out^T[N, M] = op(b)^T @ op(a)^T: cuBLAS gets b first, then a, each with its own
+transpose flag unchanged, m = N, n = M, k = K, and each leading dimension is the row stride.
+
+Under Numba's CUDA simulator the very same argument list goes to a real column-major BLAS
+(NumPy's bundled OpenBLAS, `cblas_sgemm` with CblasColMajor), so CI checks the mapping above
+against the NumPy spec with an independent implementation of the same BLAS contract.
+"""
+import ctypes
+import weakref
+
+import numpy as np
+
+from . import BackendUnavailable
+
+NO_TRANSPOSE, TRANSPOSE = 0, 1  # cublasOperation_t: CUBLAS_OP_N, CUBLAS_OP_T
+CUBLAS_WORKSPACE_BYTES = 32 * 2 ** 20  # NVIDIA's advice for Hopper; a fixed workspace lets cuBLAS be captured
+
+
+def _matrix(array, pointer):
+    """(address, leading dimension) of a row-major float32 matrix whose rows may be strided."""
+    if array.ndim != 2 or array.dtype != np.float32:
+        raise TypeError(f"sgemm needs 2-D float32 matrices, got {array.dtype} with shape {array.shape}")
+    if array.strides[1] != 4 or array.strides[0] % 4 or array.strides[0] < 4 * array.shape[1]:
+        raise ValueError(f"sgemm needs rows of contiguous elements, got strides {array.strides}")
+    return pointer(array), array.strides[0] // 4
+
+
+class GemmCall:
+    """out = alpha * op(a) @ op(b) + beta * out, bound to its buffers: run() issues it again and again."""
+
+    def __init__(self, library, a, b, out, alpha, beta, trans_a=False, trans_b=False):
+        rows, inner = (a.shape[1], a.shape[0]) if trans_a else a.shape
+        inner_b, columns = (b.shape[1], b.shape[0]) if trans_b else b.shape
+        if inner != inner_b or out.shape != (rows, columns):
+            raise ValueError(f"sgemm: op(a) {rows}x{inner}, op(b) {inner_b}x{columns} and out {out.shape} do not fit")
+        a_address, a_leading = _matrix(a, library.pointer)
+        b_address, b_leading = _matrix(b, library.pointer)
+        out_address, out_leading = _matrix(out, library.pointer)
+        self.library = library
+        # cuBLAS's order: transa, transb, m, n, k, A, lda, B, ldb, C, ldc (see the module's docstring).
+        self.arguments = (TRANSPOSE if trans_b else NO_TRANSPOSE, TRANSPOSE if trans_a else NO_TRANSPOSE,
+                          columns, rows, inner, b_address, b_leading, a_address, a_leading, out_address, out_leading)
+        self.scalars = np.array([alpha, beta], np.float32)  # cuBLAS reads alpha and beta through host pointers
+        self.buffers = (a, b, out)  # alive as long as the call can run
+
+    def run(self):
+        self.library.sgemm(self)
+
+
+class Cublas:
+    """One cuBLAS handle bound to one stream, with its own workspace (nvmath-python's bindings)."""
+
+    def __init__(self, cupy, stream):
+        try:
+            from nvmath.bindings import cublas
+        except ImportError as error:
+            raise BackendUnavailable(f"--backend cuda needs nvmath-python for cuBLAS ({error}); install the GPU "
+                                     "extras: in the mnist_gpu checkout, pip install '.[cuda13]'") from None
+        self.cublas = cublas
+        self.handle = cublas.create()
+        weakref.finalize(self, cublas.destroy, self.handle)
+        with stream:
+            self.workspace = cupy.empty(CUBLAS_WORKSPACE_BYTES, dtype=np.uint8)
+        cublas.set_stream(self.handle, stream.ptr)
+        cublas.set_workspace(self.handle, self.workspace.data.ptr, CUBLAS_WORKSPACE_BYTES)
+        cublas.set_pointer_mode(self.handle, cublas.PointerMode.HOST)
+
+    @staticmethod
+    def pointer(array):
+        return array.data.ptr
+
+    def sgemm(self, call):
+        transa, transb, m, n, k, a, lda, b, ldb, c, ldc = call.arguments
+        alpha = call.scalars.ctypes.data
+        self.cublas.sgemm(self.handle, transa, transb, m, n, k, alpha, a, lda, b, ldb, alpha + 4, c, ldc)
+
+
+class SimulatedCublas:
+    """cuBLAS's sgemm contract carried out by NumPy's OpenBLAS (cblas_sgemm, column-major): the simulator's GEMMs."""
+
+    COLUMN_MAJOR = 102
+    CBLAS_TRANSPOSE = {NO_TRANSPOSE: 111, TRANSPOSE: 112}
+
+    def __init__(self):
+        from . import openblas
+
+        address = openblas.sgemm_address()
+        if address is None:
+            raise BackendUnavailable("the simulated CUDA backend needs NumPy's bundled OpenBLAS for its GEMMs; "
+                                     "this NumPy has none")
+        size, pointer = ctypes.c_int64, ctypes.c_void_p
+        self.function = ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, size, size, size,
+                                         ctypes.c_float, pointer, size, pointer, size, ctypes.c_float, pointer,
+                                         size)(address)
+
+    @staticmethod
+    def pointer(array):
+        return array.ctypes.data
+
+    def sgemm(self, call):
+        transa, transb, m, n, k, a, lda, b, ldb, c, ldc = call.arguments
+        alpha, beta = (float(value) for value in call.scalars)
+        self.function(self.COLUMN_MAJOR, self.CBLAS_TRANSPOSE[transa], self.CBLAS_TRANSPOSE[transb],
+                      m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

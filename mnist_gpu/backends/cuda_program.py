@@ -1,0 +1,244 @@
+"""The CUDA training step as a program: a list of prepared operations, run eagerly or replayed as one CUDA graph.
+
+Why: a step is ~17 small kernels and GEMMs. Issued one by one from Python through Numba's
+dispatcher, they cost ~1.2-1.5 ms of host time (typing and converting every CuPy argument on
+every launch) while the GPU works well under 0.1 ms. So the step is built once, as data:
+
+    gather_batch   images, labels <- rows index_ring[step % R_index] of the split (on the device)
+    train_step     the model's one step (model.py), recorded through the backend: 6 kernels, 8 GEMMs
+    advance_step   loss_ring[step % R_loss] <- the loss; step += 1
+
+where `step` is a counter in device memory. Every buffer is allocated once, here; nothing in a
+step allocates, copies from the host or waits for it. The host's part of a step is drawing its
+batch's row indices with DataSet.draw_batches (TF's order, exactly as the other backends draw
+them), a window of up to WINDOW_STEPS steps at a time, uploaded from pinned memory between steps.
+
+Two ways to run it (--cuda_graph):
+  eager: each operation issued in order, prepared once: a kernel's Numba argument marshalling is
+         done when the program is built, each launch is one cuda.core launch (what Numba's own
+         launch ends with); a GEMM is one cuBLAS call with its arguments already worked out.
+  graph: the same operations captured once into a CUDA graph on the backend's stream and replayed,
+         one launch a step. Before it is used, the first step runs both ways from the same state;
+         the parameters must agree to the bit, or the graph is not used (auto) or the run stops (on).
+Under Numba's simulator the program runs eagerly, each launch through the simulator's dispatcher:
+that is how CI checks it against the NumPy backend. Preparation and capture run only on a GPU.
+"""
+import copy
+
+import numpy as np
+
+from .. import model as mnist
+from . import CudaGraphError
+from .cuda_backend import KernelLaunch
+
+WINDOW_STEPS = 1000  # batches drawn and uploaded at a time: the index ring's rows (up to INDEX_RING_BYTES)
+INDEX_RING_BYTES = 16 * 2 ** 20
+LOSS_RING_STEPS = 256  # a step's loss can be read until 256 steps later (the trainer reads every 100 steps)
+
+class PreparedLaunch:
+    """A KernelLaunch with Numba's per-call work done once: one cuda.core launch per run().
+
+    numba-cuda 0.30's launch types each argument, finds the compiled kernel, marshals each array
+    into its parameters (Numba's array ABI: meminfo, parent, size, itemsize, data, shape, strides)
+    and ends with cuda.core's `launch`. The marshalling here is Numba's own (`_prepare_args`), so
+    the parameters are exactly what its launch would pass; only the repetition is gone.
+    """
+
+    def __init__(self, launch):
+        from cuda.core import LaunchConfig
+        from cuda.core import launch as launch_kernel
+
+        dispatcher = launch.kernel
+        compiled = dispatcher.compile(tuple(dispatcher.typeof_pyval(value) for value in launch.arguments))
+        parameters, write_backs = [], []
+        for kind, value in zip(compiled.argument_types, launch.arguments, strict=True):
+            compiled._prepare_args(kind, value, launch.stream, write_backs, parameters)
+        if write_backs:
+            raise TypeError(f"{dispatcher.py_func.__name__}: a host array among its arguments (it would be copied "
+                            "on every launch)")
+        self.launch_kernel = launch_kernel
+        self.kernel = compiled._codelibrary.get_cufunc().kernel
+        self.config = LaunchConfig(grid=launch.blocks, block=launch.threads)
+        self.stream, self.parameters = launch.stream, parameters
+        self.arguments = launch.arguments  # the arrays stay alive as long as the launch can run
+
+    def run(self):
+        self.launch_kernel(self.stream, self.config, self.kernel, *self.parameters)
+
+
+class LossReading:
+    """A step's loss in the loss ring: float() waits for that step and reads it."""
+
+    def __init__(self, program, step):
+        self.program, self.step = program, step
+
+    def __float__(self):
+        return self.program.read_loss(self.step)
+
+
+def window_steps(batch_size):
+    return max(1, min(WINDOW_STEPS, INDEX_RING_BYTES // (4 * batch_size)))
+
+
+class StepProgram:
+    """One model's training step on one split, as a program. run(step) runs the next step; model.global_step follows.
+
+    `last_step`: the run's --max_steps (no batch is drawn beyond it). `graph`: "auto", "on" or "off".
+    `note`: where a line about the chosen mode goes (the trainer's log).
+    """
+
+    def __init__(self, model, split, learning_rate, last_step, graph="auto", note=print):
+        from ..kernels import step_ring
+
+        backend = self.backend = model.backend
+        self.model, self.data_set, self.learning_rate = model, split.data_set, learning_rate
+        self.last_step, self.graph_mode, self.note = last_step, graph, note
+        batch_size = model.batch_size
+        self.window_steps = window_steps(batch_size)
+        # Host side of the index window (pinned on a GPU, so its upload is truly asynchronous).
+        if backend.simulated:
+            self.host_window = np.empty((self.window_steps, batch_size), np.int32)
+        else:
+            import cupyx
+
+            self.host_window = cupyx.empty_pinned((self.window_steps, batch_size), np.int32)
+        self.index_ring = backend.empty((self.window_steps, batch_size), np.int32)
+        self.step_counter = backend.empty(1, np.int32)
+        backend.upload(np.array([model.global_step], np.int32), self.step_counter)
+        self.loss_ring = backend.zeros(LOSS_RING_STEPS)
+        self.images = backend.empty((batch_size, mnist.IMAGE_PIXELS))
+        self.labels = backend.empty(batch_size, np.int32)
+        self.next_step = self.window_end = model.global_step
+        self.positions = {}  # step -> the data set's position after drawing its batch (this window's steps)
+        self.upload_done = None  # an event after the last window's upload (GPU)
+        with backend.recording() as operations:
+            backend._launch(step_ring.gather_batch_kernel, *backend._grid(batch_size * mnist.IMAGE_PIXELS),
+                            split.pixels, split.labels, self.index_ring, self.step_counter, mnist.PIXEL_SCALE,
+                            self.images, self.labels)
+            # The model's own step, recorded on a copy so the recording does not count as a step.
+            mean_loss = mnist.train_step(copy.copy(model), self.images, self.labels, learning_rate)
+            backend._launch(step_ring.advance_step_kernel, 1, 1, self.step_counter, mean_loss.array, self.loss_ring)
+        self.operations = operations
+        self.graph = None
+        self.started = False
+
+    # -- the host's part: batch indices ahead, positions, losses --------------------------------
+    def _draw_window(self, step):
+        """Draw the batches of steps step .. step + n - 1 and queue their upload into the index ring."""
+        count = min(self.window_steps, self.last_step - step)
+        if self.upload_done is not None:
+            self.upload_done.synchronize()  # the previous upload has left the pinned buffer
+        first = step % self.window_steps
+        head = min(count, self.window_steps - first)  # rows first.. of the ring, then wrapping to row 0
+        positions = []
+        for rows in (slice(first, first + head), slice(0, count - head)):
+            if rows.stop > rows.start:
+                positions += self.data_set.draw_batches(self.model.batch_size, self.host_window[rows])
+                self.backend.upload(self.host_window[rows], self.index_ring[rows])
+        if not self.backend.simulated:
+            self.upload_done = self.backend.stream.record()
+        self.positions = dict(zip(range(step, step + count), positions, strict=True))
+        self.window_end = step + count
+
+    def position(self, step):
+        """The data set's position after step `step`'s batch (order, fields), for a checkpoint of that step."""
+        return self.positions[step]
+
+    def read_loss(self, step):
+        if not self.next_step - LOSS_RING_STEPS <= step < self.next_step:
+            raise ValueError(f"the loss of step {step} is no longer (or not yet) in the loss ring, which holds "
+                             f"steps {self.next_step - LOSS_RING_STEPS} to {self.next_step - 1}")
+        slot = step % LOSS_RING_STEPS
+        if self.backend.simulated:
+            return float(self.loss_ring[slot])
+        return float(self.backend.to_host(self.loss_ring[slot:slot + 1])[0])
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self, step):
+        """Run training step `step` (the next one); returns its loss (float() reads it)."""
+        if step != self.next_step or step >= self.last_step:
+            raise ValueError(f"the program's next step is {self.next_step} (of {self.last_step}), not {step}")
+        if step >= self.window_end:
+            self._draw_window(step)
+        if not self.started:
+            self._start()
+        elif self.graph is not None:
+            self.graph.launch(self.backend.stream)
+        else:
+            for operation in self.operations:
+                operation.run()
+        self.next_step += 1
+        self.model.global_step += 1
+        return LossReading(self, step)
+
+    def _start(self):
+        """The first step: choose eager or graph (running the step both ways to compare), as --cuda_graph says."""
+        self.started = True
+        if not self.backend.simulated:
+            self.operations = [PreparedLaunch(operation) if isinstance(operation, KernelLaunch) else operation
+                               for operation in self.operations]
+        if self.graph_mode == "off":
+            self._run_eagerly()
+            return
+        if self.backend.simulated:
+            reason = "Numba's CUDA simulator cannot capture a CUDA graph"
+        else:
+            try:
+                self.graph = self._verified_graph()
+                self.note("the training step runs as one CUDA graph (its first step matched the eager step bit for "
+                          "bit)")
+                return
+            except Exception as error:  # noqa: BLE001 - any capture failure means: run eagerly, or stop if asked to
+                reason = f"{type(error).__name__}: {error}"
+        if self.graph_mode == "on":
+            raise CudaGraphError(f"--cuda_graph on: {reason}")
+        self.note(f"the training step runs eagerly, not as a CUDA graph: {reason}")
+        self._run_eagerly()
+
+    def _run_eagerly(self):
+        for operation in self.operations:
+            operation.run()
+
+    def _state(self):
+        """Host copies of what a step changes: the variables, the step counter and the loss ring."""
+        state = {name: self.backend.to_host(value) for name, value in self.model.variables.items()}
+        state["step"] = self.backend.to_host(self.step_counter)
+        state["losses"] = self.backend.to_host(self.loss_ring)
+        return state
+
+    def _restore(self, state):
+        targets = dict(self.model.variables, step=self.step_counter, losses=self.loss_ring)
+        for name, value in state.items():
+            self.backend.upload(value, targets[name])
+
+    def _capture(self):
+        stream = self.backend.stream
+        stream.begin_capture()
+        try:
+            for operation in self.operations:
+                operation.run()
+        finally:
+            graph = stream.end_capture()  # whatever happened: a stream left capturing would refuse all work
+        return graph
+
+    def _verified_graph(self):
+        """Run this step eagerly and as a captured graph from the same state; the graph if they agree to the bit.
+
+        On any failure the state is put back as it was before the step, so the caller can run it eagerly.
+        """
+        before = self._state()
+        try:
+            self._run_eagerly()  # also loads every kernel and warms cuBLAS up before the capture
+            eager = self._state()
+            self._restore(before)
+            graph = self._capture()
+            graph.launch(self.backend.stream)
+            graphed = self._state()
+            differing = [name for name in eager
+                         if not np.array_equal(eager[name].view(np.uint8), graphed[name].view(np.uint8))]
+            if differing:
+                raise CudaGraphError(f"the graph's step differs from the eager step in {', '.join(differing)}")
+        except BaseException:
+            self._restore(before)
+            raise
+        return graph
