@@ -93,7 +93,8 @@ def numba_type(value):
 
 
 def record_launches():
-    """Every CUDA kernel, and the launches of one training step and one evaluation by the CUDA backend.
+    """Every CUDA kernel, and the launches of one training step (op by op, and as the step program) and one
+    evaluation by the CUDA backend.
 
     Returns {"kernels": [[module, name], ...], "launches": [{module, kernel, arguments, threads}, ...]}.
     """
@@ -103,7 +104,7 @@ def record_launches():
     import numpy as np
 
     from . import model as mnist
-    from .backends.cuda_backend import CudaBackend
+    from .backends.cuda_backend import CudaBackend, KernelLaunch
     from .input_data import DataSet
     from .trainer import DeviceSplit, do_eval
 
@@ -112,17 +113,18 @@ def record_launches():
     launches = {}
     backend = CudaBackend()
     assert backend.simulated, "record_launches runs under NUMBA_ENABLE_CUDASIM=1"
-    launch = backend._launch
+    issue = backend._issue
 
-    def recording(kernel, blocks, threads, *arguments):
-        module, name = names[id(kernel)]
-        signature = [numba_type(argument) for argument in arguments]
-        launches[json.dumps([module, name, signature])] = {
-            "module": module, "kernel": name, "arguments": signature,
-            "threads": int(np.prod(threads))}
-        launch(kernel, blocks, threads, *arguments)
+    def recording(operation):  # every launch and GEMM passes here, eager or recorded into the step program
+        if isinstance(operation, KernelLaunch):
+            module, name = names[id(operation.kernel)]
+            signature = [numba_type(argument) for argument in operation.arguments]
+            launches[json.dumps([module, name, signature])] = {
+                "module": module, "kernel": name, "arguments": signature,
+                "threads": int(np.prod(operation.threads))}
+        issue(operation)
 
-    backend._launch = recording
+    backend._issue = recording
     generator = np.random.default_rng(0)
     batch = 3
     data_set = DataSet(generator.integers(0, 256, (7, mnist.IMAGE_PIXELS), dtype=np.uint8),
@@ -132,6 +134,8 @@ def record_launches():
     images, labels = backend.empty((batch, mnist.IMAGE_PIXELS)), backend.empty((batch,), np.int32)
     split.gather(backend, data_set.next_batch_indices(batch), images, labels)
     mnist.train_step(model, images, labels, 0.01)
+    program = backend.step_program(model, split, 0.01, last_step=model.global_step + 1, graph="off")
+    program.run(model.global_step)
     with contextlib.redirect_stdout(io.StringIO()):
         do_eval(model, split)
     return {"kernels": sorted(kernels), "launches": list(launches.values())}

@@ -50,6 +50,25 @@ def test_batch_crossing_an_epoch_takes_the_rest_then_a_fresh_shuffle():
     assert data.epochs_completed == 1
 
 
+@pytest.mark.parametrize("batch_size, batches", [(3, 9), (7, 4), (1, 16)])
+def test_batches_drawn_ahead_are_next_batch_indices_and_know_each_position(batch_size, batches):
+    """draw_batches (the CUDA step program's index windows) against next_batch_indices and position()."""
+    ahead, one_by_one = numbered(7), numbered(7)
+    ahead.next_batch_indices(batch_size)  # start mid-epoch, the generator already used
+    one_by_one.next_batch_indices(batch_size)
+    out = np.full((batches, batch_size), -1, np.int32)
+    positions = ahead.draw_batches(batch_size, out)
+    assert one_by_one.epochs_completed == 0 and ahead.epochs_completed > 1  # the window crosses epochs
+    for drawn, (order, fields) in zip(out, positions, strict=True):
+        np.testing.assert_array_equal(drawn, one_by_one.next_batch_indices(batch_size))
+        expected_order, expected_fields = one_by_one.position()
+        np.testing.assert_array_equal(order, expected_order)
+        assert fields == expected_fields
+    resumed = numbered(7)  # a checkpoint of the window's third batch continues exactly
+    resumed.restore_position(*positions[2])
+    np.testing.assert_array_equal(resumed.next_batch_indices(batch_size), out[3])
+
+
 def test_epochs_completed_counts_many_epochs():
     data = numbered(7)
     for _ in range(10):

@@ -115,6 +115,14 @@ def test_input_data_dir_that_cannot_take_a_download(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_cuda_graph_on_needs_the_cuda_backend(tmp_path, capsys):
+    code, _, error = run_main(capsys, *FAST, "--cuda_graph", "on", "--log_dir", str(tmp_path / "run"))
+    assert code == 2
+    assert one_error_line(error) == "mnist-gpu: error: --cuda_graph on needs the cuda backend; this run would use " \
+                                    "numpy (asked for)"
+    assert not (tmp_path / "run").exists()
+
+
 def test_sizes_that_cannot_fit_are_refused_before_anything_is_allocated(tmp_path, capsys):
     code, _, error = run_main(capsys, *FAST, "--hidden1", "100000000", "--log_dir", str(tmp_path / "run"))
     assert code == 2

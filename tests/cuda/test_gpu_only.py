@@ -8,8 +8,8 @@ import pytest
 
 from mnist_gpu import model as mnist
 from mnist_gpu.backends import get_backend
-from mnist_gpu.input_data import read_data_sets
-from mnist_gpu.trainer import DeviceSplit, do_eval
+from mnist_gpu.input_data import DataSet, read_data_sets
+from mnist_gpu.trainer import DeviceSplit, HostSteps, do_eval
 
 from helpers import needs_gpu
 
@@ -111,3 +111,60 @@ def test_two_backends_alive_at_once_each_read_on_its_own_stream(numpy_backend, g
         assert float(loss) == pytest.approx(expected, rel=1e-5)
         assert int(backend.in_top_k(backend.asarray(logits), backend.asarray(labels))) == \
             numpy_backend.in_top_k(logits, labels)
+
+
+def fresh_train_set(data_sets):
+    return DataSet(data_sets.train.pixels, data_sets.train.labels, seed=5)
+
+
+def step_program(backend, data_sets, last_step, graph, batch_size=100):
+    model = mnist.Model(backend, mnist.initial_variables(128, 32, seed=5), batch_size)
+    return backend.step_program(model, DeviceSplit(backend, fresh_train_set(data_sets)), 0.01, last_step, graph)
+
+
+def program_run(backend, data_sets, steps, graph, batch_size=100):
+    """`steps` steps of the step program on real MNIST (TF's batch order, seed 5); returns (program, losses)."""
+    program = step_program(backend, data_sets, steps, graph, batch_size)
+    losses = [program.run(step) for step in range(steps)]
+    return program, [float(loss) for loss in losses[-200:]]  # read at the end: the last 200 are in the ring
+
+
+@pytest.mark.parametrize("batch_size", [100, 1000])
+def test_graph_and_eager_programs_agree_bit_for_bit(cuda_backend, data_sets, batch_size):
+    """The captured graph replays exactly the prepared eager step: same parameters and losses, to the bit."""
+    eager, eager_losses = program_run(cuda_backend, data_sets, 300, "off", batch_size)
+    graph, graph_losses = program_run(cuda_backend, data_sets, 300, "on", batch_size)
+    assert graph.graph is not None and eager.graph is None
+    assert graph_losses == eager_losses
+    graph_variables = graph.model.host_variables()
+    for name, value in eager.model.host_variables().items():
+        np.testing.assert_array_equal(graph_variables[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("graph", ["off", "on"])
+def test_program_matches_the_numpy_backend_on_mnist(cuda_backend, numpy_backend, data_sets, graph):
+    program, losses = program_run(cuda_backend, data_sets, 300, graph)
+    model = mnist.Model(numpy_backend, mnist.initial_variables(128, 32, seed=5), 100)
+    reference = HostSteps(model, DeviceSplit(numpy_backend, fresh_train_set(data_sets)), 0.01)
+    expected_losses = [float(reference.run(step)) for step in range(300)][-200:]
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-3)
+    expected = model.host_variables()
+    for name, value in program.model.host_variables().items():
+        np.testing.assert_allclose(value, expected[name], rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("graph", ["off", "on"])
+def test_program_steps_allocate_no_device_memory(cuda_backend, data_sets, graph):
+    """CuPy's memory pools (device and pinned) hold exactly as much after 100 more steps."""
+    import cupy
+
+    program = step_program(cuda_backend, data_sets, 102, graph)
+    for step in range(2):  # the first step chooses the mode (and captures the graph)
+        program.run(step)
+    cuda_backend.synchronize()
+    pools = (cupy.get_default_memory_pool(), cupy.get_default_pinned_memory_pool())
+    before = [pools[0].used_bytes(), pools[0].total_bytes(), pools[1].n_free_blocks()]
+    for step in range(2, 102):
+        program.run(step)
+    cuda_backend.synchronize()
+    assert [pools[0].used_bytes(), pools[0].total_bytes(), pools[1].n_free_blocks()] == before

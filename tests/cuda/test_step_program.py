@@ -1,0 +1,137 @@
+"""The CUDA step program (backends/cuda_program.py) against the NumPy backend, and what a step may not do.
+
+In the simulator the program runs eagerly, each launch through the simulator; on a GPU the same
+tests run its prepared launches and, where asked, its CUDA graph.
+"""
+import numpy as np
+import pytest
+
+from mnist_gpu import model as mnist
+from mnist_gpu.backends import CudaGraphError, cuda_program
+from mnist_gpu.backends.cuda_backend import DeviceScalar
+from mnist_gpu.input_data import DataSet
+from mnist_gpu.trainer import DeviceSplit, HostSteps
+
+from backend_equivalence import SIMULATED
+
+ROWS, BATCH, HIDDEN1, HIDDEN2, LEARNING_RATE = 7, 3, 5, 4, 0.1  # 7 rows, batches of 3: an epoch ends every ~2 steps
+GRAPH_MODES = ["off"] if SIMULATED else ["off", "on"]
+
+
+def data_set(seed=11):
+    generator = np.random.default_rng(seed)
+    return DataSet(generator.integers(0, 256, (ROWS, mnist.IMAGE_PIXELS), dtype=np.uint8),
+                   generator.integers(0, mnist.NUM_CLASSES, ROWS).astype(np.int32), seed=seed)
+
+
+def initial_variables():
+    variables = mnist.initial_variables(HIDDEN1, HIDDEN2, seed=3)
+    for name in variables:  # non-zero biases, so that a bias the program dropped would show
+        if name.endswith("biases"):
+            variables[name] = np.linspace(-0.1, 0.1, variables[name].size, dtype=np.float32)
+    return variables
+
+
+def program_for(backend, variables, data, first_step, last_step, graph="off", notes=None):
+    model = mnist.Model(backend, variables, BATCH, global_step=first_step)
+    split = DeviceSplit(backend, data)
+    return backend.step_program(model, split, LEARNING_RATE, last_step, graph,
+                                note=(notes.append if notes is not None else print))
+
+
+@pytest.fixture
+def small_window(monkeypatch):
+    """A 4-step index window: refills every 4 steps, and a window that starts mid-ring wraps around it."""
+    monkeypatch.setattr(cuda_program, "WINDOW_STEPS", 4)
+
+
+@pytest.mark.parametrize("graph", GRAPH_MODES)
+def test_program_matches_numpy_across_epoch_boundaries(cuda_backend, numpy_backend, small_window, graph):
+    steps = 8  # 24 rows from 7: epochs end inside steps 2 and 4, and exactly where step 7 starts; a refill at 4
+    program = program_for(cuda_backend, initial_variables(), data_set(), 0, steps, graph)
+    reference_data = data_set()
+    reference = HostSteps(mnist.Model(numpy_backend, initial_variables(), BATCH), DeviceSplit(numpy_backend,
+                                                                                             reference_data),
+                          LEARNING_RATE)
+    for step in range(steps):
+        loss = program.run(step)
+        expected_loss = reference.run(step)
+        assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5), step
+        order, fields = program.position(step)
+        expected_order, expected_fields = reference_data.position()
+        np.testing.assert_array_equal(order, expected_order)
+        assert fields == expected_fields, step
+    assert reference_data.epochs_completed == 3
+    assert program.model.global_step == steps
+    got, expected = program.model.host_variables(), reference.model.host_variables()
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_resumed_program_repeats_the_unbroken_run_exactly(cuda_backend, small_window):
+    """Save after step 2 (the iterator already drew step 3's batch), resume in a new program: the same bits."""
+    unbroken = program_for(cuda_backend, initial_variables(), data_set(), 0, 5)
+    losses = [float(unbroken.run(step)) for step in range(5)]
+    first = program_for(cuda_backend, initial_variables(), data_set(), 0, 5)
+    for step in range(3):
+        first.run(step)
+    saved_variables, (order, fields) = first.model.host_variables(), first.position(2)
+    resumed_data = data_set()
+    resumed_data.restore_position(order, fields)
+    resumed = program_for(cuda_backend, saved_variables, resumed_data, 3, 5)  # its window starts mid-ring: wraps
+    assert [float(resumed.run(step)) for step in range(3, 5)] == losses[3:]
+    for name, value in unbroken.model.host_variables().items():
+        np.testing.assert_array_equal(resumed.model.host_variables()[name], value, err_msg=name)
+
+
+def test_a_step_allocates_nothing_copies_nothing_in_and_never_waits(cuda_backend, monkeypatch):
+    """Counts the backend's allocation, host-to-device copy and synchronisation entry points during steps."""
+    monkeypatch.setattr(cuda_program, "WINDOW_STEPS", 2)
+    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 5)
+    calls = []
+
+    def counting(kind, function):
+        def counted(*arguments, **keywords):
+            calls.append(kind)
+            return function(*arguments, **keywords)
+        return counted
+
+    for name, kind in (("empty", "allocation"), ("zeros", "allocation"), ("asarray", "allocation"),
+                       ("upload", "host-to-device"), ("to_host", "synchronisation"),
+                       ("synchronize", "synchronisation")):
+        monkeypatch.setattr(cuda_backend, name, counting(kind, getattr(cuda_backend, name)))
+    monkeypatch.setattr(DeviceScalar, "_read", counting("synchronisation", DeviceScalar._read))
+    per_step = []
+    for step in range(5):
+        calls.clear()
+        program.run(step)
+        per_step.append(list(calls))
+    refills = {0: 1, 2: 1, 4: 1}  # one upload of the index window every 2 steps, nothing else
+    assert per_step == [["host-to-device"] * refills.get(step, 0) for step in range(5)]
+    calls.clear()
+    program.read_loss(4)
+    assert calls == ([] if SIMULATED else ["synchronisation"])  # reading a loss is the one wait
+
+
+def test_the_loss_ring_keeps_a_step_loss_for_256_steps(cuda_backend):
+    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 3)
+    first = program.run(0)
+    value = float(first)
+    program.run(1)
+    assert float(first) == value  # a later step wrote another slot
+    with pytest.raises(ValueError, match="not yet"):
+        program.read_loss(2)
+    with pytest.raises(ValueError, match="next step is 2"):
+        program.run(3)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="on a GPU the graph is captured")
+def test_the_simulator_runs_the_program_eagerly_and_refuses_cuda_graph_on(cuda_backend):
+    notes = []
+    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "auto", notes)
+    program.run(0)
+    assert notes == ["the training step runs eagerly, not as a CUDA graph: Numba's CUDA simulator cannot capture "
+                     "a CUDA graph"]
+    strict = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "on")
+    with pytest.raises(CudaGraphError, match="--cuda_graph on: Numba's CUDA simulator cannot capture"):
+        strict.run(0)
