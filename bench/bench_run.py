@@ -21,21 +21,24 @@ from mnist_gpu.input_data import read_data_sets
 from mnist_gpu.trainer import SPLITS, DeviceSplit, Log, evaluate_all, run_training
 
 RUN_GROUP = "tutorial run (2000 steps, B=100, evals included)"
+# "cuda": the step as a CUDA graph (--cuda_graph auto); "cuda-eager": its prepared launches (off).
+RUN_VARIANTS = {"numpy": {"backend": "numpy"}, "cpu": {"backend": "cpu"}, "cuda": {"backend": "cuda"},
+                "cuda-eager": {"backend": "cuda", "cuda_graph": "off"}}
 
 
 def skip_cuda_without_a_gpu(backend_name):
-    if backend_name == "cuda" and not gpu_available():
+    if backend_name.startswith("cuda") and not gpu_available():
         pytest.skip("needs an NVIDIA GPU with CuPy")
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
-def test_tutorial_run(benchmark, backend_name, tmp_path_factory):
+@pytest.mark.parametrize("variant", RUN_VARIANTS)
+def test_tutorial_run(benchmark, variant, tmp_path_factory):
     """In this process: 2000 steps, two evaluations, checkpoints, events (imports and JIT excluded)."""
-    skip_cuda_without_a_gpu(backend_name)
+    skip_cuda_without_a_gpu(variant)
     benchmark.group = RUN_GROUP
 
     def flags():
-        return (parse_flags(log_dir=str(tmp_path_factory.mktemp("run")), backend=backend_name, seed=1),
+        return (parse_flags(log_dir=str(tmp_path_factory.mktemp("run")), seed=1, **RUN_VARIANTS[variant]),
                 Log(verbose=False)), {}
 
     benchmark.pedantic(run_training, setup=flags, rounds=3, warmup_rounds=1)
@@ -49,15 +52,16 @@ def run_command(arguments):
     return time.perf_counter() - start, result.stdout
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
-def test_whole_command(benchmark, backend_name, tmp_path_factory):
+@pytest.mark.parametrize("variant", RUN_VARIANTS)
+def test_whole_command(benchmark, variant, tmp_path_factory):
     """`mnist-gpu --seed 1` as a user runs it, a fresh process each round (the data cache warm)."""
-    skip_cuda_without_a_gpu(backend_name)
+    skip_cuda_without_a_gpu(variant)
     benchmark.group = "whole command: mnist-gpu --seed 1 (a fresh process)"
     input_data_dir = str(tmp_path_factory.mktemp("input_data"))
-    run_command(["--backend", backend_name, "--input_data_dir", input_data_dir, "--max_steps", "1",
+    variant_flags = [f"--{name}={value}" for name, value in RUN_VARIANTS[variant].items()]
+    run_command([*variant_flags, "--input_data_dir", input_data_dir, "--max_steps", "1",
                  "--log_dir", str(tmp_path_factory.mktemp("warm-up"))])  # fills the cache, compiles
-    benchmark.pedantic(lambda log_dir: run_command(["--backend", backend_name, "--seed", "1", "--input_data_dir",
+    benchmark.pedantic(lambda log_dir: run_command([*variant_flags, "--seed", "1", "--input_data_dir",
                                                     input_data_dir, "--log_dir", log_dir]),
                        setup=lambda: ((str(tmp_path_factory.mktemp("run")),), {}), rounds=5)
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench.workloads import BACKENDS, GemmFloor, Step, backend_or_skip
+from bench.workloads import BACKENDS, GemmFloor, ProgramStep, Step, backend_or_skip
 
 STEP_SHAPES = [(100, 128, 32), (1000, 128, 32), (10000, 128, 32), (1000, 1024, 32)]
 
@@ -19,22 +19,56 @@ def warmed(callable_, times=20):
     return callable_
 
 
-@pytest.mark.parametrize("variant", ["numpy", "cpu", "cuda", "numpy-gemm-floor", "cuda-gemm-floor", "cuda-launch-only"])
+def step_workload(variant, batch, hidden1, hidden2):
+    """A variant's callable: "<backend>" (op by op), "cuda-eager" / "cuda-graph" (the step program),
+    "<backend>-gemm-floor" (its 8 GEMMs alone); any of them "-launch-only"."""
+    backend = backend_or_skip(variant.split("-")[0])
+    if "gemm-floor" in variant:
+        return GemmFloor(backend, batch, hidden1, hidden2)
+    if "-eager" in variant or "-graph" in variant:
+        return ProgramStep(backend, batch, hidden1, hidden2, graph="on" if "-graph" in variant else "off")
+    return Step(backend, batch, hidden1, hidden2)
+
+
+@pytest.mark.parametrize("variant", ["numpy", "cpu", "cuda", "cuda-eager", "cuda-graph", "numpy-gemm-floor",
+                                     "cuda-gemm-floor", "cuda-launch-only", "cuda-eager-launch-only",
+                                     "cuda-graph-launch-only"])
 @pytest.mark.parametrize("batch, hidden1, hidden2", STEP_SHAPES)
 def test_training_step(benchmark, variant, batch, hidden1, hidden2):
+    """A step, finished (GPU work synchronised); "-launch-only": the host's time to issue it."""
     benchmark.group = f"step B={batch} H1={hidden1} H2={hidden2}"
-    backend = backend_or_skip(variant.split("-")[0])
-    if variant.endswith("gemm-floor"):
-        target = GemmFloor(backend, batch, hidden1, hidden2)
-    elif variant.endswith("launch-only"):
-        # Host time to issue a step; the queue is drained between rounds, outside the timing.
-        step = Step(backend, batch, hidden1, hidden2)
-        warmed(step)
-        benchmark.pedantic(step.enqueue, setup=backend.synchronize, rounds=200, warmup_rounds=10)
-        return
+    target = warmed(step_workload(variant, batch, hidden1, hidden2))
+    if variant.endswith("launch-only"):  # the queue is drained between rounds, outside the timing
+        benchmark.pedantic(target.enqueue, setup=target.backend.synchronize, rounds=200, warmup_rounds=10)
     else:
-        target = Step(backend, batch, hidden1, hidden2)
-    benchmark(warmed(target))
+        benchmark(target)
+
+
+@pytest.mark.parametrize("variant", ["cuda", "cuda-eager", "cuda-graph"])
+@pytest.mark.parametrize("batch", [100, 1000])
+def test_gpu_time_per_step(benchmark, variant, batch):
+    """GPU time of a step (CUDA events around 100 queued steps, divided by 100) beside the wall time of the 100.
+
+    The events time the GPU's timeline: where the host issues steps slower than the GPU runs them
+    (op by op, maybe eager), that is the host's pace, and the launch-only figures say so.
+    """
+    benchmark.group = f"GPU time per step B={batch} (100 steps queued)"
+    target = warmed(step_workload(variant, batch, 128, 32))  # skips without a GPU
+    import cupy
+    gpu_times = []
+
+    def hundred_steps():
+        stream = target.backend.stream
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record(stream)
+        for _ in range(100):
+            target.enqueue()
+        end.record(stream)
+        end.synchronize()
+        gpu_times.append(cupy.cuda.get_elapsed_time(start, end) / 1000 / 100)  # ms -> s, per step
+
+    benchmark.pedantic(hundred_steps, rounds=30, warmup_rounds=2)
+    benchmark.extra_info["gpu_seconds_per_step_median"] = statistics.median(gpu_times)
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)

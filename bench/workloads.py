@@ -7,6 +7,8 @@ import numpy as np
 
 from mnist_gpu import model as mnist
 from mnist_gpu.backends import get_backend, gpu_available
+from mnist_gpu.input_data import DataSet
+from mnist_gpu.trainer import DeviceSplit
 
 BACKENDS = ("numpy", "cpu", "cuda")
 
@@ -19,14 +21,19 @@ def backend_or_skip(name):
     return get_backend(name)
 
 
-def training_set(backend, rows=55000, seed=0):
-    """A stand-in training set of the real one's size, as the trainer holds it: uint8 pixels, int32 labels.
+def host_training_set(rows=55000, seed=0):
+    """A stand-in training set of the real one's size: uint8 pixels [N, D], int32 labels [N].
 
     Random pixels: speed does not depend on them.
     """
     generator = np.random.default_rng(seed)
     pixels = generator.integers(0, 256, (rows, mnist.IMAGE_PIXELS), dtype=np.uint8)
-    labels = generator.integers(0, mnist.NUM_CLASSES, rows).astype(np.int32)
+    return pixels, generator.integers(0, mnist.NUM_CLASSES, rows).astype(np.int32)
+
+
+def training_set(backend, rows=55000, seed=0):
+    """The stand-in training set as the trainer holds it on the backend."""
+    pixels, labels = host_training_set(rows, seed)
     return backend.asarray(pixels, dtype=np.uint8), backend.asarray(labels, dtype=np.int32)
 
 
@@ -61,6 +68,31 @@ class Step:
         backend.gather_images(self.table_pixels, indices, self.images)
         backend.gather_rows(self.table_labels, indices, self.labels)
         mnist.train_step(self.model, self.images, self.labels, self.learning_rate)
+
+    def __call__(self):
+        self.enqueue()
+        self.backend.synchronize()
+
+
+class ProgramStep:
+    """One training step of the CUDA step program: prepared eager launches (graph="off") or its CUDA graph ("on").
+
+    The host draws the batches as the trainer does (DataSet.draw_batches, a window every 1000
+    steps), so that cost is in the timing too.
+    """
+
+    def __init__(self, backend, batch_size, hidden1=128, hidden2=32, graph="on", seed=0):
+        self.backend = backend
+        self.model = mnist.Model(backend, mnist.initial_variables(hidden1, hidden2, seed), batch_size)
+        split = DeviceSplit(backend, DataSet(*host_training_set(seed=seed), seed=seed))
+        self.program = backend.step_program(self.model, split, 1e-6, last_step=2 ** 31 - 1, graph=graph,
+                                            note=lambda line: None)  # 1e-6: see Step
+        self.step = 0
+
+    def enqueue(self):
+        """Issue one step without waiting for it: the host's cost of a step."""
+        self.program.run(self.step)
+        self.step += 1
 
     def __call__(self):
         self.enqueue()

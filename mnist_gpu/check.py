@@ -238,22 +238,29 @@ def time_call(function):
     return statistics.median(times)
 
 
-def training_mismatch(backend, reference, batch=TUTORIAL_BATCH, steps=TRAINING_STEPS):
-    """Run `steps` training steps on both backends from the same start and batches; None if they agree."""
+def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, steps=TRAINING_STEPS):
+    """`steps` training steps on both backends from the same start and batches; None if they agree.
+
+    graph None: the backend's ops one by one, as the numpy and cpu backends train (HostSteps);
+    "off" or "on": its step program, eager or as a CUDA graph (a backend that has one).
+    """
+    from .input_data import DataSet
+    from .trainer import DeviceSplit, HostSteps
+
     generator = np.random.default_rng(0)
     variables = mnist.initial_variables(TUTORIAL_HIDDEN, 32, seed=1)
     pixels = generator.integers(0, 256, (1000, mnist.IMAGE_PIXELS), dtype=np.uint8)
     labels = generator.integers(0, mnist.NUM_CLASSES, 1000).astype(np.int32)
-    batches = [generator.integers(0, 1000, batch) for _ in range(steps)]
     results = []
     for each in (backend, reference):
         model = mnist.Model(each, variables, batch)
-        table, table_labels = each.asarray(pixels), each.asarray(labels)
-        images, batch_labels = each.empty((batch, mnist.IMAGE_PIXELS)), each.empty((batch,), np.int32)
-        for indices in batches:
-            each.gather_images(table, indices, images)
-            each.gather_rows(table_labels, indices, batch_labels)
-            loss = mnist.train_step(model, images, batch_labels, 0.01)
+        split = DeviceSplit(each, DataSet(pixels, labels, seed=0))  # the same batches, in TF's order
+        if graph is not None and each is backend:
+            stepper = each.step_program(model, split, 0.01, steps, graph, note=lambda line: None)
+        else:
+            stepper = HostSteps(model, split, 0.01)
+        for step in range(steps):
+            loss = stepper.run(step)
         results.append((float(loss), model.host_variables()))
     (loss, got), (expected_loss, expected) = results
     if not np.isclose(loss, expected_loss, rtol=1e-4):
@@ -293,13 +300,17 @@ def check_backend(backend, reference, say):
             say(f"  {backend.name:<6} {case.name:<24} FAILED  {problem}")
     if backend is reference:
         return failures
-    try:
-        problem = training_mismatch(backend, reference)
-    except Exception as error:  # noqa: BLE001 - reported on its line
-        problem = one_line(error)
-    failures += problem is not None
-    say(f"  {backend.name:<6} {f'{TRAINING_STEPS} training steps':<24} "
-        + ("ok      same variables as numpy" if problem is None else f"FAILED  {problem}"))
+    ways = [(None, f"{TRAINING_STEPS} training steps")]
+    if hasattr(backend, "step_program"):
+        ways += [("off", f"{TRAINING_STEPS} steps, eager program"), ("on", f"{TRAINING_STEPS} steps, CUDA graph")]
+    for graph, title in ways:
+        try:
+            problem = training_mismatch(backend, reference, graph)
+        except Exception as error:  # noqa: BLE001 - reported on its line
+            problem = one_line(error)
+        failures += problem is not None
+        say(f"  {backend.name:<6} {title:<24} " + ("ok      same variables as numpy" if problem is None
+                                                  else f"FAILED  {problem}"))
     return failures
 
 

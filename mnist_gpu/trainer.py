@@ -153,14 +153,15 @@ def do_eval(model, split, log=None):
     evaluator = model.resized(chunk)
     images = backend.empty((chunk, mnist.IMAGE_PIXELS))
     labels = backend.empty((chunk,), dtype=np.int32)
-    true_count = 0
+    counts = []  # backend scalars, read once every chunk is queued: on a GPU the host waits once per split
     for start in range(0, num_examples, chunk):
         rows = np.arange(start, min(start + chunk, num_examples))
         if len(rows) < chunk:  # the last, shorter chunk: a model of its size
             evaluator = model.resized(len(rows))
             images, labels = images[:len(rows)], labels[:len(rows)]
         split.gather(backend, rows, images, labels)
-        true_count += int(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
+        counts.append(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
+    true_count = sum(int(count) for count in counts)
     precision = true_count / num_examples
     log.line("  Num examples: %d  Num correct: %d  Precision @ 1: %0.04f" % (num_examples, true_count, precision))
     return num_examples, true_count
