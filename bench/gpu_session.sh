@@ -4,8 +4,9 @@
 #
 #   bash bench/gpu_session.sh check      # versions, then `mnist-gpu check`: every op and 100 steps vs NumPy
 #   bash bench/gpu_session.sh tests      # tests/cuda on the GPU, and the tutorial test on --backend cuda
-#   bash bench/gpu_session.sh tutorial   # the tutorial run on cuda and on cpu, timed, logs kept
-#   bash bench/gpu_session.sh bench-step # the training-step and tutorial-run benchmarks and their report
+#   bash bench/gpu_session.sh tutorial   # the tutorial run on cuda (graph, eager) and on cpu, timed, logs kept
+#   bash bench/gpu_session.sh bench-step # the training-step benchmarks (op by op, eager program, graph) and their report
+#   bash bench/gpu_session.sh bench-run  # the tutorial run and its pieces per backend (and cuda eager) and their report
 #   bash bench/gpu_session.sh bench-ops  # the per-op benchmarks and their report
 #
 # Run `check` first. Every step writes its log (and report) under $OUT as it goes, so a step that
@@ -13,7 +14,7 @@
 # checkout (PYTHONPATH), and Python packages the machine lacks travel as wheels in .whl/ (the
 # README's "On a GPU" section says which and how).
 set -euo pipefail
-step=${1:?usage: bash bench/gpu_session.sh check|tests|tutorial|bench-step|bench-ops}
+step=${1:?usage: bash bench/gpu_session.sh check|tests|tutorial|bench-step|bench-run|bench-ops}
 OUT=${OUT:-/tmp/gpu_session}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -27,7 +28,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 # Every package a step needs, checked before anything runs, named when missing.
 python3 - <<'EOF'
 import importlib.util, sys
-needed = ["numpy", "numba", "numba_cuda", "cupy", "safetensors", "tensorboardX", "tqdm", "pytest",
+needed = ["numpy", "numba", "numba_cuda", "cupy", "nvmath", "safetensors", "tensorboardX", "tqdm", "pytest",
           "pytest_benchmark", "tensorboard", "matplotlib"]
 missing = [name for name in needed if importlib.util.find_spec(name) is None]
 if missing:
@@ -54,19 +55,23 @@ tests)
         tests/test_check.py -q -p no:cacheprovider -rs
     ;;
 tutorial)
-    for backend in cuda cpu; do
+    for variant in "cuda" "cuda --cuda_graph off" "cpu"; do
         log_dir=$(mktemp -d)
-        run "tutorial_$backend" bash -c "time python3 -m mnist_gpu --backend $backend --seed 1 --log_dir $log_dir/run"
+        name=tutorial_${variant// --cuda_graph off/_eager}
+        run "$name" bash -c "time python3 -m mnist_gpu --backend $variant --seed 1 --log_dir $log_dir/run"
     done
     ;;
 bench-step)
     run bench_step python3 -m bench.report -k "bench_step" --out "$OUT"
     ;;
+bench-run)
+    run bench_run python3 -m bench.report -k "bench_run" --out "$OUT"
+    ;;
 bench-ops)
     run bench_ops python3 -m bench.report -k "bench_ops" --out "$OUT"
     ;;
 *)
-    echo "gpu_session.sh: unknown step '$step'; expected check, tests, tutorial, bench-step or bench-ops" >&2
+    echo "gpu_session.sh: unknown step '$step'; expected check, tests, tutorial, bench-step, bench-run or bench-ops" >&2
     exit 2
     ;;
 esac

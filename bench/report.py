@@ -127,6 +127,35 @@ def step_and_floor(data):
     return found, "ratio of medians"
 
 
+GPU_TIME_KEY = "gpu_seconds_per_step_median"  # bench_step.test_gpu_time_per_step's extra_info
+CUDA_STEP_WAYS = ("cuda", "cuda-eager", "cuda-graph")  # op by op; the step program eager; as a CUDA graph
+
+
+def gpu_time_groups(data):
+    return {benchmark["group"] for benchmark in data["benchmarks"]
+            if GPU_TIME_KEY in (benchmark.get("extra_info") or {})}
+
+
+def cuda_step_rows(data):
+    """Per step shape, each CUDA way of taking a step: the finished step, the host's time to issue it, GPU time."""
+    gpu_times = {}
+    for benchmark in data["benchmarks"]:
+        info = benchmark.get("extra_info") or {}
+        if GPU_TIME_KEY in info:
+            gpu_times[(benchmark["params"]["batch"], variant_of(benchmark))] = info[GPU_TIME_KEY]
+    rows = []
+    for group, times in medians(data).items():
+        if not group.startswith("step B="):
+            continue
+        batch = int(group.split()[1][len("B="):])
+        timed_on_gpu = group.endswith("H1=128 H2=32")  # the shapes test_gpu_time_per_step runs
+        for way in (way for way in CUDA_STEP_WAYS if times.get(way) is not None):
+            gpu_time = gpu_times.get((batch, way)) if timed_on_gpu else None
+            rows.append([group[len("step "):], way, format_time(times[way]),
+                         format_time(times.get(f"{way}-launch-only")), format_time(gpu_time)])
+    return rows
+
+
 def op_rows(table, skipped=()):
     rows = []
     for group, times in table.items():
@@ -181,9 +210,15 @@ def write_markdown(data, path, chart_name, command):
         "Separate groups, run minutes apart: compare within a row with care, and quote the interleaved ratios "
         "above. 'launch share' is the host time to issue a CUDA step over the whole step's time.",
         ["shape", "numpy", "cpu", "cuda", "numpy GEMMs", "cuda GEMMs", "launch share"], step_rows(table))
+    lines += section(
+        "The CUDA step: op by op, the eager step program, the CUDA graph",
+        "'step': a finished step (synchronised); 'host issue': the host's time to issue one (launch-only); 'GPU "
+        "time': CUDA events around 100 queued steps, per step (H1=128 H2=32 only; where the host issues slower than "
+        "the GPU runs, it is the host's pace).",
+        ["shape", "way", "step", "host issue", "GPU time"], cuda_step_rows(data))
     lines += section("Per op", "Each op alone, every backend in one group.",
                      ["op and shape", "numpy", "cpu", "cuda", "cpu speed-up", "cuda speed-up"],
-                     op_rows(table, run_groups(data)))
+                     op_rows(table, run_groups(data) | gpu_time_groups(data)))
     lines += section("The whole run and its pieces", "bench/bench_run.py: the tutorial's run in this process and as "
                      "a fresh `mnist-gpu` process, start-up, data loading, one evaluation, one checkpoint.",
                      ["what", "variant", "median"], run_rows(data))

@@ -197,7 +197,8 @@ def versions():
     """{component: version or why it is missing}."""
     found = {"Python": platform.python_version()}
     for label, packages in (("NumPy", ["numpy"]), ("Numba", ["numba"]), ("numba-cuda", ["numba-cuda"]),
-                            ("CuPy", ["cupy-cuda13x", "cupy-cuda12x", "cupy"])):
+                            ("cuda-core", ["cuda-core"]), ("CuPy", ["cupy-cuda13x", "cupy-cuda12x", "cupy"]),
+                            ("nvmath-python", ["nvmath-python"])):
         installed = [metadata.version(package) for package in packages if _installed(package)]
         found[label] = installed[0] if installed else "not installed"
     try:

@@ -40,6 +40,32 @@ def fake_results():
     }
 
 
+def fake_gpu_results():
+    """What a GPU session's bench_step adds: the CUDA ways of taking a step, and their GPU time."""
+    def entry(group, variant, median, **extra_info):
+        return {"group": group, "params": {"variant": variant, "batch": 100}, "stats": {"median": median},
+                "extra_info": extra_info}
+
+    results = fake_results()
+    results["benchmarks"] += [
+        entry("step B=100 H1=128 H2=32", "cuda", 1.4e-3),
+        entry("step B=100 H1=128 H2=32", "cuda-eager", 300e-6),
+        entry("step B=100 H1=128 H2=32", "cuda-eager-launch-only", 250e-6),
+        entry("step B=100 H1=128 H2=32", "cuda-graph", 60e-6),
+        entry("step B=100 H1=128 H2=32", "cuda-graph-launch-only", 12e-6),
+        entry("GPU time per step B=100 (100 steps queued)", "cuda-graph", 5e-3, gpu_seconds_per_step_median=45e-6),
+    ]
+    return results
+
+
+def test_report_shows_each_cuda_way_of_taking_a_step(tmp_path, report):
+    text = open(report.write_report(fake_gpu_results(), str(tmp_path), "python -m bench.report")).read()
+    assert "| B=100 H1=128 H2=32 | cuda | 1.400 ms | - | - |" in text
+    assert "| B=100 H1=128 H2=32 | cuda-eager | 300.0 us | 250.0 us | - |" in text
+    assert "| B=100 H1=128 H2=32 | cuda-graph | 60.0 us | 12.0 us | 45.0 us |" in text
+    assert "| GPU time per step" not in text  # not mistaken for an op
+
+
 @pytest.fixture
 def report(monkeypatch):
     monkeypatch.syspath_prepend(REPOSITORY)  # bench/ is not installed: it lives in the checkout
