@@ -135,3 +135,20 @@ def test_the_simulator_runs_the_program_eagerly_and_refuses_cuda_graph_on(cuda_b
     strict = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "on")
     with pytest.raises(CudaGraphError, match="--cuda_graph on: Numba's CUDA simulator cannot capture"):
         strict.run(0)
+
+
+def test_the_trainer_takes_cuda_steps_through_the_program(cuda_backend):
+    """trainer.training_steps: the cuda backend's program, with the run's flags, its notes in the run's log."""
+    from mnist_gpu import trainer
+    from mnist_gpu.cli import parse_flags
+
+    notes = []
+    log = trainer.Log()
+    log.note = notes.append
+    flags = parse_flags(backend="cuda", batch_size=BATCH, learning_rate=LEARNING_RATE, max_steps=2)
+    model = mnist.Model(cuda_backend, initial_variables(), BATCH)
+    steps = trainer.training_steps(flags, model, DeviceSplit(cuda_backend, data_set()), log)
+    assert isinstance(steps, cuda_program.StepProgram)
+    assert (steps.learning_rate, steps.last_step, steps.graph_mode) == (LEARNING_RATE, 2, "auto")
+    steps.run(0)
+    assert len(notes) == 1 and notes[0].startswith("the training step runs ")
