@@ -75,13 +75,21 @@ class DeviceScalar:
 
 
 class KernelLaunch:
-    """kernel[blocks, threads, stream](*arguments) as data: run() launches it through Numba's dispatcher."""
+    """kernel[blocks, threads, stream](*arguments) as data: run() launches it through Numba's dispatcher.
 
-    def __init__(self, kernel, blocks, threads, arguments, stream):
-        self.kernel, self.blocks, self.threads, self.arguments, self.stream = kernel, blocks, threads, arguments, stream
+    `on_stream` makes the launch's stream CuPy's current one meanwhile: Numba imports each CuPy
+    argument through DLPack for the launch stream, and CuPy makes that stream wait on an event
+    of its current stream when the two differ (an extra wait per array; in a graph capture, a
+    dependency from outside it).
+    """
+
+    def __init__(self, kernel, blocks, threads, arguments, stream, on_stream):
+        self.kernel, self.blocks, self.threads, self.arguments = kernel, blocks, threads, arguments
+        self.stream, self.on_stream = stream, on_stream
 
     def run(self):
-        self.kernel[self.blocks, self.threads, self.stream](*self.arguments)
+        with self.on_stream:
+            self.kernel[self.blocks, self.threads, self.stream](*self.arguments)
 
 
 class CudaBackend:
@@ -176,7 +184,7 @@ class CudaBackend:
 
     def _launch(self, kernel, blocks, threads, *arguments):
         """kernel[blocks, threads] on our stream, like CUDA's kernel<<<blocks, threads, 0, stream>>>."""
-        self._issue(KernelLaunch(kernel, blocks, threads, arguments, self.launch_stream))
+        self._issue(KernelLaunch(kernel, blocks, threads, arguments, self.launch_stream, self.on_stream))
 
     def _gemm(self, a, b, out, alpha, beta, trans_a, trans_b):
         self._issue(GemmCall(self.gemms, a, b, out, alpha, beta, trans_a, trans_b))

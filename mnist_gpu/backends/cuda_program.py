@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import model as mnist
 from . import CudaGraphError
-from .cuda_backend import KernelLaunch
+from .cuda_backend import DeviceScalar, KernelLaunch
 
 WINDOW_STEPS = 1000  # batches drawn and uploaded at a time: the index ring's rows (up to INDEX_RING_BYTES)
 INDEX_RING_BYTES = 16 * 2 ** 20
@@ -51,8 +51,9 @@ class PreparedLaunch:
         dispatcher = launch.kernel
         compiled = dispatcher.compile(tuple(dispatcher.typeof_pyval(value) for value in launch.arguments))
         parameters, write_backs = [], []
-        for kind, value in zip(compiled.argument_types, launch.arguments, strict=True):
-            compiled._prepare_args(kind, value, launch.stream, write_backs, parameters)
+        with launch.on_stream:  # see KernelLaunch
+            for kind, value in zip(compiled.argument_types, launch.arguments, strict=True):
+                compiled._prepare_args(kind, value, launch.stream, write_backs, parameters)
         if write_backs:
             raise TypeError(f"{dispatcher.py_func.__name__}: a host array among its arguments (it would be copied "
                             "on every launch)")
@@ -149,9 +150,7 @@ class StepProgram:
             raise ValueError(f"the loss of step {step} is no longer (or not yet) in the loss ring, which holds "
                              f"steps {self.next_step - LOSS_RING_STEPS} to {self.next_step - 1}")
         slot = step % LOSS_RING_STEPS
-        if self.backend.simulated:
-            return float(self.loss_ring[slot])
-        return float(self.backend.to_host(self.loss_ring[slot:slot + 1])[0])
+        return float(DeviceScalar(self.loss_ring[slot:slot + 1], self.backend.stream))
 
     # -- running -------------------------------------------------------------------------------
     def run(self, step):
@@ -165,21 +164,31 @@ class StepProgram:
         elif self.graph is not None:
             self.graph.launch(self.backend.stream)
         else:
-            for operation in self.operations:
-                operation.run()
+            self._run_eagerly()
         self.next_step += 1
         self.model.global_step += 1
         return LossReading(self, step)
 
     def _start(self):
-        """The first step: choose eager or graph (running the step both ways to compare), as --cuda_graph says."""
-        self.started = True
+        """The first step: prepare the launches, then choose eager or graph (running the step both ways to
+        compare) as --cuda_graph says, and run the step."""
         if not self.backend.simulated:
-            self.operations = [PreparedLaunch(operation) if isinstance(operation, KernelLaunch) else operation
-                               for operation in self.operations]
+            self._prepare()
         if self.graph_mode == "off":
             self._run_eagerly()
-            return
+        else:
+            self._start_graph()
+        self.started = True
+
+    def _prepare(self):
+        try:
+            self.operations = [PreparedLaunch(operation) if isinstance(operation, KernelLaunch) else operation
+                               for operation in self.operations]
+        except Exception as error:  # noqa: BLE001 - Numba internals moved: its own launches still work, slower
+            self.note(f"kernel launches go through Numba's dispatcher, unprepared (preparing them failed: "
+                      f"{type(error).__name__}: {error})")
+
+    def _start_graph(self):
         if self.backend.simulated:
             reason = "Numba's CUDA simulator cannot capture a CUDA graph"
         else:
