@@ -1,0 +1,120 @@
+"""The CUDA backend's GEMM path on the host: row-major GEMMs as cuBLAS sgemm calls (backends/cuda_gemm.py).
+
+No GPU here, so cuBLAS is stood in for by NumPy's OpenBLAS, column-major, which implements the
+same BLAS contract. The `Cublas` class itself (what runs on a GPU) is driven through a stand-in
+for nvmath-python's bindings that takes its arguments by the REAL bindings' declared signatures
+(nvmath 1.0: `sgemm(handle, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)`, alpha
+and beta as host pointers), so a swapped argument or pointer fails here, not first on a GPU.
+"""
+import ctypes
+import inspect
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mnist_gpu.backends.cuda_gemm import NO_TRANSPOSE, TRANSPOSE, Cublas, GemmCall, SimulatedCublas
+
+TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
+
+
+class HostAsDevice:
+    """A NumPy array dressed as a CuPy one: what Cublas reads of an array (shape, strides, dtype, data.ptr)."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape, self.strides, self.dtype, self.ndim = array.shape, array.strides, array.dtype, array.ndim
+        self.data = SimpleNamespace(ptr=array.ctypes.data)
+
+
+class FakeStream:
+    ptr = 0x5EA
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        pass
+
+
+def nvmath_stand_in(calls):
+    """nvmath.bindings.cublas as declared, its sgemm carried out by OpenBLAS; every call recorded by name."""
+    cublas = pytest.importorskip("nvmath.bindings.cublas")
+    blas = SimulatedCublas()
+
+    def declared(name, action=None):
+        signature = inspect.signature(getattr(cublas, name))
+
+        def call(*arguments):
+            named = signature.bind(*arguments).arguments  # a TypeError if the count is wrong
+            calls.append((name, dict(named)))
+            return action(named) if action else None
+        return call
+
+    def sgemm(named):
+        def value(pointer):
+            return ctypes.c_float.from_address(pointer).value
+
+        cblas = {int(cublas.Operation.N): 111, int(cublas.Operation.T): 112}
+        blas.function(SimulatedCublas.COLUMN_MAJOR, cblas[named["transa"]], cblas[named["transb"]], named["m"],
+                      named["n"], named["k"], value(named["alpha"]), named["a"], named["lda"], named["b"],
+                      named["ldb"], value(named["beta"]), named["c"], named["ldc"])
+
+    return SimpleNamespace(PointerMode=cublas.PointerMode, Operation=cublas.Operation,
+                           create=declared("create", lambda named: 0x4A4D), destroy=declared("destroy"),
+                           set_stream=declared("set_stream"), set_workspace=declared("set_workspace"),
+                           set_pointer_mode=declared("set_pointer_mode"), sgemm=declared("sgemm", sgemm))
+
+
+def gemm_case(generator, trans_a, trans_b, rows=5, inner=7, columns=3):
+    a = generator.standard_normal((inner, rows) if trans_a else (rows, inner)).astype(np.float32)
+    b = generator.standard_normal((columns, inner) if trans_b else (inner, columns)).astype(np.float32)
+    c = generator.standard_normal((rows, columns)).astype(np.float32)
+    expected = 0.5 * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + 2 * c
+    return a, b, c, expected
+
+
+@pytest.mark.parametrize("trans_a, trans_b", TRANSPOSES)
+def test_openblas_carries_out_cublas_arguments(generator, trans_a, trans_b):
+    """The row-major to column-major mapping, against NumPy (the simulator's GEMMs)."""
+    a, b, c, expected = gemm_case(generator, trans_a, trans_b)
+    GemmCall(SimulatedCublas(), a, b, c, 0.5, 2.0, trans_a, trans_b).run()
+    np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rows_of_a_larger_matrix_are_read_through_the_leading_dimension(generator):
+    wide = generator.standard_normal((4, 9)).astype(np.float32)
+    a, b = wide[:, :6], generator.standard_normal((6, 2)).astype(np.float32)  # a: rows 9 floats apart
+    out = np.zeros((4, 2), np.float32)
+    GemmCall(SimulatedCublas(), a, b, out, 1.0, 0.0).run()
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-6)
+
+
+def test_shapes_types_and_layouts_that_cannot_work_are_refused():
+    blas, matrix = SimulatedCublas(), np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"op\(a\) 3x4, op\(b\) 3x4 and out \(3, 4\) do not fit"):
+        GemmCall(blas, matrix, matrix, matrix, 1.0, 0.0)
+    with pytest.raises(TypeError, match="2-D float32 matrices, got float64"):
+        GemmCall(blas, matrix, np.zeros((4, 2)), np.zeros((3, 2), np.float32), 1.0, 0.0)
+    with pytest.raises(ValueError, match="rows of contiguous elements"):
+        GemmCall(blas, matrix, np.zeros((2, 4), np.float32).T, np.zeros((3, 2), np.float32), 1.0, 0.0)
+
+
+@pytest.mark.parametrize("trans_a, trans_b", TRANSPOSES)
+def test_cublas_calls_nvmath_as_its_bindings_declare(monkeypatch, generator, trans_a, trans_b):
+    calls = []
+    stand_in = nvmath_stand_in(calls)
+    assert (NO_TRANSPOSE, TRANSPOSE) == (stand_in.Operation.N, stand_in.Operation.T)
+    monkeypatch.setattr("nvmath.bindings.cublas", stand_in)  # what `from nvmath.bindings import cublas` finds
+    workspace = HostAsDevice(np.zeros(16, np.uint8))
+    cupy = SimpleNamespace(empty=lambda size, dtype: workspace)
+    library = Cublas(cupy, FakeStream())
+    # Set up once: bound to the stream, its own workspace, alpha and beta read from host memory.
+    assert calls[1:] == [("set_stream", {"handle": 0x4A4D, "stream_id": FakeStream.ptr}),
+                         ("set_workspace", {"handle": 0x4A4D, "workspace": workspace.data.ptr,
+                                            "workspace_size_in_bytes": 32 * 2 ** 20}),
+                         ("set_pointer_mode", {"handle": 0x4A4D, "mode": stand_in.PointerMode.HOST})]
+    a, b, c, expected = gemm_case(generator, trans_a, trans_b)
+    GemmCall(library, HostAsDevice(a), HostAsDevice(b), HostAsDevice(c), 0.5, 2.0, trans_a, trans_b).run()
+    np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
+    assert calls[-1][0] == "sgemm" and calls[-1][1]["handle"] == 0x4A4D
