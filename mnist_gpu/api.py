@@ -19,9 +19,10 @@ def train(*, verbose=True, **flags):
     """Train like `mnist-gpu train`; returns a TrainingResult (precision, losses, evaluations, model).
 
     Keyword arguments are named exactly like the flags (learning_rate, max_steps, hidden1, ...,
-    log_dir, seed, resume, overwrite, backend) and get the same defaults and the same checks: an
-    unknown name is a TypeError naming it, a bad value a FlagError (a ValueError). verbose=False
-    prints nothing. Errors are raised, not printed: DataError, WriteError, TrainingDiverged, and
+    log_dir, seed, resume, overwrite, backend, cuda_graph) and get the same defaults and the same
+    checks: an unknown name is a TypeError naming it, a bad value a FlagError (a ValueError).
+    verbose=False prints nothing. Errors are raised, not printed: DataError, WriteError,
+    TrainingDiverged, CudaGraphError (cuda_graph="on" where no graph can be used), and
     TrainingInterrupted (after saving the step it stopped at) on Ctrl-C or SIGTERM.
     """
     return run_training(parse_flags("train", **flags), Log(verbose))
