@@ -188,10 +188,12 @@ class StepProgram:
             self.note(f"kernel launches go through Numba's dispatcher, unprepared (preparing them failed: "
                       f"{type(error).__name__}: {error})")
 
+    def _why_no_graph(self):
+        return "Numba's CUDA simulator cannot capture a CUDA graph" if self.backend.simulated else None
+
     def _start_graph(self):
-        if self.backend.simulated:
-            reason = "Numba's CUDA simulator cannot capture a CUDA graph"
-        else:
+        reason = self._why_no_graph()
+        if reason is None:
             try:
                 self.graph = self._verified_graph()
                 self.note("the training step runs as one CUDA graph (its first step matched the eager step bit for "

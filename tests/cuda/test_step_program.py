@@ -152,3 +152,62 @@ def test_the_trainer_takes_cuda_steps_through_the_program(cuda_backend):
     assert (steps.learning_rate, steps.last_step, steps.graph_mode) == (LEARNING_RATE, 2, "auto")
     steps.run(0)
     assert len(notes) == 1 and notes[0].startswith("the training step runs ")
+
+
+class StandInGraph:
+    """What the program gets back from a capture, for the choice it then makes: launch() replays the step
+    eagerly, and `tamper`, when given, then changes a variable, as a graph that computed differently would."""
+
+    def __init__(self, program, tamper=None):
+        self.program, self.tamper, self.launches = program, tamper, 0
+
+    def launch(self, stream):
+        self.launches += 1
+        self.program._run_eagerly()
+        if self.tamper:
+            self.tamper(self.program)
+
+
+def nudge_hidden1_weights(program):
+    weights = program.model.variables["hidden1/weights"]
+    weights[0, 0] += 1e-3  # the simulator's arrays are host arrays
+
+
+@pytest.fixture(scope="module")
+def two_eager_steps(cuda_backend):
+    """(losses, variables) of the eager program's first two steps."""
+    eager = program_for(cuda_backend, initial_variables(), data_set(), 0, 2)
+    return [float(eager.run(step)) for step in range(2)], eager.model.host_variables()
+
+
+@pytest.mark.parametrize("tamper, mode", [(None, "auto"), (None, "on"), (nudge_hidden1_weights, "auto"),
+                                          (nudge_hidden1_weights, "on")])
+def test_the_graph_is_used_only_when_its_first_step_matches_the_eager_one(cuda_backend, monkeypatch, two_eager_steps,
+                                                                          tamper, mode):
+    """The choice after a capture (the capture itself stood in for): the graph when it agrees to the bit;
+    else eager with a note (auto) or a stop (on), and in every case the first step taken exactly once."""
+    eager_losses, eager_variables = two_eager_steps
+    notes = []
+    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, mode, notes)
+    graph = StandInGraph(program, tamper)
+    monkeypatch.setattr(program, "_why_no_graph", lambda: None)
+    monkeypatch.setattr(program, "_capture", lambda: graph)
+    if tamper and mode == "on":
+        with pytest.raises(CudaGraphError, match="--cuda_graph on: CudaGraphError: the graph's step differs from the "
+                                                 "eager step in hidden1/weights$"):
+            program.run(0)
+        for name, value in initial_variables().items():  # put back as it was before the step
+            np.testing.assert_array_equal(program.model.host_variables()[name], value, err_msg=name)
+        return
+    losses = [float(program.run(step)) for step in range(2)]
+    if tamper:
+        assert notes == ["the training step runs eagerly, not as a CUDA graph: CudaGraphError: the graph's step "
+                         "differs from the eager step in hidden1/weights"]
+        assert program.graph is None and graph.launches == 1
+    else:
+        assert notes == ["the training step runs as one CUDA graph (its first step matched the eager step bit for "
+                         "bit)"]
+        assert program.graph is graph and graph.launches == 2  # the check's replay, then step 1's
+    assert losses == eager_losses
+    for name, value in eager_variables.items():
+        np.testing.assert_array_equal(program.model.host_variables()[name], value, err_msg=name)
