@@ -202,7 +202,7 @@ class CudaBackend:
 
     # -- ops ------------------------------------------------------------------
     def _device_indices(self, indices):
-        """Copy host row indices into a reused device buffer (B int32s: the only uploads of a step)."""
+        """Copy host row indices into a reused device buffer (B int32s: the one upload of an op-by-op step)."""
         count = len(indices)
         if self.index_buffer.shape[0] < count:
             self.index_buffer = self.empty(count, dtype=np.int32)
