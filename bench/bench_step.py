@@ -55,6 +55,7 @@ def test_gpu_time_per_step(benchmark, variant, batch):
     benchmark.group = f"GPU time per step B={batch} (100 steps queued)"
     target = warmed(step_workload(variant, batch, 128, 32))  # skips without a GPU
     import cupy
+
     gpu_times = []
 
     def hundred_steps():

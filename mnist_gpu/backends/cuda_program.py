@@ -1,11 +1,11 @@
 """The CUDA training step as a program: a list of prepared operations, run eagerly or replayed as one CUDA graph.
 
-Why: a step is ~17 small kernels and GEMMs. Issued one by one from Python through Numba's
+Why: a step is 18 small kernels and GEMMs. Issued one by one from Python through Numba's
 dispatcher, they cost ~1.2-1.5 ms of host time (typing and converting every CuPy argument on
 every launch) while the GPU works well under 0.1 ms. So the step is built once, as data:
 
     gather_batch   images, labels <- rows index_ring[step % R_index] of the split (on the device)
-    train_step     the model's one step (model.py), recorded through the backend: 6 kernels, 8 GEMMs
+    train_step     the model's one step (model.py), recorded through the backend: 8 kernels, 8 GEMMs
     advance_step   loss_ring[step % R_loss] <- the loss; step += 1
 
 where `step` is a counter in device memory. Every buffer is allocated once, here; nothing in a
@@ -34,6 +34,7 @@ from .cuda_backend import DeviceScalar, KernelLaunch
 WINDOW_STEPS = 1000  # batches drawn and uploaded at a time: the index ring's rows (up to INDEX_RING_BYTES)
 INDEX_RING_BYTES = 16 * 2 ** 20
 LOSS_RING_STEPS = 256  # a step's loss can be read until 256 steps later (the trainer reads every 100 steps)
+
 
 class PreparedLaunch:
     """A KernelLaunch with Numba's per-call work done once: one cuda.core launch per run().
@@ -78,6 +79,7 @@ class LossReading:
 
 
 def window_steps(batch_size):
+    """Steps a window holds: WINDOW_STEPS, fewer for batches so large that the ring would pass INDEX_RING_BYTES."""
     return max(1, min(WINDOW_STEPS, INDEX_RING_BYTES // (4 * batch_size)))
 
 
