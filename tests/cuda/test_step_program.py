@@ -170,7 +170,8 @@ class StandInGraph:
 
 def nudge_hidden1_weights(program):
     weights = program.model.variables["hidden1/weights"]
-    weights[0, 0] += 1e-3  # the simulator's arrays are host arrays
+    with program.backend.on_stream:  # on a GPU, in order with the step's work
+        weights[0, 0] += 1e-3
 
 
 @pytest.fixture(scope="module")
