@@ -9,6 +9,7 @@ OP_CASES, one per op of the backend interface, are also what tests/backend_equiv
 at odd shapes on every backend: one definition of "this op agrees with the spec".
 Shapes: B batch, D=784, H hidden units, C=10.
 """
+import itertools
 import platform
 import statistics
 import time
@@ -240,10 +241,12 @@ def time_call(function):
 
 
 def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, steps=TRAINING_STEPS):
-    """`steps` training steps on both backends from the same start and batches; None if they agree.
+    """`steps` training steps on both backends from the same start and batches.
 
     graph None: the backend's ops one by one, as the numpy and cpu backends train (HostSteps);
     "off" or "on": its step program, eager or as a CUDA graph (a backend that has one).
+    Returns (None if they agree else what differs, the backend's stepper: it can take
+    1 + TIMING_CALLS more steps, for timing).
     """
     from .input_data import DataSet
     from .trainer import DeviceSplit, HostSteps
@@ -257,19 +260,25 @@ def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, step
         model = mnist.Model(each, variables, batch)
         split = DeviceSplit(each, DataSet(pixels, labels, seed=0))  # the same batches, in TF's order
         if graph is not None and each is backend:
-            stepper = each.step_program(model, split, 0.01, steps, graph, note=lambda line: None)
+            stepper = each.step_program(model, split, 0.01, steps + 1 + TIMING_CALLS, graph, note=lambda line: None)
         else:
             stepper = HostSteps(model, split, 0.01)
         for step in range(steps):
             loss = stepper.run(step)
-        results.append((float(loss), model.host_variables()))
-    (loss, got), (expected_loss, expected) = results
+        results.append((float(loss), model.host_variables(), stepper))
+    (loss, got, stepper), (expected_loss, expected, _) = results
     if not np.isclose(loss, expected_loss, rtol=1e-4):
-        return f"final loss {loss:.6f}, numpy {expected_loss:.6f}"
+        return f"final loss {loss:.6f}, numpy {expected_loss:.6f}", stepper
     for name, value in expected.items():
         if not np.allclose(got[name], value, rtol=1e-3, atol=1e-5):
-            return f"{name} differs from numpy by up to {np.abs(got[name] - value).max():.3g}"
-    return None
+            return f"{name} differs from numpy by up to {np.abs(got[name] - value).max():.3g}", stepper
+    return None, stepper
+
+
+def time_step(stepper, backend, first_step=TRAINING_STEPS):
+    """Median seconds of one more training step, finished (the GPU synchronised), as time_call times an op."""
+    steps = itertools.count(first_step)
+    return time_call(lambda: (stepper.run(next(steps)), backend.synchronize()))
 
 
 def one_line(error):
@@ -306,12 +315,13 @@ def check_backend(backend, reference, say):
         ways += [("off", f"{TRAINING_STEPS} steps, eager program"), ("on", f"{TRAINING_STEPS} steps, CUDA graph")]
     for graph, title in ways:
         try:
-            problem = training_mismatch(backend, reference, graph)
+            problem, stepper = training_mismatch(backend, reference, graph)
+            if problem is None:
+                verdict = f"ok      same variables as numpy; {time_step(stepper, backend) * 1e6:.1f} us a step"
         except Exception as error:  # noqa: BLE001 - reported on its line
             problem = one_line(error)
         failures += problem is not None
-        say(f"  {backend.name:<6} {title:<24} " + ("ok      same variables as numpy" if problem is None
-                                                  else f"FAILED  {problem}"))
+        say(f"  {backend.name:<6} {title:<24} " + (verdict if problem is None else f"FAILED  {problem}"))
     return failures
 
 
