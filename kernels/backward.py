@@ -30,7 +30,7 @@ def _add_lanes_and_store(partial, lane_sums, column, bias_grad):
         bias_grad[column] = lane_sums[0, cuda.threadIdx.x]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bias_grad_kernel(grad, bias_grad):
     column = cuda.blockIdx.x * COLUMN_TILE + cuda.threadIdx.x
     partial = float32(0.0)
@@ -41,7 +41,7 @@ def bias_grad_kernel(grad, bias_grad):
     _add_lanes_and_store(partial, lane_sums, column, bias_grad)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def relu_backward_bias_grad_kernel(grad, activation, out, bias_grad):
     column = cuda.blockIdx.x * COLUMN_TILE + cuda.threadIdx.x
     partial = float32(0.0)

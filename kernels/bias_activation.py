@@ -8,7 +8,7 @@ Fused: the bias add and the ReLU happen in one pass over memory instead of two.
 from .numba_cuda import cuda, float32
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bias_relu_kernel(x, bias, out):
     index = cuda.grid(1)
     columns = x.shape[1]
@@ -19,7 +19,7 @@ def bias_relu_kernel(x, bias, out):
         out[row, column] = float32(0.0) if value < 0 else value  # NaN passes through, as in NumPy and TF
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bias_add_kernel(x, bias, out):
     index = cuda.grid(1)
     columns = x.shape[1]

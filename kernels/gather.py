@@ -10,7 +10,7 @@ consecutive threads copy consecutive pixels of a row (coalesced).
 from .numba_cuda import cuda, float32
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gather_rows_kernel(table, indices, out):
     index = cuda.grid(1)
     width = out.shape[1]
@@ -20,7 +20,7 @@ def gather_rows_kernel(table, indices, out):
         out[row, column] = table[indices[row], column]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gather_images_kernel(pixels, indices, scale, out):
     index = cuda.grid(1)
     width = out.shape[1]

@@ -12,7 +12,7 @@ import math
 from .numba_cuda import cuda
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def in_top_k_kernel(logits, labels, k, count):
     row = cuda.grid(1)
     if row >= logits.shape[0]:

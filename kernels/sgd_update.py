@@ -9,7 +9,7 @@ Launch: one thread per element, blocks_for(P) blocks of THREADS_PER_BLOCK.
 from .numba_cuda import cuda
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sgd_update_kernel(parameters, gradients, learning_rate):
     index = cuda.grid(1)
     if index < parameters.shape[0]:

@@ -18,7 +18,7 @@ from .numba_cuda import cuda, float32
 SOFTMAX_THREADS = 256  # a power of two for the tree reduction
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def softmax_xent_kernel(logits, labels, grad, mean_loss):
     thread = cuda.threadIdx.x
     batch, classes = logits.shape

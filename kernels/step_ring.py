@@ -18,7 +18,7 @@ advance_step_kernel: loss_ring[step[0] % R_loss] = mean_loss[0]; step[0] += 1
 from .numba_cuda import cuda, float32
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gather_batch_kernel(pixels, all_labels, index_ring, step, scale, images, labels):
     index = cuda.grid(1)
     width = images.shape[1]
@@ -31,7 +31,7 @@ def gather_batch_kernel(pixels, all_labels, index_ring, step, scale, images, lab
             labels[row] = all_labels[source]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def advance_step_kernel(step, mean_loss, loss_ring):
     if cuda.grid(1) == 0:
         loss_ring[step[0] % loss_ring.shape[0]] = mean_loss[0]
