@@ -168,3 +168,38 @@ def test_program_steps_allocate_no_device_memory(cuda_backend, data_sets, graph)
         program.run(step)
     cuda_backend.synchronize()
     assert [pools[0].used_bytes(), pools[0].total_bytes(), pools[1].n_free_blocks()] == before
+
+
+LAUNCH_EVERY_KERNEL = """
+import json
+import numpy as np
+from mnist_gpu import model as mnist
+from mnist_gpu.backends import get_backend
+from mnist_gpu.compile_report import cuda_kernels
+from mnist_gpu.input_data import DataSet
+from mnist_gpu.trainer import DeviceSplit, do_eval
+
+backend = get_backend("cuda")
+generator = np.random.default_rng(0)
+data = DataSet(generator.integers(0, 256, (300, mnist.IMAGE_PIXELS), dtype=np.uint8),
+               generator.integers(0, 10, 300).astype(np.int32), seed=0)
+split = DeviceSplit(backend, data)
+model = mnist.Model(backend, mnist.initial_variables(128, 32, seed=0), 100)
+backend.step_program(model, split, 0.01, 1, "off").run(0)
+do_eval(model, split)
+misses = {name: sum(kernel.stats.cache_misses.values()) for (_, name), kernel in cuda_kernels().items()}
+print(json.dumps(misses))
+"""
+
+
+def test_a_new_process_loads_every_kernel_from_numba_cache():
+    """cuda.jit(cache=True): the second process to launch the kernels compiles none of them."""
+    import json
+    import subprocess
+    import sys
+
+    for _ in range(2):  # the first may compile (and save); the second must only load
+        result = subprocess.run([sys.executable, "-c", LAUNCH_EVERY_KERNEL], capture_output=True, text=True,
+                                check=True)
+    misses = json.loads(result.stdout.splitlines()[-1])
+    assert len(misses) >= 11 and not any(misses.values()), misses
