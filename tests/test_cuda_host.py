@@ -1,4 +1,5 @@
-"""The CUDA backend's GEMM path on the host: row-major GEMMs as cuBLAS sgemm calls (backends/cuda_gemm.py).
+"""The CUDA backend's host side, without a GPU: its GEMM calls (backends/cuda_gemm.py) and the numba-cuda
+internals its prepared launches rely on (backends/cuda_program.py).
 
 No GPU here, so cuBLAS is stood in for by NumPy's OpenBLAS, column-major, which implements the
 same BLAS contract. The `Cublas` class itself (what runs on a GPU) is driven through a stand-in
@@ -118,3 +119,20 @@ def test_cublas_calls_nvmath_as_its_bindings_declare(monkeypatch, generator, tra
     GemmCall(library, HostAsDevice(a), HostAsDevice(b), HostAsDevice(c), 0.5, 2.0, trans_a, trans_b).run()
     np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
     assert calls[-1][0] == "sgemm" and calls[-1][1]["handle"] == 0x4A4D
+
+
+def test_numba_cuda_still_launches_the_way_prepared_launches_repeat():
+    """PreparedLaunch (cuda_program.py) does once what numba-cuda's launch does per call, with its internals:
+    if a numba-cuda release moves them, this fails in CI instead of first on a GPU."""
+    from cuda.core import launch
+    from numba.cuda.dispatcher import CUDADispatcher, _Kernel
+
+    assert list(inspect.signature(CUDADispatcher.compile).parameters) == ["self", "sig"]
+    assert list(inspect.signature(CUDADispatcher.typeof_pyval).parameters) == ["self", "val"]
+    assert isinstance(inspect.getattr_static(_Kernel, "argument_types"), property)
+    assert list(inspect.signature(_Kernel._prepare_args).parameters) == ["self", "ty", "val", "stream", "retr",
+                                                                          "kernelargs"]
+    assert list(inspect.signature(launch).parameters) == ["stream", "config", "kernel", "kernel_args"]
+    numba_launch = inspect.getsource(_Kernel.launch)  # marshals every argument, then one cuda.core launch
+    assert "self._prepare_args(" in numba_launch and "cufunc.kernel" in numba_launch
+    assert "launch(stream, config, kernel, *kernelargs)" in numba_launch
