@@ -43,8 +43,8 @@ def add_data_flags(parser):
     parser.add_argument("--input_data_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "input_data"),
                         help="Directory to put the input data.")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                        help="auto: cuda when a usable GPU is present, else cpu (fused Numba kernels); "
-                        "numpy is the reference.")
+                        help="auto: cuda when a usable GPU and the GPU extras are present, else cpu (fused Numba "
+                        "kernels); numpy is the reference.")
     parser.add_argument("--source_url", default=None,
                         help="Download the data files from this URL prefix instead of the default mirrors.")
 

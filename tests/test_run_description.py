@@ -2,6 +2,8 @@
 import os
 import re
 
+import pytest
+
 from mnist_gpu.backends import gpu_available
 
 from helpers import run_main, snapshot, without_timings
@@ -17,6 +19,28 @@ def test_the_first_line_says_backend_seed_data_and_log_dir(tmp_path, capsys):
     first = error.splitlines()[0]
     assert re.fullmatch(rf"mnist-gpu: training on the {backend} backend \({re.escape(why)}\), seed \d+, data: fake "
                         rf"data \(--fake_data\), log_dir {re.escape(str(tmp_path))}", first), first
+
+
+@pytest.mark.parametrize("missing, why", [
+    ({"nvmath"}, "nvmath-python is not installed"),
+    ({"numba_cuda", "nvmath"}, "numba-cuda and nvmath-python are not installed"),
+    (set(), None)])
+def test_auto_picks_cuda_only_when_its_packages_are_installed_too(monkeypatch, missing, why):
+    """A GPU CuPy can use is not enough for auto: without the cuda backend's other packages, cpu, saying why."""
+    import importlib.util
+    import sys
+    from types import SimpleNamespace
+
+    from mnist_gpu.backends import resolve_backend_name, why_no_gpu
+
+    monkeypatch.setitem(sys.modules, "cupy", SimpleNamespace(is_available=lambda: True))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name in missing else find_spec(name))
+    if why is None and why_no_gpu() is not None:
+        pytest.skip(f"this machine lacks a GPU package: {why_no_gpu()}")
+    assert why_no_gpu() == why
+    assert resolve_backend_name("auto") == (("cpu", f"auto: no usable GPU, {why}") if why
+                                            else ("cuda", "auto: a usable GPU"))
 
 
 def test_the_printed_seed_repeats_the_run(tmp_path, capsys, mnist_dir):

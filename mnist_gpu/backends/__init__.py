@@ -3,6 +3,7 @@
 Shapes: B batch, D=784 pixels, H hidden units (H1 or H2), C=10 classes. Every op writes into
 `out=` buffers the caller allocated once, so a training step allocates nothing.
 """
+import importlib.util
 from typing import Protocol, runtime_checkable
 
 
@@ -92,16 +93,28 @@ def check_labels(labels):
         raise TypeError(f"labels must be an integer array (int32), got {labels.dtype}")
 
 
+GPU_PACKAGES = (("numba_cuda", "numba-cuda"), ("nvmath", "nvmath-python"))  # besides CuPy: module, package
+
+
 def why_no_gpu():
-    """None when CuPy sees a usable CUDA device (the simulator does not count), else why not."""
+    """None when the cuda backend can run here (the simulator does not count), else why not.
+
+    That is: CuPy sees a usable CUDA device, and the cuda backend's other packages are installed
+    (looked up, not imported: `auto` must not pay their import to choose cpu).
+    """
     try:
         import cupy
     except ImportError:
         return "CuPy is not installed"
     try:
-        return None if cupy.is_available() else "CuPy sees no CUDA device"
+        if not cupy.is_available():
+            return "CuPy sees no CUDA device"
     except Exception as error:  # noqa: BLE001 - a broken driver means no usable GPU
         return f"CUDA failed: {error}"
+    missing = [package for module, package in GPU_PACKAGES if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
+    return None
 
 
 def gpu_available():
