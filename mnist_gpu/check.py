@@ -19,7 +19,7 @@ from importlib import metadata
 import numpy as np
 
 from . import model as mnist
-from .backends import BACKEND_NAMES, BackendUnavailable, get_backend, gpu_available
+from .backends import BACKEND_NAMES, BackendUnavailable, get_backend, why_no_cuda_device
 
 TUTORIAL_BATCH, TUTORIAL_HIDDEN = 100, 128
 TRAINING_STEPS = 100
@@ -208,7 +208,7 @@ def versions():
         found["NVVM"] = ".".join(map(str, nvvm.NVVM().get_version()))
     except Exception as error:  # noqa: BLE001 - any failure to load libNVVM is reported, not raised
         found["NVVM"] = f"not found ({type(error).__name__})"
-    if gpu_available():
+    if why_no_cuda_device() is None:  # the GPU is named even where a package the cuda backend needs is missing
         import cupy
 
         runtime = cupy.cuda.runtime
