@@ -11,6 +11,10 @@ class BackendUnavailable(Exception):
     """The asked-for backend cannot run here; the message says what is missing and how to get it."""
 
 
+INSTALL_HINT = ("install the GPU extras: in the mnist_gpu checkout, pip install '.[cuda13]' (CUDA 13 driver) "
+                "or '.[cuda12]'")  # how to get the cuda backend's packages
+
+
 class CudaGraphError(RuntimeError):
     """--cuda_graph on, and the training step cannot run as a CUDA graph (or it disagrees with the eager step)."""
 

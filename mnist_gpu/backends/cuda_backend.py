@@ -19,12 +19,9 @@ import contextlib
 import numpy as np
 
 from ..model import PIXEL_SCALE
-from . import BackendUnavailable, check_labels
+from . import INSTALL_HINT, BackendUnavailable, check_labels
 from .cuda_gemm import Cublas, GemmCall, SimulatedCublas
 from .numpy_backend import NumpyBackend
-
-INSTALL_HINT = ("install the GPU extras: in the mnist_gpu checkout, pip install '.[cuda13]' (CUDA 13 driver) "
-                "or '.[cuda12]'")
 
 
 def _import_kernels():

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from . import BackendUnavailable
+from . import INSTALL_HINT, BackendUnavailable
 
 NO_TRANSPOSE, TRANSPOSE = 0, 1  # cublasOperation_t: CUBLAS_OP_N, CUBLAS_OP_T
 CUBLAS_WORKSPACE_BYTES = 32 * 2 ** 20  # NVIDIA's advice for Hopper; a fixed workspace lets cuBLAS be captured
@@ -63,8 +63,8 @@ class Cublas:
         try:
             from nvmath.bindings import cublas
         except ImportError as error:
-            raise BackendUnavailable(f"--backend cuda needs nvmath-python for cuBLAS ({error}); install the GPU "
-                                     "extras: in the mnist_gpu checkout, pip install '.[cuda13]'") from None
+            raise BackendUnavailable(f"--backend cuda needs nvmath-python for cuBLAS ({error}); "
+                                     f"{INSTALL_HINT}") from None
         self.cublas = cublas
         self.handle = cublas.create()
         weakref.finalize(self, cublas.destroy, self.handle)
