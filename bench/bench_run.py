@@ -6,6 +6,7 @@ around subprocess.run; in-process pieces with pytest-benchmark's own timer.
 """
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from mnist_gpu.input_data import read_data_sets
 from mnist_gpu.trainer import SPLITS, DeviceSplit, Log, evaluate_all, run_training
 
 RUN_GROUP = "tutorial run (2000 steps, B=100, evals included)"
+STARTUP_GROUP = "start-up: mnist-gpu --max_steps 0 (a fresh process, the data cache warm)"
 # "cuda": the step as a CUDA graph (--cuda_graph auto); "cuda-eager": its prepared launches (off).
 RUN_VARIANTS = {"numpy": {"backend": "numpy"}, "cpu": {"backend": "cpu"}, "cuda": {"backend": "cuda"},
                 "cuda-eager": {"backend": "cuda", "cuda_graph": "off"}}
@@ -70,11 +72,45 @@ def test_whole_command(benchmark, variant, tmp_path_factory):
 def test_startup(benchmark, backend_name, tmp_path_factory):
     """Everything before the first step, in a fresh process: `mnist-gpu --max_steps 0` (imports, backend, data)."""
     skip_cuda_without_a_gpu(backend_name)
-    benchmark.group = "start-up: mnist-gpu --max_steps 0 (a fresh process, the data cache warm)"
+    benchmark.group = STARTUP_GROUP
     arguments = ["--backend", backend_name, "--input_data_dir", str(tmp_path_factory.mktemp("input_data")),
                  "--max_steps", "0", "--log_dir", str(tmp_path_factory.mktemp("run"))]
     run_command(arguments)  # fills the data cache
     benchmark.pedantic(run_command, args=(arguments,), rounds=7)
+
+
+# The libraries a backend cannot start without (bench/startup_floor.py): what is left above them is mnist_gpu's.
+STARTUP_FLOORS = {"numpy": [], "cpu": ["numba"]}
+
+
+@pytest.mark.parametrize("backend_name", STARTUP_FLOORS)
+def test_startup_over_floor(benchmark, backend_name, tmp_path_factory):
+    """Start-up and its libraries' floor, alternated round by round (fresh processes), so both see the same machine.
+
+    The benchmark's time is the pair; extra_info has each median and the median per-round difference.
+    """
+    benchmark.group = "start-up over the libraries' floor, interleaved (a fresh process each)"
+    arguments = ["--backend", backend_name, "--input_data_dir", str(tmp_path_factory.mktemp("input_data")),
+                 "--max_steps", "0", "--log_dir", str(tmp_path_factory.mktemp("run"))]
+    floor_command = [sys.executable, os.path.join(os.path.dirname(__file__), "startup_floor.py"),
+                     *STARTUP_FLOORS[backend_name]]
+    run_command(arguments)  # fills the data cache
+    subprocess.run(floor_command, check=True)  # compiles the floor's kernel into Numba's cache
+    startup_times, floor_times = [], []
+
+    def one_round():
+        start = time.perf_counter()
+        subprocess.run(floor_command, check=True)
+        middle = time.perf_counter()
+        run_command(arguments)
+        floor_times.append(middle - start)
+        startup_times.append(time.perf_counter() - middle)
+
+    benchmark.pedantic(one_round, rounds=9)
+    benchmark.extra_info.update(
+        startup_median=statistics.median(startup_times), floor_median=statistics.median(floor_times),
+        above_floor=statistics.median(startup - floor
+                                      for startup, floor in zip(startup_times, floor_times, strict=True)))
 
 
 @pytest.mark.parametrize("cache", ["warm", "cold"])

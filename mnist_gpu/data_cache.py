@@ -3,15 +3,17 @@
 The gzip files stay the source of truth: a cached array is written only from a file that has
 just been decompressed and verified (IDX header, size, MD5), and is used only while
 
-- it records the very source file it came from (path, size and modification time: a replaced or
-  damaged source is read, and verified, again),
+- it records the very source file it is read for among the ones it was verified from (path, size
+  and modification time: a replaced or damaged source is read, and verified, again; up to
+  MAX_ORIGINS sources are remembered, so a checkout and an installed copy sharing the default
+  input_data_dir do not rebuild each other's cache on every run),
 - it records the MD5 of the verified data it holds (the same data, whichever copy it came from),
 - its bytes still have the CRC-32 recorded when it was written (a truncated, edited or
   bit-flipped cache is never used: it is silently rebuilt from the source),
 - its files belong to the user running (the default input_data_dir is under the shared /tmp: a
   CRC guards against accidents, not against another user who writes a matching record).
 
-CRC-32 (zlib's, hardware-accelerated) reads the 47 MB training images in about 12 ms, against
+CRC-32 (zlib's) reads the 47 MB training images in about 12 ms, against
 0.3 s to decompress and MD5 them; it detects every truncation, every changed byte and every
 burst of changed bits up to 32 long: the accidents a cache meets. The array is memory-mapped
 (read-only: nothing can change it in memory either), so a warm start reads each page once, for
@@ -30,6 +32,7 @@ from .durable import write_atomically
 
 CACHE_FOLDER = "cache"
 RECORD_SUFFIX = ".json"
+MAX_ORIGINS = 8  # the newest first; more sources than this share one cache only by rebuilding it
 
 
 def cache_path(input_data_dir, dataset, expected):
@@ -51,14 +54,27 @@ def owned_by_us(path):
     return not hasattr(os, "geteuid") or os.stat(path).st_uid == os.geteuid()
 
 
-def load(path, source, expected):
-    """The cached array if it verifies for this source and this data, else None (never raises for a bad cache)."""
+def read_record(path, expected):
+    """The record of the cache at `path` if this user wrote it and it is of the expected data; else None."""
     try:
-        if not (owned_by_us(path) and owned_by_us(path + RECORD_SUFFIX)):
+        if not owned_by_us(path + RECORD_SUFFIX):  # another user's word on what was verified counts for nothing
             return None
         with open(path + RECORD_SUFFIX, encoding="utf-8") as stream:
             record = json.load(stream)
-        if record.get("md5") != expected.md5 or record.get("origin") != source_identity(source):
+    except (OSError, ValueError):  # missing, unreadable, not JSON
+        return None
+    if not (isinstance(record, dict) and record.get("md5") == expected.md5 and isinstance(record.get("origins"), list)):
+        return None
+    return record
+
+
+def load(path, source, expected):
+    """The cached array if it verifies for this source and this data, else None (never raises for a bad cache)."""
+    record = read_record(path, expected)
+    if record is None or source_identity(source) not in record["origins"]:
+        return None
+    try:
+        if not owned_by_us(path):
             return None
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):  # missing, unreadable, truncated, not an .npy
@@ -69,9 +85,15 @@ def load(path, source, expected):
 
 
 def store(path, source, expected, array):
-    """Write `array` (just verified from `source`) and its record atomically; any OSError is left to the caller."""
+    """Write `array` (just verified from `source`) and its record atomically; any OSError is left to the caller.
+
+    The sources the cache was verified from before stay in its record: the data is the same (its MD5).
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    origin = source_identity(source)
+    earlier = read_record(path, expected)
+    origins = [origin] + [known for known in (earlier["origins"] if earlier else []) if known != origin]
     write_atomically(path, lambda stream: np.save(stream, array, allow_pickle=False), sync=False)
-    record = {"md5": expected.md5, "origin": source_identity(source), "crc32": crc32(array)}
+    record = {"md5": expected.md5, "origins": origins[:MAX_ORIGINS], "crc32": crc32(array)}
     write_atomically(path + RECORD_SUFFIX, lambda stream: stream.write(json.dumps(record, indent=1).encode()),
                      sync=False)

@@ -57,7 +57,7 @@ def test_the_first_read_caches_and_the_next_reads_only_the_cache(data_dir, decom
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated", "flipped byte", "record edited", "record deleted",
-                                    "not an npy"])
+                                    "record not an object", "not an npy"])
 def test_a_damaged_cache_is_rebuilt_and_never_used(data_dir, decompressions, damage):
     input_data.read_data_sets(str(data_dir))
     path = cached_file(data_dir, IMAGES)
@@ -78,6 +78,8 @@ def test_a_damaged_cache_is_rebuilt_and_never_used(data_dir, decompressions, dam
         json.dump(record, open(path + ".json", "w"))
     elif damage == "record deleted":
         os.remove(path + ".json")
+    elif damage == "record not an object":
+        json.dump([], open(path + ".json", "w"))
     else:
         with open(path, "wb") as stream:
             stream.write(b"not an npy file at all")
@@ -129,8 +131,35 @@ def test_the_shipped_copy_is_cached_in_the_input_data_dir(tmp_path, decompressio
     assert len(decompressions) == 4
     assert os.listdir(tmp_path) == ["cache"]
     record = json.load(open(cached_file(tmp_path, LABELS) + ".json"))
-    assert record["origin"]["source"] == os.path.realpath(
-        os.path.join(input_data.PACKAGED_DIRECTORY, "mnist", LABELS.name))
+    assert [origin["source"] for origin in record["origins"]] == [os.path.realpath(
+        os.path.join(input_data.PACKAGED_DIRECTORY, "mnist", LABELS.name))]
+
+
+def test_two_sources_sharing_one_cache_do_not_rebuild_it_for_each_other(data_dir, decompressions, tmp_path_factory):
+    """A checkout and an installed copy use the same default input_data_dir: each source is verified once."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+
+    def move_sources(source, target):  # os.replace keeps each file's size and modification time
+        for expected in DATASETS["mnist"].values():
+            os.replace(os.path.join(source, expected.name), os.path.join(target, expected.name))
+
+    input_data.read_data_sets(str(data_dir))  # the copies in data_dir
+    move_sources(data_dir, elsewhere)
+    input_data.read_data_sets(str(data_dir))  # the shipped copies
+    assert len(decompressions) == 8
+    for _ in range(2):
+        move_sources(elsewhere, data_dir)
+        input_data.read_data_sets(str(data_dir))
+        move_sources(data_dir, elsewhere)
+        data_sets = input_data.read_data_sets(str(data_dir))
+    assert len(decompressions) == 8  # neither source was read again
+    np.testing.assert_array_equal(data_sets.test.labels, original(elsewhere, DATASETS["mnist"]["test_labels"]))
+    move_sources(elsewhere, data_dir)
+    labels = data_dir / LABELS.name
+    os.utime(labels, ns=(os.stat(labels).st_atime_ns, os.stat(labels).st_mtime_ns + 1))  # touched: verify again
+    decompressions.clear()
+    input_data.read_data_sets(str(data_dir))
+    assert decompressions == [LABELS.name]
 
 
 def test_cache_files_hold_no_pickle(data_dir):
