@@ -125,7 +125,8 @@ def test_numba_cuda_still_launches_the_way_prepared_launches_repeat():
     """PreparedLaunch (cuda_program.py) does once what numba-cuda's launch does per call, with its internals:
     if a numba-cuda release moves them, this fails in CI instead of first on a GPU."""
     from cuda.core import launch
-    from numba.cuda.dispatcher import CUDADispatcher, _Kernel
+    from numba.cuda.cudadrv.driver import _to_core_stream
+    from numba.cuda.dispatcher import CUDADispatcher, _Kernel, _LaunchConfiguration
 
     assert list(inspect.signature(CUDADispatcher.compile).parameters) == ["self", "sig"]
     assert list(inspect.signature(CUDADispatcher.typeof_pyval).parameters) == ["self", "val"]
@@ -133,6 +134,8 @@ def test_numba_cuda_still_launches_the_way_prepared_launches_repeat():
     assert list(inspect.signature(_Kernel._prepare_args).parameters) == ["self", "ty", "val", "stream", "retr",
                                                                           "kernelargs"]
     assert list(inspect.signature(launch).parameters) == ["stream", "config", "kernel", "kernel_args"]
+    assert list(inspect.signature(_to_core_stream).parameters) == ["stream"]
+    assert "self.stream = driver._to_core_stream(stream)" in inspect.getsource(_LaunchConfiguration.__init__)
     numba_launch = inspect.getsource(_Kernel.launch)  # marshals every argument, then one cuda.core launch
     assert "self._prepare_args(" in numba_launch and "cufunc.kernel" in numba_launch
     assert "launch(stream, config, kernel, *kernelargs)" in numba_launch

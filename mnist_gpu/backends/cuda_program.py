@@ -39,29 +39,32 @@ LOSS_RING_STEPS = 256  # a step's loss can be read until 256 steps later (the tr
 class PreparedLaunch:
     """A KernelLaunch with Numba's per-call work done once: one cuda.core launch per run().
 
-    numba-cuda 0.30's launch types each argument, finds the compiled kernel, marshals each array
-    into its parameters (Numba's array ABI: meminfo, parent, size, itemsize, data, shape, strides)
-    and ends with cuda.core's `launch`. The marshalling here is Numba's own (`_prepare_args`), so
-    the parameters are exactly what its launch would pass; only the repetition is gone.
+    numba-cuda 0.30's launch converts the stream to cuda.core's, types each argument, finds the
+    compiled kernel, marshals each array into its parameters (Numba's array ABI: meminfo, parent,
+    size, itemsize, data, shape, strides) and ends with cuda.core's `launch`. The conversion and
+    the marshalling here are Numba's own (`_to_core_stream`, `_prepare_args`), so the launch gets
+    exactly what Numba's would pass; only the repetition is gone.
     """
 
     def __init__(self, launch):
         from cuda.core import LaunchConfig
         from cuda.core import launch as launch_kernel
+        from numba.cuda.cudadrv.driver import _to_core_stream
 
         dispatcher = launch.kernel
         compiled = dispatcher.compile(tuple(dispatcher.typeof_pyval(value) for value in launch.arguments))
+        stream = _to_core_stream(launch.stream)  # what kernel[blocks, threads, stream] keeps
         parameters, write_backs = [], []
         with launch.on_stream:  # see KernelLaunch
             for kind, value in zip(compiled.argument_types, launch.arguments, strict=True):
-                compiled._prepare_args(kind, value, launch.stream, write_backs, parameters)
+                compiled._prepare_args(kind, value, stream, write_backs, parameters)
         if write_backs:
             raise TypeError(f"{dispatcher.py_func.__name__}: a host array among its arguments (it would be copied "
                             "on every launch)")
         self.launch_kernel = launch_kernel
         self.kernel = compiled._codelibrary.get_cufunc().kernel
         self.config = LaunchConfig(grid=launch.blocks, block=launch.threads)
-        self.stream, self.parameters = launch.stream, parameters
+        self.stream, self.parameters = stream, parameters
         self.arguments = launch.arguments  # the arrays stay alive as long as the launch can run
 
     def run(self):
