@@ -68,14 +68,20 @@ def test_whole_command(benchmark, variant, tmp_path_factory):
                        setup=lambda: ((str(tmp_path_factory.mktemp("run")),), {}), rounds=5)
 
 
+def startup_arguments(backend_name, tmp_path_factory):
+    """`mnist-gpu --max_steps 0` with its own data folder and log_dir, run once here to fill the data cache."""
+    arguments = ["--backend", backend_name, "--input_data_dir", str(tmp_path_factory.mktemp("input_data")),
+                 "--max_steps", "0", "--log_dir", str(tmp_path_factory.mktemp("run"))]
+    run_command(arguments)
+    return arguments
+
+
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_startup(benchmark, backend_name, tmp_path_factory):
     """Everything before the first step, in a fresh process: `mnist-gpu --max_steps 0` (imports, backend, data)."""
     skip_cuda_without_a_gpu(backend_name)
     benchmark.group = STARTUP_GROUP
-    arguments = ["--backend", backend_name, "--input_data_dir", str(tmp_path_factory.mktemp("input_data")),
-                 "--max_steps", "0", "--log_dir", str(tmp_path_factory.mktemp("run"))]
-    run_command(arguments)  # fills the data cache
+    arguments = startup_arguments(backend_name, tmp_path_factory)
     benchmark.pedantic(run_command, args=(arguments,), rounds=7)
 
 
@@ -90,11 +96,9 @@ def test_startup_over_floor(benchmark, backend_name, tmp_path_factory):
     The benchmark's time is the pair; extra_info has each median and the median per-round difference.
     """
     benchmark.group = "start-up over the libraries' floor, interleaved (a fresh process each)"
-    arguments = ["--backend", backend_name, "--input_data_dir", str(tmp_path_factory.mktemp("input_data")),
-                 "--max_steps", "0", "--log_dir", str(tmp_path_factory.mktemp("run"))]
+    arguments = startup_arguments(backend_name, tmp_path_factory)
     floor_command = [sys.executable, os.path.join(os.path.dirname(__file__), "startup_floor.py"),
                      *STARTUP_FLOORS[backend_name]]
-    run_command(arguments)  # fills the data cache
     subprocess.run(floor_command, check=True)  # compiles the floor's kernel into Numba's cache
     startup_times, floor_times = [], []
 
