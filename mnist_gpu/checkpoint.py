@@ -256,7 +256,7 @@ def read_state(log_dir):
             raise CheckpointError(f"{path}: line {number} is not a checkpoint entry: {line[:80]!r}")
         key, name = entry.groups()
         if NAME_PATTERN.fullmatch(name) is None:
-            raise CheckpointError(f"{path}: line {number} names {name[:80]!r}, not a checkpoint of this folder "
+            raise CheckpointError(f"{path}: line {number} names {name[:240]!r}, not a checkpoint of this folder "
                                   f"({checkpoint_name('<step>')}); nothing it names is opened or deleted")
         if name in names or (key == "model_checkpoint_path" and newest is not None):
             raise CheckpointError(f"{path}: line {number} repeats {key} {name!r}")
