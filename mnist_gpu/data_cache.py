@@ -93,7 +93,8 @@ def load(path, source, expected):
         if not owned_by_us(path):
             return None
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):  # missing, unreadable, truncated, not an .npy
+    except Exception:  # noqa: BLE001 - a bad cache is rebuilt; np.load raises OSError, ValueError, EOFError (empty),
+        # SyntaxError (a spoiled header) and more for files that are no .npy
         return None
     shape = (expected.count, IMAGE_ROWS, IMAGE_COLUMNS) if expected.kind == "images" else (expected.count,)
     if (array.dtype != np.uint8 or array.shape != shape or not array.flags.c_contiguous
