@@ -182,3 +182,18 @@ def test_a_malformed_record_means_rebuild_never_an_error(data_dir, decompression
     data_sets = input_data.read_data_sets(str(data_dir))
     assert decompressions == [LABELS.name]
     np.testing.assert_array_equal(data_sets.train.labels, original(data_dir, LABELS)[5000:])
+
+
+@pytest.mark.parametrize("spoil", ["empty", "header"])
+def test_an_npy_that_numpy_cannot_parse_means_rebuild(data_dir, decompressions, spoil):
+    """Found by the fuzzing (test_fuzz_readers.py): np.load raises EOFError for an empty file and SyntaxError for a
+    spoiled header, neither an OSError nor a ValueError."""
+    input_data.read_data_sets(str(data_dir))
+    path = cached_file(data_dir, LABELS)
+    data = open(path, "rb").read()
+    with open(path, "wb") as stream:
+        stream.write(b"" if spoil == "empty" else data.replace(b"{'descr'", b"'descr'", 1))
+    decompressions.clear()
+    data_sets = input_data.read_data_sets(str(data_dir))
+    assert decompressions == [LABELS.name]
+    np.testing.assert_array_equal(data_sets.train.labels, original(data_dir, LABELS)[5000:])
