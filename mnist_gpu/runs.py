@@ -24,7 +24,6 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
 
 from . import checkpoint as checkpoints
 from .durable import WriteError, ensure_writable_folder, failure_reason, temporary_target
@@ -84,13 +83,15 @@ def plural(count, noun):
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-@dataclass
 class Run:
-    """The log_dir a training run uses, locked for it, and the checkpoint it resumes from (None for a new run)."""
+    """The log_dir a training run uses, locked for it, and the checkpoint it resumes from (None for a new run).
 
-    log_dir: str
-    resume_from: object = None  # a checkpoint.Checkpoint
-    writing: bool = False
+    (A plain class: making a dataclass costs a millisecond of every command's start-up.)
+    """
+
+    def __init__(self, log_dir, resume_from=None):
+        self.log_dir, self.resume_from = log_dir, resume_from
+        self.writing = False
 
     def start_writing(self, overwrite):
         """Every check has passed: from here on the log_dir is written, and kept whatever happens.
@@ -160,7 +161,7 @@ def checked_for_use(log_dir, resume, overwrite, note):
     return checkpoint
 
 
-def make_folders(path, created):
+def make_folders(path, created, what="--log_dir"):
     """Create `path` and its missing parents, appending each folder this call made to `created`."""
     missing, folder = [], os.path.abspath(path)
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
@@ -172,13 +173,13 @@ def make_folders(path, created):
         except FileExistsError:  # made by another process meanwhile (or a file: the lock's open says so)
             continue
         except OSError as error:
-            raise WriteError(f"--log_dir {path} cannot be written: {failure_reason(error)}") from None
+            raise WriteError(f"{what} {path} cannot be written: {failure_reason(error)}") from None
         created.append(folder)
 
 
 def new_run_folder(root, created):
     """Make a new run folder under root named by the time now (the next free millisecond); returns its path."""
-    make_folders(root, [])  # the root stays: other runs live in it
+    make_folders(root, [], "the folder of the runs made without --log_dir,")  # it stays: other runs live in it
     milliseconds = time.time_ns() // 1_000_000
     while True:
         path = os.path.join(root, run_folder_name(milliseconds))

@@ -13,7 +13,6 @@ import contextlib
 import copy
 import math
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -270,6 +269,8 @@ def describe_run(flags, backend_name, why, seed, data_sets, resume_from):
 
 def random_seed():
     """A seed for a run given none: at most SEED_DIGITS digits, from the OS's entropy."""
+    import secrets  # only a run without --seed needs it (half a millisecond of start-up)
+
     return secrets.randbelow(10 ** SEED_DIGITS)
 
 
