@@ -77,9 +77,11 @@ def test_kill_9_leaves_nothing_to_clean_up(tmp_path, capsys):
     """The lock is the OS's: it dies with the process, and there is no lock file to be left behind."""
     log_dir = tmp_path / "run"
     process = start(log_dir, "--seed", "1", "--max_steps", FOREVER)
-    wait_for(lambda: (log_dir / "checkpoint").exists(), process, "a first checkpoint")
-    process.kill()
-    process.communicate()
+    try:
+        wait_for(lambda: (log_dir / "checkpoint").exists(), process, "a first checkpoint")
+    finally:
+        process.kill()
+        process.communicate()
     assert all(runs.is_run_file(name) for name in os.listdir(log_dir)), os.listdir(log_dir)
     code, _, error = run_main(capsys, *FAST, "--log_dir", str(log_dir), "--resume", "--max_steps", "2000")
     assert code == 0, error
