@@ -23,8 +23,10 @@ def train(*, verbose=True, **flags):
     checks: an unknown name is a TypeError naming it, a bad value a FlagError (a ValueError).
     Without log_dir the run gets a new folder under the default root (result.log_dir names it).
     verbose=False prints nothing. Errors are raised, not printed: DataError, WriteError,
-    TrainingDiverged, CudaGraphError (cuda_graph="on" where no graph can be used), and
-    TrainingInterrupted (after saving the step it stopped at) on Ctrl-C or SIGTERM.
+    CheckpointError (resume=True with no checkpoint that passes its checks), TrainingDiverged,
+    CudaGraphError (cuda_graph="on" where no graph can be used), and TrainingInterrupted (after
+    saving the step it stopped at) on Ctrl-C or SIGTERM; a log_dir another run is using is a
+    LogDirInUse (a FlagError).
     """
     return run_training(parse_flags("train", **flags), Log(verbose))
 
