@@ -21,9 +21,12 @@ def train(*, verbose=True, **flags):
     Keyword arguments are named exactly like the flags (learning_rate, max_steps, hidden1, ...,
     log_dir, seed, resume, overwrite, backend, cuda_graph) and get the same defaults and the same
     checks: an unknown name is a TypeError naming it, a bad value a FlagError (a ValueError).
+    Without log_dir the run gets a new folder under the default root (result.log_dir names it).
     verbose=False prints nothing. Errors are raised, not printed: DataError, WriteError,
-    TrainingDiverged, CudaGraphError (cuda_graph="on" where no graph can be used), and
-    TrainingInterrupted (after saving the step it stopped at) on Ctrl-C or SIGTERM.
+    CheckpointError (resume=True with no checkpoint that passes its checks), TrainingDiverged,
+    CudaGraphError (cuda_graph="on" where no graph can be used), and TrainingInterrupted (after
+    saving the step it stopped at) on Ctrl-C or SIGTERM; a log_dir another run is using is a
+    LogDirInUse (a FlagError).
     """
     return run_training(parse_flags("train", **flags), Log(verbose))
 
@@ -66,7 +69,8 @@ class Classifier:
 def load_checkpoint(path_or_log_dir, backend="auto"):
     """The model saved in a checkpoint file, or in a log_dir's newest valid checkpoint, ready to predict.
 
-    A damaged checkpoint raises CheckpointError naming it; loading never runs code (safetensors).
+    A damaged checkpoint, or one that fails the schema (checkpoint.check), raises CheckpointError naming
+    the file and the field; loading never runs code (safetensors).
     """
     checkpoint, _ = checkpoints.resolve(path_or_log_dir)
     model = mnist.Model(get_backend(backend), checkpoint.variables, 1, checkpoint.global_step)

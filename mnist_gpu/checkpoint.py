@@ -6,23 +6,37 @@ position and generator state, and a SHA-256 of all of that, checked on load. The
 state file `log_dir/checkpoint` lists the kept checkpoints (oldest first) and is written last: it
 is the commit point, so a crash at any instant leaves the previous checkpoint listed and whole.
 safetensors is a code-free format: loading a checkpoint never runs code (unlike pickle).
+
+A checkpoint is a file people copy, share and download, and anyone can recompute its hash: the
+hash only detects damage. After it, every field is checked against the schema (`check`), and the
+state file's entries must be plain checkpoint names of its own folder: whatever a file says,
+reading a checkpoint opens nothing else, and pruning deletes only this run's own checkpoints.
 """
 import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 
 import numpy as np
 
-from .durable import WriteError, replace_durably, temporary_beside, write_bytes_durably
+from . import model as mnist
+from .durable import WriteError, failure_reason, replace_durably, temporary_beside, write_bytes_durably
+from .flag_values import non_negative_int, positive_float, positive_int
+from .idx_files import DATASETS
+from .input_data import split_sizes
 
 STATE_FILE = "checkpoint"
 PREFIX = "model.ckpt"
 SUFFIX = ".safetensors"
 FORMAT = "mnist_gpu checkpoint 1"
+STEP_TENSOR = "global_step"
 ORDER_TENSOR = "data/train/order"
-NAME_PATTERN = re.compile(re.escape(PREFIX) + r"-(\d+)" + re.escape(SUFFIX))
+NAME_PATTERN = re.compile(re.escape(PREFIX) + r"-(0|[1-9][0-9]*)" + re.escape(SUFFIX))
+STATE_LINE = re.compile(r'(model_checkpoint_path|all_model_checkpoint_paths): "([^"]*)"')
+MAX_STATE_BYTES = 16 * 2 ** 20  # ours take one line (~45 bytes) per kept checkpoint
+LATEST_ATTEMPTS = 5  # reads of a state file that a run keeps changing under a reader
 
 
 class CheckpointError(Exception):
@@ -55,7 +69,7 @@ def write(path, checkpoint):
     """Write `checkpoint` to `path` atomically and durably (temporary file, fsync, rename)."""
     # safetensors 0.8.0 silently writes wrong data for non-contiguous arrays (its issue 825).
     tensors = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in checkpoint.variables.items()}
-    tensors["global_step"] = np.array(checkpoint.global_step, dtype=np.int64)
+    tensors[STEP_TENSOR] = np.array(checkpoint.global_step, dtype=np.int64)
     tensors[ORDER_TENSOR] = np.ascontiguousarray(checkpoint.data_order, dtype=np.int32)
     metadata = {"format": FORMAT, "flags": json.dumps(checkpoint.flags, sort_keys=True),
                 "data_position": json.dumps(checkpoint.data_position, sort_keys=True)}
@@ -68,7 +82,7 @@ def write(path, checkpoint):
 
 
 def read(path):
-    """Load and verify a checkpoint; any damage raises CheckpointError naming the file."""
+    """Load and verify a checkpoint: its hash, then its schema; any violation raises CheckpointError naming the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
     import safetensors
@@ -81,28 +95,178 @@ def read(path):
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({error})") from None
     recorded = metadata.pop("sha256", None)
     if metadata.get("format") != FORMAT or recorded is None:
-        raise CheckpointError(f"{path}: not an mnist_gpu checkpoint (format {metadata.get('format')!r})")
+        found = metadata.get("format")
+        if isinstance(found, str) and found.startswith(FORMAT.rsplit(" ", 1)[0] + " "):
+            raise CheckpointError(f"{path}: format {found!r} is not {FORMAT!r}, the one this mnist_gpu reads")
+        raise CheckpointError(f"{path}: not an mnist_gpu checkpoint (format {found!r})")
     actual = content_hash(tensors, metadata)
     if actual != recorded:
         raise CheckpointError(f"{path}: hash mismatch: contents hash to {actual[:16]}..., "
                               f"the file records {recorded[:16]}...; the file is damaged")
-    global_step = int(tensors.pop("global_step"))
-    order = tensors.pop(ORDER_TENSOR)
-    return Checkpoint(variables=tensors, global_step=global_step, flags=json.loads(metadata["flags"]),
-                      data_order=order, data_position=json.loads(metadata["data_position"]), path=path)
+    return check(path, metadata, tensors)
+
+
+# The schema. Besides "format" (checked first) and "sha256", the metadata (str values, as safetensors
+# requires) holds exactly these JSON objects:
+JSON_FIELDS = ("flags", "data_position")
+OPTIONAL_JSON_FIELDS = ("provenance",)  # what made the file (versions, backend, ...): any JSON object
+FLAG_CHECKS = {  # flag: (holds, what it must be): the command line's own ranges (flag_values.py)
+    "hidden1": (positive_int.holds, positive_int.expected),
+    "hidden2": (positive_int.holds, positive_int.expected),
+    "batch_size": (positive_int.holds, positive_int.expected),
+    "learning_rate": (positive_float.holds, positive_float.expected),
+    "seed": (non_negative_int.holds, non_negative_int.expected),
+    "dataset": (lambda value: isinstance(value, str) and value in DATASETS, "one of " + ", ".join(DATASETS)),
+    "fake_data": (lambda value: isinstance(value, bool), "true or false"),
+}
+POSITION_FIELDS = ("index_in_epoch", "epochs_completed", "generator")
+GENERATOR_FIELDS = {"bit_generator", "state", "has_uint32", "uinteger"}  # NumPy's PCG64 state, as default_rng has it
+
+
+NOT_JSON = object()
+
+
+def parse_json(text):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than Python's stack
+        return NOT_JSON
+
+
+def check(path, metadata, tensors):
+    """The Checkpoint that `metadata` (hash removed) and `tensors` describe, or a CheckpointError naming the field.
+
+    Every variable of the architecture the flags describe, float32, finite, of the shape they imply;
+    nothing unexpected; flags complete and within the command line's ranges; global_step >= 0;
+    the training order a permutation of the training set; the position within it; the generator
+    state one NumPy loads. A float64 (or any other dtype) variable is refused, not converted:
+    mnist_gpu trains and saves float32 only, so such a file was made elsewhere.
+    """
+    def refuse(field, problem):
+        raise CheckpointError(f"{path}: {field} {problem}")
+
+    unexpected = sorted(set(metadata) - {"format", *JSON_FIELDS, *OPTIONAL_JSON_FIELDS})
+    if unexpected:
+        refuse(f"metadata {unexpected[0]!r}", "is not a field of an mnist_gpu checkpoint")
+    parsed = {}
+    for field in JSON_FIELDS + OPTIONAL_JSON_FIELDS:
+        if field not in metadata:
+            if field in OPTIONAL_JSON_FIELDS:
+                continue
+            refuse(f"metadata {field!r}", "is missing")
+        parsed[field] = parse_json(metadata[field])
+        if parsed[field] is NOT_JSON:
+            refuse(f"metadata {field!r}", "is not JSON")
+        if not isinstance(parsed[field], dict):
+            refuse(f"metadata {field!r}", f"is a JSON {type(parsed[field]).__name__}, not an object")
+    flags = parsed["flags"]
+    for name, (holds, expected) in FLAG_CHECKS.items():
+        if name not in flags:
+            refuse(f"flags.{name}", "is missing")
+        if not holds(flags[name]):
+            refuse(f"flags.{name}", f"is {json.dumps(flags[name])[:40]}; expected {expected}")
+    if len(flags) > len(FLAG_CHECKS):
+        refuse(f"flags.{sorted(set(flags) - set(FLAG_CHECKS))[0]}", "is not a flag a checkpoint records")
+    sizes = split_sizes(flags["dataset"], flags["fake_data"])
+    if flags["batch_size"] > min(sizes.values()):
+        smallest = min(sizes, key=sizes.get)
+        refuse("flags.batch_size", f"is {flags['batch_size']}; the {smallest} set has {sizes[smallest]} examples")
+
+    shapes = mnist.variable_shapes(flags["hidden1"], flags["hidden2"])
+    unexpected = sorted(set(tensors) - set(shapes) - {STEP_TENSOR, ORDER_TENSOR})
+    if unexpected:
+        refuse(f"tensor {unexpected[0]!r}", "is not a variable of the tutorial's network")
+    for name, shape in [*shapes.items(), (STEP_TENSOR, ()), (ORDER_TENSOR, (sizes["train"],))]:
+        if name not in tensors:
+            refuse(f"tensor {name}", "is missing")
+        value = tensors[name]
+        dtype = {STEP_TENSOR: np.int64, ORDER_TENSOR: np.int32}.get(name, np.float32)
+        if value.dtype != dtype:
+            refuse(f"tensor {name}", f"is {value.dtype}; expected {np.dtype(dtype)}")
+        if value.shape != shape:
+            implied = f"flags hidden1 = {flags['hidden1']}, hidden2 = {flags['hidden2']} imply" if name in shapes \
+                else f"{flags['dataset']}{' fake data' if flags['fake_data'] else ''} implies"
+            refuse(f"tensor {name}", f"has shape {list(value.shape)}; {implied} {list(shape)}")
+        if dtype == np.float32 and not np.isfinite(value).all():
+            refuse(f"tensor {name}", "holds NaN or infinite values")
+    global_step = int(tensors[STEP_TENSOR])
+    if global_step < 0:
+        refuse(STEP_TENSOR, f"is {global_step}; expected >= 0")
+    order = tensors[ORDER_TENSOR]
+    if order.min() < 0 or order.max() >= len(order) or np.bincount(order, minlength=len(order)).min() != 1:
+        refuse(f"tensor {ORDER_TENSOR}", f"is not a permutation of the training set's {len(order)} rows")
+    position = parsed["data_position"]
+    check_position(refuse, position, len(order), global_step)
+    variables = {name: tensors[name] for name in shapes}
+    return Checkpoint(variables=variables, global_step=global_step, flags=flags, data_order=order,
+                      data_position=position, path=path)
+
+
+def check_position(refuse, position, examples, global_step):
+    """The DataSet's position: index within the epoch's order, epochs completed (at most one a step), PCG64 state."""
+    if set(position) != set(POSITION_FIELDS):
+        odd = sorted(set(position) ^ set(POSITION_FIELDS))[0]
+        refuse(f"data_position.{odd}", "is missing" if odd in POSITION_FIELDS else "is not a position field")
+    for field, limit in (("index_in_epoch", examples), ("epochs_completed", global_step)):
+        if not (non_negative_int.holds(position[field]) and position[field] <= limit):
+            refuse(f"data_position.{field}", f"is {json.dumps(position[field])[:40]}; expected an integer in "
+                   f"0..{limit}")
+    state = position["generator"]
+    words = state.get("state") if isinstance(state, dict) else None
+    if not (isinstance(state, dict) and set(state) == GENERATOR_FIELDS and state["bit_generator"] == "PCG64"
+            and isinstance(words, dict) and set(words) == {"state", "inc"}
+            and all(non_negative_int.holds(words[word]) and words[word] < 2 ** 128 for word in words)
+            and words["inc"] % 2 == 1 and state["has_uint32"] in (0, 1) and type(state["has_uint32"]) is int
+            and non_negative_int.holds(state["uinteger"]) and state["uinteger"] < 2 ** 32):
+        refuse("data_position.generator", "is not a NumPy PCG64 generator state")
+    try:
+        np.random.PCG64().state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        refuse("data_position.generator", f"cannot be loaded by NumPy ({error})")
 
 
 def read_state(log_dir):
-    """The state file's checkpoint names, oldest first ([] when there is none)."""
+    """The state file's checkpoint names, oldest first ([] when there is none).
+
+    Each entry must be a plain name model.ckpt-<step>.safetensors of log_dir itself; anything else
+    (a path, "../", a line that is no entry) is a CheckpointError naming the file and the entry:
+    whatever the file says, nothing outside the folder is opened or deleted.
+    """
     path = os.path.join(log_dir, STATE_FILE)
-    if not os.path.exists(path):
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
         return []
-    names = []
-    with open(path, encoding="utf-8") as stream:
-        for line in stream:
-            match = re.fullmatch(r'all_model_checkpoint_paths: "(.*)"', line.strip())
-            if match:
-                names.append(match[1])
+    except OSError as error:
+        raise CheckpointError(f"{path}: the state file cannot be read: {error.strerror or error}") from None
+    if len(data) > MAX_STATE_BYTES:
+        raise CheckpointError(f"{path}: the state file is larger than {MAX_STATE_BYTES >> 20} MB; not a state file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: the state file is not UTF-8 text") from None
+    newest, names = None, []
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.strip(" \t\r")
+        if not line:
+            continue
+        entry = STATE_LINE.fullmatch(line)
+        if entry is None:
+            raise CheckpointError(f"{path}: line {number} is not a checkpoint entry: {line[:80]!r}")
+        key, name = entry.groups()
+        if NAME_PATTERN.fullmatch(name) is None:
+            raise CheckpointError(f"{path}: line {number} names {name[:240]!r}, not a checkpoint of this folder "
+                                  f"({checkpoint_name('<step>')}); nothing it names is opened or deleted")
+        if name in names or (key == "model_checkpoint_path" and newest is not None):
+            raise CheckpointError(f"{path}: line {number} repeats {key} {name!r}")
+        if key == "model_checkpoint_path":
+            newest = name
+        else:
+            names.append(name)
+    if names[-1:] != ([newest] if newest is not None else []):
+        raise CheckpointError(f"{path}: model_checkpoint_path is {newest!r} but the last of "
+                              f"all_model_checkpoint_paths is {(names or [None])[-1]!r}; they must agree")
     return names
 
 
@@ -116,12 +280,29 @@ def checkpoint_name(step):
     return f"{PREFIX}-{step}{SUFFIX}"
 
 
-class Saver:
-    """Saves checkpoints into log_dir, keeps the newest max_to_keep, and finds the newest good one."""
+def saved_seed(path):
+    """The seed a checkpoint file's metadata records (its header only), or None if it is no mnist_gpu checkpoint."""
+    import safetensors
 
-    def __init__(self, log_dir, max_to_keep=5):
+    try:
+        with safetensors.safe_open(path, framework="numpy") as opened:
+            metadata = opened.metadata() or {}
+        seed = json.loads(metadata["flags"])["seed"] if metadata.get("format") == FORMAT else None
+    except Exception:  # noqa: BLE001 - any file that is not a readable checkpoint of ours
+        return None
+    return seed if non_negative_int.holds(seed) else None
+
+
+class Saver:
+    """Saves checkpoints into log_dir, keeps the newest max_to_keep, and finds the newest good one.
+
+    `note` receives what pruning leaves alone (a listed file it cannot prove is this run's).
+    """
+
+    def __init__(self, log_dir, max_to_keep=5, note=None):
         self.log_dir = log_dir
         self.max_to_keep = max_to_keep
+        self.note = note or (lambda text: None)
 
     def save(self, step, checkpoint):
         """Write model.ckpt-<step>, then commit it in the state file, then prune old ones. Returns its path.
@@ -129,6 +310,8 @@ class Saver:
         A failed write (a full disk, say) raises WriteError and leaves the state file, and the
         checkpoints it lists, as they were: no temporary file, no unlisted new checkpoint.
         """
+        from safetensors import SafetensorError  # what safetensors raises when the disk is full, not an OSError
+
         name = checkpoint_name(step)
         path = os.path.join(self.log_dir, name)
         listed = read_state(self.log_dir)
@@ -136,8 +319,8 @@ class Saver:
         existed = os.path.exists(path)
         try:
             write(path, checkpoint)
-        except OSError as error:
-            raise WriteError(f"saving {path} failed: {error.strerror or error}; {intact}") from None
+        except (OSError, SafetensorError) as error:
+            raise WriteError(f"saving {path} failed: {failure_reason(error)}; {intact}") from None
         names = [kept for kept in listed if kept != name] + [name]
         pruned, names = names[:-self.max_to_keep], names[-self.max_to_keep:]
         try:
@@ -145,23 +328,46 @@ class Saver:
         except OSError as error:
             if not existed:  # not listed, and never will be: do not leave it looking like a checkpoint
                 os.remove(path)
-            raise WriteError(f"saving {os.path.join(self.log_dir, STATE_FILE)} failed: {error.strerror or error}; "
+            raise WriteError(f"saving {os.path.join(self.log_dir, STATE_FILE)} failed: {failure_reason(error)}; "
                              f"{intact}") from None
         for old in pruned:  # after the commit point: a crash here only leaves an unlisted file
-            old_path = os.path.join(self.log_dir, old)
-            if os.path.exists(old_path):
-                os.remove(old_path)
+            self.prune(old, checkpoint.flags.get("seed"))
         return path
 
+    def prune(self, name, seed):
+        """Delete the unlisted checkpoint `name` if it provably is this run's: a plain file of ours with its seed."""
+        path = os.path.join(self.log_dir, name)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode) or seed is None or saved_seed(path) != seed:
+            self.note(f"left {path} in place: it is no longer listed, but not provably a checkpoint of this run")
+            return
+        try:
+            os.remove(path)
+        except OSError as error:
+            self.note(f"could not delete the old checkpoint {path}: {failure_reason(error)}")
+
     def latest(self):
-        """The newest listed checkpoint that verifies, and the (path, reason) of newer ones that did not."""
-        skipped = []
-        for name in reversed(read_state(self.log_dir)):
-            path = os.path.join(self.log_dir, name)
-            try:
-                return read(path), skipped
-            except CheckpointError as error:
-                skipped.append(str(error))
+        """The newest listed checkpoint that verifies, and why newer ones did not.
+
+        A run may commit a checkpoint and prune the one listed before while this reads (`eval`
+        during training): when a listed checkpoint fails and the state file has changed meanwhile,
+        the new state file is read instead.
+        """
+        for attempt in range(LATEST_ATTEMPTS):
+            names, skipped, found = read_state(self.log_dir), [], None
+            for name in reversed(names):
+                try:
+                    found = read(os.path.join(self.log_dir, name))
+                    break
+                except CheckpointError as error:
+                    skipped.append(str(error))
+            if not skipped or read_state(self.log_dir) == names or attempt + 1 == LATEST_ATTEMPTS:
+                break  # else a newer one failed while the state file changed: a save was under way
+        if found is not None:
+            return found, skipped
         listed = "; ".join(skipped) if skipped else "the state file lists none"
         raise CheckpointError(f"{self.log_dir}: no valid checkpoint to use ({listed})")
 

@@ -1,46 +1,28 @@
 """Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags), `mnist-gpu eval`, `mnist-gpu check`.
 
 Exit codes: 0 done; 2 a bad flag (a parse error prints the usage, a refusal at run time one
-line); 1 any other expected failure (bad data, no GPU, a file that cannot be written, a diverging
-loss), one line `mnist-gpu: error: ...`; 130 / 143 interrupted by SIGINT / SIGTERM.
+line: a log_dir holding a run, or in use by another run); 1 any other expected failure (bad data,
+a checkpoint that fails its checks, no GPU, a file that cannot be written, a diverging loss), one
+line `mnist-gpu: error: ...`; 130 / 143 interrupted by SIGINT / SIGTERM.
 """
 import argparse
-import math
 import os
 import sys
-import tempfile
 
 from . import __version__
 from .backends import BACKEND_NAMES, CUDA_GRAPH_MODES, BackendUnavailable, CudaGraphError
 from .checkpoint import CheckpointError
 from .durable import WriteError
+from .flag_values import FlagError, non_negative_int, positive_float, positive_int
 from .idx_files import DATASETS, DataError
-from .trainer import DIVERGED_LOSS, FlagError, Log, TrainingDiverged, TrainingInterrupted, run_evaluation, run_training
+from .runs import default_root, temporary_root
+from .trainer import DIVERGED_LOSS, Log, TrainingDiverged, TrainingInterrupted, run_evaluation, run_training
 
-TEMPORARY_ROOT = os.getenv("TEST_TMPDIR", tempfile.gettempdir())
 COMMANDS = ("train", "eval", "check")
 
 
-def _number(kind, accept, expected):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return parse
-
-
-positive_int = _number(int, lambda value: value > 0, "a positive integer")
-non_negative_int = _number(int, lambda value: value >= 0, "an integer >= 0")
-positive_float = _number(float, lambda value: math.isfinite(value) and value > 0, "a finite number > 0")
-
-
 def add_data_flags(parser):
-    parser.add_argument("--input_data_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "input_data"),
+    parser.add_argument("--input_data_dir", default=os.path.join(temporary_root(), "mnist_gpu", "input_data"),
                         help="Directory to put the input data.")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                         help="auto: cuda when a usable GPU and the GPU extras are present, else cpu (fused Numba "
@@ -62,11 +44,13 @@ def add_training_flags(parser):
                         help="Batch size; at most the smallest split (5000). Evaluation counts the split's whole "
                         "batches, as the tutorial does.")
     add_data_flags(parser)
-    parser.add_argument("--log_dir", default=os.path.join(TEMPORARY_ROOT, "mnist_gpu", "logs", "fully_connected_feed"),
-                        help="Directory to put the log data.")
+    parser.add_argument("--log_dir", default=None,
+                        help="Directory to put the log data. Without it, each run gets a new folder under "
+                        f"{default_root()}, named by its start time (UTC), and --resume continues the newest one.")
     parser.add_argument("--fake_data", action="store_true", help="If true, uses fake data for unit testing.")
     parser.add_argument("--seed", type=non_negative_int, default=None,
-                        help="Seed for initial weights and shuffling; a run with the same seed repeats exactly.")
+                        help="Seed for initial weights and shuffling; a run with the same seed repeats exactly. "
+                        "Without it, a random seed of at most 10 digits, printed in the run's first line.")
     parser.add_argument("--dataset", choices=tuple(DATASETS), default="mnist", help="MNIST or Fashion-MNIST.")
     parser.add_argument("--resume", action="store_true",
                         help="Continue the run in --log_dir from its latest valid checkpoint, exactly.")
@@ -80,8 +64,9 @@ def add_training_flags(parser):
 
 
 def add_evaluation_flags(parser):
-    parser.add_argument("--checkpoint", required=True,
-                        help="A model.ckpt-<step>.safetensors file, or a log_dir (its latest valid checkpoint).")
+    parser.add_argument("--checkpoint", default=None,
+                        help="A model.ckpt-<step>.safetensors file, or a log_dir (its latest valid checkpoint). "
+                        f"Without it, the newest valid checkpoint of the runs under {default_root()}.")
     parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="Evaluation batch size (default: the checkpoint's).")
     add_data_flags(parser)

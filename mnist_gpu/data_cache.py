@@ -24,11 +24,13 @@ Layout: <input_data_dir>/cache/<dataset>/<file>.npy and <file>.npy.json (what it
 """
 import json
 import os
+import re
 import zlib
 
 import numpy as np
 
 from .durable import write_atomically
+from .idx_files import IMAGE_COLUMNS, IMAGE_ROWS
 
 CACHE_FOLDER = "cache"
 RECORD_SUFFIX = ".json"
@@ -54,16 +56,30 @@ def owned_by_us(path):
     return not hasattr(os, "geteuid") or os.stat(path).st_uid == os.geteuid()
 
 
+def is_origin(origin):
+    """An entry of a record's origins, as source_identity makes them (compared, never opened)."""
+    return (isinstance(origin, dict) and set(origin) == {"source", "size", "mtime_ns"}
+            and isinstance(origin["source"], str) and os.path.isabs(origin["source"])
+            and all(type(origin[field]) is int for field in ("size", "mtime_ns")))
+
+
 def read_record(path, expected):
-    """The record of the cache at `path` if this user wrote it and it is of the expected data; else None."""
+    """The record of the cache at `path` if this user wrote it, it is of the expected data and well formed; else None.
+
+    A record is a JSON object of exactly md5 (the expected data's), origins (1 to MAX_ORIGINS
+    source identities) and crc32 (8 hex digits); anything else means rebuild, never an error.
+    """
     try:
         if not owned_by_us(path + RECORD_SUFFIX):  # another user's word on what was verified counts for nothing
             return None
         with open(path + RECORD_SUFFIX, encoding="utf-8") as stream:
             record = json.load(stream)
-    except (OSError, ValueError):  # missing, unreadable, not JSON
+    except (OSError, ValueError, RecursionError):  # missing, unreadable, not JSON (or nested past Python's stack)
         return None
-    if not (isinstance(record, dict) and record.get("md5") == expected.md5 and isinstance(record.get("origins"), list)):
+    if not (isinstance(record, dict) and set(record) == {"md5", "origins", "crc32"} and record["md5"] == expected.md5
+            and isinstance(record["origins"], list) and 0 < len(record["origins"]) <= MAX_ORIGINS
+            and all(is_origin(origin) for origin in record["origins"])
+            and isinstance(record["crc32"], str) and re.fullmatch(r"[0-9a-f]{8}", record["crc32"])):
         return None
     return record
 
@@ -77,9 +93,12 @@ def load(path, source, expected):
         if not owned_by_us(path):
             return None
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):  # missing, unreadable, truncated, not an .npy
+    except Exception:  # noqa: BLE001 - a bad cache is rebuilt; np.load raises OSError, ValueError, EOFError (empty),
+        # SyntaxError (a spoiled header) and more for files that are no .npy
         return None
-    if array.dtype != np.uint8 or len(array) != expected.count or crc32(array) != record.get("crc32"):
+    shape = (expected.count, IMAGE_ROWS, IMAGE_COLUMNS) if expected.kind == "images" else (expected.count,)
+    if (array.dtype != np.uint8 or array.shape != shape or not array.flags.c_contiguous
+            or crc32(array) != record["crc32"]):
         return None
     return array.view(np.ndarray)  # read-only; the mapping lives as long as the array
 

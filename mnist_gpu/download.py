@@ -2,14 +2,16 @@
 
 A download goes to a temporary file in the destination folder and is renamed into place
 only after it has been decompressed and verified, so a partial or corrupt download is
-never left where it could be read as good.
+never left where it could be read as good. A failure to write it (a full disk) is a
+WriteError at once: no mirror can help.
 """
 import os
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 
-from .durable import WriteError, ensure_writable_folder, replace_durably, temporary_beside
+from .durable import WriteError, ensure_writable_folder, failure_reason, replace_durably, temporary_beside
 from .idx_files import DataError, read_verified
 
 # CVDF's mirror is TensorFlow's default since 2017; ossci's is torchvision's.
@@ -31,7 +33,17 @@ def _is_transient(error):
     return isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError))
 
 
-def _fetch_to(url, stream, timeout):
+@contextmanager
+def _writing(destination):
+    """An OSError while writing the download to disk is a WriteError naming it, not a network failure to retry."""
+    try:
+        yield
+    except OSError as error:
+        raise WriteError(f"saving the download {destination} failed: {failure_reason(error)}; nothing was "
+                         "left in its place") from None
+
+
+def _fetch_to(url, stream, timeout, destination):
     from tqdm import tqdm  # imported only when something is downloaded
 
     with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -39,14 +51,18 @@ def _fetch_to(url, stream, timeout):
         with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
                   desc=url.rsplit("/", 1)[-1], disable=None, leave=False) as progress:
             while chunk := response.read(CHUNK_BYTES):
-                stream.write(chunk)
+                with _writing(destination):
+                    stream.write(chunk)
                 progress.update(len(chunk))
+        with _writing(destination):
+            stream.flush()
 
 
 def download(expected, directory, mirrors, attempts=3, retry_wait=1.0, timeout=30.0):
     """Fetch `expected` into `directory` from the first mirror that serves a verified copy.
 
-    Returns the parsed array. Raises DataError listing every URL tried and why it failed.
+    Returns the parsed array. Raises DataError listing every URL tried and why it failed, or
+    WriteError if the file cannot be written where it belongs.
     """
     try:
         ensure_writable_folder(directory, f"{expected.name} must be downloaded, but --input_data_dir")
@@ -60,10 +76,13 @@ def download(expected, directory, mirrors, attempts=3, retry_wait=1.0, timeout=3
             try:
                 with temporary_beside(destination) as temporary:
                     with open(temporary, "wb") as stream:
-                        _fetch_to(url, stream, timeout)
+                        _fetch_to(url, stream, timeout, destination)
                     data = read_verified(temporary, expected)
-                    replace_durably(temporary, destination)
+                    with _writing(destination):
+                        replace_durably(temporary, destination)
                 return data
+            except WriteError:
+                raise
             except DataError as error:
                 failures.append(f"{url}: downloaded file is bad ({error})")
                 break  # the mirror serves a bad file; retrying it will not help

@@ -4,12 +4,25 @@ A reader sees either the old complete file or the new complete file, never a par
 even if the process is killed or the machine loses power mid-write.
 """
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 
 
 class WriteError(Exception):
     """A file could not be written; the message names it, says why, and what is still intact."""
+
+
+def failure_reason(error):
+    """Why a write failed, in the OS's words: an OSError's, or that of the OS error a library wrapped in its own type.
+
+    safetensors raises SafetensorError("Error while serializing: I/O error: No space left on device (os error
+    28)") for a full disk: the reason is the same "No space left on device" an OSError would give.
+    """
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    wrapped = re.search(r"\(os error (\d+)\)", str(error))
+    return os.strerror(int(wrapped[1])) if wrapped else str(error)
 
 
 def _umask():

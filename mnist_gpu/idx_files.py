@@ -57,11 +57,15 @@ DATASETS = {
 }
 
 
-def decompress(path):
-    """The decompressed bytes of a gzip file, or a DataError naming the file."""
+def decompress(path, limit):
+    """The decompressed bytes of a gzip file, up to limit + 1 of them, or a DataError naming the file.
+
+    A file that inflates past `limit` is refused for its size without inflating the rest: a small
+    hostile file that inflates to gigabytes (a "gzip bomb") costs limit bytes of memory, not all of them.
+    """
     try:
         with gzip.open(path, "rb") as stream:
-            return stream.read()
+            return stream.read(limit + 1)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError, zlib.error) as error:
@@ -88,7 +92,8 @@ def parse_idx(raw, expected, path):
         if (rows, columns) != (IMAGE_ROWS, IMAGE_COLUMNS):
             raise DataError(f"{path}: images are {rows}x{columns}; expected {IMAGE_ROWS}x{IMAGE_COLUMNS}")
     if len(raw) != expected.size:
-        raise DataError(f"{path}: decompressed size is {len(raw)} bytes; expected {expected.size}")
+        size = f"more than {expected.size}" if len(raw) > expected.size else len(raw)
+        raise DataError(f"{path}: decompressed size is {size} bytes; expected {expected.size}")
     digest = hashlib.md5(raw).hexdigest()
     if digest != expected.md5:
         raise DataError(f"{path}: checksum mismatch: decompressed MD5 is {digest}; expected {expected.md5}")
@@ -102,4 +107,4 @@ def parse_idx(raw, expected, path):
 
 def read_verified(path, expected):
     """Decompress, verify and parse one file; every failure is a DataError naming `path`."""
-    return parse_idx(decompress(path), expected, path)
+    return parse_idx(decompress(path, expected.size), expected, path)

@@ -14,6 +14,7 @@ from .model import IMAGE_PIXELS, PIXEL_SCALE
 
 PACKAGED_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 FAKE_EXAMPLES = 10000
+VALIDATION_SIZE = 5000  # the tutorial's: the first 5000 training images
 
 
 class DataSet:
@@ -188,7 +189,16 @@ def to_float_images(images):
     return images.reshape(len(images), -1).astype(np.float32) * PIXEL_SCALE
 
 
-def read_data_sets(train_dir, fake_data=False, validation_size=5000, seed=None,
+def split_sizes(dataset, fake_data):
+    """{split: examples} of the sets read_data_sets makes by default, known without reading a file."""
+    if fake_data:
+        return {"train": FAKE_EXAMPLES, "validation": FAKE_EXAMPLES, "test": FAKE_EXAMPLES}
+    files = DATASETS[dataset]
+    return {"train": files["train_images"].count - VALIDATION_SIZE, "validation": VALIDATION_SIZE,
+            "test": files["test_images"].count}
+
+
+def read_data_sets(train_dir, fake_data=False, validation_size=VALIDATION_SIZE, seed=None,
                    dataset="mnist", source_url=None, **download_options):
     """Train / validation / test DataSets: validation is the FIRST `validation_size` training images."""
     if fake_data:

@@ -1,14 +1,16 @@
 """The tutorial's driver (fully_connected_feed.py): train, log, checkpoint, evaluate, and resume.
 
 A run's files in log_dir are its checkpoints (see checkpoint.py) and TensorBoard event files
-(see summaries.py). An existing run is never deleted silently: --resume continues it exactly,
---overwrite replaces it. Every check happens before the first write, so a refused command
-changes nothing. SIGINT and SIGTERM during training finish the step, save it, and stop.
+(see summaries.py); which log_dir, its lock, and what may be done to it are runs.py's. An existing
+run is never deleted silently: --resume continues it exactly, --overwrite replaces it. Every check
+happens before the first write, so a refused command changes nothing. SIGINT and SIGTERM during
+training finish the step, save it, and stop.
 
 stdout carries exactly the tutorial's lines; what mnist_gpu adds (the run's description, notes)
 goes to stderr. Both go through a Log, which a silent run (verbose=False) replaces.
 """
 import contextlib
+import copy
 import math
 import os
 import signal
@@ -21,20 +23,19 @@ import numpy as np
 
 from . import checkpoint as checkpoints
 from . import model as mnist
+from . import runs
 from .backends import get_backend, resolve_backend_name
-from .durable import WriteError, ensure_writable_folder, temporary_target
+from .durable import WriteError
+from .flag_values import FlagError
 from .input_data import read_data_sets
-from .summaries import EVENT_FILE_PREFIX, Summaries
+from .summaries import Summaries
 
 SPLITS = (("train", "Training"), ("validation", "Validation"), ("test", "Test"))
 # Every run starts near ln 10 = 2.30 (ten classes, equally likely). A loss above ten times that at
 # two loss reads in a row (100 steps apart) means training has blown up: a learning run is below
 # 2.3 within a few hundred steps and never comes back above 23.
 DIVERGED_LOSS = 10 * math.log(mnist.NUM_CLASSES)
-
-
-class FlagError(ValueError):
-    """A flag's value cannot work with the data or the log_dir; the message names the flag."""
+SEED_DIGITS = 10  # a seed chosen at random has at most this many digits: a person can retype it
 
 
 class TrainingDiverged(RuntimeError):
@@ -84,6 +85,7 @@ class TrainingResult:
     losses: dict = field(default_factory=dict)  # step -> loss
     evaluations: dict = field(default_factory=dict)  # step -> {"train"|"validation"|"test": (examples, correct)}
     model: mnist.Model = None
+    log_dir: str = ""  # where the run's checkpoints and events are (a new folder per run without --log_dir)
 
     @property
     def precision(self):
@@ -201,24 +203,6 @@ def format_bytes(count):
     return f"{count:.1f} TB"
 
 
-def plural(count, noun):
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def is_run_file(name):
-    """A checkpoint, the state file or an event file."""
-    return (name == checkpoints.STATE_FILE or name.startswith(EVENT_FILE_PREFIX)
-            or checkpoints.NAME_PATTERN.fullmatch(name) is not None)
-
-
-def run_files(log_dir):
-    """Names of the files in log_dir that belong to a run, with temporaries of a save that was killed."""
-    if not os.path.isdir(log_dir):
-        return []
-    return sorted(name for name in os.listdir(log_dir)
-                  if is_run_file(name) or is_run_file(temporary_target(name) or ""))
-
-
 def model_flags(flags, seed):
     """The flags a checkpoint records: what shapes the model and what an exact resume must repeat."""
     return {"hidden1": flags.hidden1, "hidden2": flags.hidden2, "batch_size": flags.batch_size,
@@ -243,31 +227,6 @@ def check_resumable(flags, checkpoint, log):
         if getattr(flags, flag) != saved[flag]:
             log.note(f"resuming with --{flag} {getattr(flags, flag)} (the checkpoint used {saved[flag]}); "
                      "the run will differ from an uninterrupted one")
-
-
-def prepare(flags, log):
-    """Check log_dir and, for --resume, load the checkpoint to continue; writes nothing."""
-    if os.path.exists(flags.log_dir) and not os.path.isdir(flags.log_dir):
-        raise WriteError(f"--log_dir {flags.log_dir} is a file, not a folder")
-    existing = run_files(flags.log_dir)
-    if flags.resume and flags.overwrite:
-        raise FlagError("--resume and --overwrite exclude each other")
-    if existing and not (flags.resume or flags.overwrite):
-        raise FlagError(f"--log_dir {flags.log_dir} already holds a run ({plural(len(existing), 'file')}: "
-                        f"{', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''}); pass --resume to "
-                        "continue it from its latest checkpoint, or --overwrite to delete it and start fresh")
-    if not flags.resume:
-        return None
-    if not checkpoints.read_state(flags.log_dir):
-        raise FlagError(f"--resume: --log_dir {flags.log_dir} has no checkpoint to continue from")
-    try:
-        checkpoint, skipped = checkpoints.Saver(flags.log_dir).latest()
-    except checkpoints.CheckpointError as error:
-        raise FlagError(f"--resume: {error}") from None
-    for reason in skipped:
-        log.note(f"skipping a damaged checkpoint: {reason}")
-    check_resumable(flags, checkpoint, log)
-    return checkpoint
 
 
 class StopSignals:
@@ -308,22 +267,32 @@ def describe_run(flags, backend_name, why, seed, data_sets, resume_from):
             f"log_dir {flags.log_dir}")
 
 
+def random_seed():
+    """A seed for a run given none: at most SEED_DIGITS digits, from the OS's entropy."""
+    import secrets  # only a run without --seed needs it (half a millisecond of start-up)
+
+    return secrets.randbelow(10 ** SEED_DIGITS)
+
+
 def run_training(flags, log=None):
     """Train up to flags.max_steps, logging, checkpointing and evaluating like the tutorial. Returns a TrainingResult.
 
     `flags` is the Namespace the command line parses (cli.parse_flags builds one from keywords).
     """
     log = log or Log()
-    with StopSignals() as signals:
-        resume_from = prepare(flags, log)
+    with StopSignals() as signals, runs.claim(flags.log_dir, flags.resume, flags.overwrite, log.note) as run:
+        flags = copy.copy(flags)
+        flags.log_dir = run.log_dir  # the folder chosen when none was given
+        resume_from = run.resume_from
         if resume_from is not None:
+            check_resumable(flags, resume_from, log)
             seed = resume_from.flags["seed"]
             if resume_from.global_step >= flags.max_steps:
                 log.note(f"nothing to do: the run in {flags.log_dir} is at step {resume_from.global_step}, "
                          f"--max_steps is {flags.max_steps}")
-                return TrainingResult()
+                return TrainingResult(log_dir=flags.log_dir)
         else:
-            seed = flags.seed if flags.seed is not None else np.random.SeedSequence().entropy
+            seed = flags.seed if flags.seed is not None else random_seed()
         backend_name, why = resolve_backend_name(flags.backend)
         if flags.cuda_graph == "on" and backend_name != "cuda":
             raise FlagError(f"--cuda_graph on needs the cuda backend; this run would use {backend_name} ({why})")
@@ -336,7 +305,7 @@ def run_training(flags, log=None):
         log.note(describe_run(flags, backend_name, why, seed, data_sets, resume_from))
         if flags.max_steps == 0:
             log.note("nothing to do: --max_steps 0 (no step, no checkpoint, no event file)")
-            return TrainingResult()
+            return TrainingResult(log_dir=flags.log_dir)
         if resume_from is not None:
             variables, global_step = resume_from.variables, resume_from.global_step
             data_sets.train.restore_position(resume_from.data_order, resume_from.data_position)
@@ -346,15 +315,9 @@ def run_training(flags, log=None):
         splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
 
         # Every check has passed: from here on, log_dir is written.
-        if flags.overwrite:
-            for name in run_files(flags.log_dir):
-                os.remove(os.path.join(flags.log_dir, name))
-        ensure_writable_folder(flags.log_dir, "--log_dir")
-        for name in run_files(flags.log_dir):  # temporaries of a run that was killed mid-save
-            if temporary_target(name):
-                os.remove(os.path.join(flags.log_dir, name))
-        saver = checkpoints.Saver(flags.log_dir, flags.max_to_keep)
-        result = TrainingResult(model=model)
+        run.start_writing(flags.overwrite)
+        saver = checkpoints.Saver(flags.log_dir, flags.max_to_keep, note=log.note)
+        result = TrainingResult(model=model, log_dir=flags.log_dir)
         summaries = Summaries(flags.log_dir, purge_step=global_step if resume_from is not None else None)
         try:
             signals.deferring = True
@@ -419,10 +382,10 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
 def run_evaluation(flags, log=None):
     """Evaluate a saved model on all three splits; returns {split: (examples, correct)}."""
     log = log or Log()
-    try:
+    if flags.checkpoint is None:  # the newest valid checkpoint of the runs made without --log_dir
+        checkpoint, skipped = runs.newest_checkpoint(runs.default_root())
+    else:
         checkpoint, skipped = checkpoints.resolve(flags.checkpoint)
-    except checkpoints.CheckpointError as error:
-        raise FlagError(f"--checkpoint: {error}") from None
     for reason in skipped:
         log.note(f"skipping a damaged checkpoint: {reason}")
     saved = checkpoint.flags

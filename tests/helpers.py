@@ -1,6 +1,8 @@
 """Helpers shared by the tests."""
+import contextlib
 import hashlib
 import os
+import subprocess
 
 import pytest
 
@@ -31,3 +33,48 @@ def snapshot(folder):
 def without_timings(lines):
     """Log lines with the '(0.001 sec)' durations removed, for comparing runs."""
     return [line.split(" (")[0] for line in lines]
+
+
+PAGE = 4096  # tmpfs counts its space in pages
+
+
+@contextlib.contextmanager
+def small_filesystem(folder, size="1100k"):
+    """A real tmpfs of `size` mounted on `folder` for the block: its full disk is a real ENOSPC, raised by the kernel.
+
+    Mounting needs root, as this machine and CI have; elsewhere the test is skipped with the reason.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs a small tmpfs, and mounting one needs root (CI runs as root)")
+    os.makedirs(folder, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:  # lazily: a file still mapped (a cached array) must not keep the mount alive
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def free_bytes(folder):
+    status = os.statvfs(folder)
+    return status.f_bavail * status.f_frsize
+
+
+def fill_leaving(folder, pages):
+    """Fill the file system of `folder` with one file so that exactly `pages` free pages remain."""
+    with open(os.path.join(folder, "filler"), "wb") as stream:
+        os.posix_fallocate(stream.fileno(), 0, free_bytes(folder) - pages * PAGE)
+    assert free_bytes(folder) == pages * PAGE
+
+
+def pages(size):
+    return -(-size // PAGE)
+
+
+def one_error_line(error):
+    """The last stderr line, checked to be mnist-gpu's one error line with no traceback before it."""
+    lines = error.splitlines()
+    assert "Traceback" not in error and lines and lines[-1].startswith("mnist-gpu: error: "), error
+    return lines[-1]

@@ -17,10 +17,10 @@ def sample_checkpoint(global_step=1000, seed=0):
     # A transposed (non-contiguous) view: safetensors 0.8.0 would silently write it wrongly.
     variables["softmax_linear/weights"] = np.asfortranarray(variables["softmax_linear/weights"])
     assert not variables["softmax_linear/weights"].flags.c_contiguous
-    order = generator.permutation(50)
+    order = generator.permutation(10000)  # the fake training set's rows
     position = {"index_in_epoch": 7, "epochs_completed": 2, "generator": generator.bit_generator.state}
     flags = {"hidden1": 5, "hidden2": 4, "batch_size": 3, "learning_rate": 0.01, "seed": seed,
-             "dataset": "mnist", "fake_data": False}
+             "dataset": "mnist", "fake_data": True}
     return Checkpoint(variables, global_step, flags, order, position)
 
 

@@ -50,7 +50,7 @@ CASES = {
     "image count": (TEST_IMAGES, set_word(4, 10001), r"header says 10001 images; expected 10000"),
     "image rows": (TEST_IMAGES, set_word(8, 32), r"images are 32x28; expected 28x28"),
     "checksum": (LABELS, flip_byte(100), r"checksum mismatch: decompressed MD5 is [0-9a-f]{32}; expected a25bea73"),
-    "size": (LABELS, lambda data: data.extend(b"\0"), r"decompressed size is 60009 bytes; expected 60008"),
+    "size": (LABELS, lambda data: data.extend(b"\0"), r"decompressed size is more than 60008 bytes; expected 60008"),
 }
 
 
@@ -107,3 +107,27 @@ def test_command_line_reports_bad_data_in_one_line(mnist_dir, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("mnist-gpu: error: ") and "invalid magic number 7" in lines[0] and LABELS in lines[0]
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    """A 100 KB file that inflates to 100 MB: refused for its size after reading one byte past the expected size."""
+    import tracemalloc
+    import zlib
+
+    from mnist_gpu.idx_files import DATASETS, read_verified
+
+    expected = DATASETS["mnist"]["train_labels"]
+    compressor, chunk = zlib.compressobj(9, zlib.DEFLATED, 31), bytes(2 ** 20)  # wbits 31: a gzip stream
+    with open(tmp_path / LABELS, "wb") as stream:
+        stream.write(compressor.compress((2049).to_bytes(4, "big") + (60000).to_bytes(4, "big")))  # a good header
+        for _ in range(100):
+            stream.write(compressor.compress(chunk))
+        stream.write(compressor.flush())
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="decompressed size is more than 60008 bytes; expected 60008"):
+            read_verified(str(tmp_path / LABELS), expected)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * expected.size  # not the 100 MB it inflates to

@@ -1,0 +1,284 @@
+"""A run's folder (log_dir): which folder a command uses, the lock that gives it to one run, what a run may do to it.
+
+One run per log_dir: a run holds an exclusive flock on its log_dir (the folder itself, opened
+read-only: there is no lock file) from its first check to its exit. The OS releases the lock when
+the process ends in any way, kill -9 included, so nothing is ever left to clean up. A second run,
+or a --resume or --overwrite of a run in progress, is refused at once (LogDirInUse, exit 2), naming
+the process that holds the lock where the OS tells (/proc/locks). `eval` and load_checkpoint take
+no lock: they read only checkpoints that the state file has committed, which a run never changes.
+
+Without --log_dir every run gets a new folder under the default root
+(`$TEST_TMPDIR`, else the system's temporary folder, + mnist_gpu/logs/fully_connected_feed), named
+by its start time in UTC to the millisecond (`2026-12-01_08-16-03.123Z`) and made with an exclusive
+mkdir: a second run in the same millisecond takes the next one. So the names sort by start time
+and the newest run is the last name: `--resume` without --log_dir continues the newest run that
+has a checkpoint, `eval` without --checkpoint evaluates the newest valid checkpoint, and
+`tensorboard --logdir ROOT` shows each folder as one run.
+
+A command refused before training writes anything leaves the file system as it found it: the
+folders it made to hold its lock are removed again.
+"""
+import contextlib
+import fcntl
+import os
+import re
+import tempfile
+import time
+
+from . import checkpoint as checkpoints
+from .durable import WriteError, ensure_writable_folder, failure_reason, temporary_target
+from .flag_values import FlagError
+from .summaries import EVENT_FILE_PREFIX
+
+RUN_FOLDER = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}Z")
+LOCK_ATTEMPTS = 20  # a folder removed and made again between opening and locking it (a refused run's): try again
+
+
+class LogDirInUse(FlagError):
+    """Another process holds the log_dir's lock: a run is writing it."""
+
+
+def temporary_root():
+    """Where mnist_gpu keeps data and runs by default: $TEST_TMPDIR (TensorFlow's convention), else the temp folder."""
+    return os.getenv("TEST_TMPDIR", tempfile.gettempdir())
+
+
+def default_root():
+    """The folder that holds one folder per run started without --log_dir."""
+    return os.path.join(temporary_root(), "mnist_gpu", "logs", "fully_connected_feed")
+
+
+def run_folder_name(milliseconds):
+    """The folder name of a run started at `milliseconds` since the epoch (UTC): names sort by start time."""
+    seconds, fraction = divmod(milliseconds, 1000)
+    return time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime(seconds)) + f".{fraction:03d}Z"
+
+
+def run_folders(root):
+    """Paths of the run folders under root, oldest first ([] when there is no root)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    return [os.path.join(root, name) for name in sorted(names)
+            if RUN_FOLDER.fullmatch(name) and os.path.isdir(os.path.join(root, name))]
+
+
+def is_run_file(name):
+    """A checkpoint, the state file or an event file."""
+    return (name == checkpoints.STATE_FILE or name.startswith(EVENT_FILE_PREFIX)
+            or checkpoints.NAME_PATTERN.fullmatch(name) is not None)
+
+
+def run_files(log_dir):
+    """Names of the files in log_dir that belong to a run, with temporaries of a save that was killed."""
+    if not os.path.isdir(log_dir):
+        return []
+    return sorted(name for name in os.listdir(log_dir)
+                  if (is_run_file(name) or is_run_file(temporary_target(name) or ""))
+                  and not os.path.isdir(os.path.join(log_dir, name)))
+
+
+def plural(count, noun):
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+class Run:
+    """The log_dir a training run uses, locked for it, and the checkpoint it resumes from (None for a new run).
+
+    (A plain class: making a dataclass costs a millisecond of every command's start-up.)
+    """
+
+    def __init__(self, log_dir, resume_from=None):
+        self.log_dir, self.resume_from = log_dir, resume_from
+        self.writing = False
+
+    def start_writing(self, overwrite):
+        """Every check has passed: from here on the log_dir is written, and kept whatever happens.
+
+        --overwrite deletes the old run's files (only those: checkpoints, state file, event files);
+        temporaries of a save that was killed are deleted in any case.
+        """
+        self.writing = True
+        for name in run_files(self.log_dir):
+            if overwrite or temporary_target(name):
+                path = os.path.join(self.log_dir, name)
+                try:
+                    os.remove(path)
+                except OSError as error:
+                    raise WriteError(f"deleting {path} failed: {failure_reason(error)}") from None
+
+
+@contextlib.contextmanager
+def claim(log_dir, resume=False, overwrite=False, note=None):
+    """Choose the run's log_dir, lock it until the block ends, and check it may be used; yields a Run.
+
+    log_dir None: a new run folder under default_root(), or with resume the newest run there.
+    Refusals (an existing run without --resume or --overwrite, nothing to resume, a log_dir in
+    use) are FlagErrors; a checkpoint that cannot be used is a CheckpointError.
+    """
+    note = note or (lambda text: None)
+    if resume and overwrite:
+        raise FlagError("--resume and --overwrite exclude each other")
+    if log_dir is None and resume:
+        log_dir = newest_run(default_root(), note)
+    if log_dir is not None and os.path.exists(log_dir) and not os.path.isdir(log_dir):
+        raise WriteError(f"--log_dir {log_dir} is a file, not a folder")
+    if resume and not os.path.isdir(log_dir):
+        raise FlagError(f"--resume: --log_dir {log_dir} has no checkpoint to continue from")
+    created = []  # folders this command made, parents first: removed again if it stops before writing
+    run, lock = None, None
+    try:
+        if log_dir is None:
+            log_dir = new_run_folder(default_root(), created)
+        lock = locked_folder(log_dir, created, note)
+        ensure_writable_folder(log_dir, "--log_dir")
+        run = Run(log_dir, checked_for_use(log_dir, resume, overwrite, note))
+        yield run
+    finally:
+        if run is None or not run.writing:
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):  # not empty after all (a file of someone else's): keep it
+                    os.rmdir(folder)
+        if lock is not None:
+            os.close(lock)  # releases the flock
+
+
+def checked_for_use(log_dir, resume, overwrite, note):
+    """The checkpoint to resume from (None without --resume); refuses a log_dir holding a run unless asked to."""
+    existing = run_files(log_dir)
+    if existing and not (resume or overwrite):
+        raise FlagError(f"--log_dir {log_dir} already holds a run ({plural(len(existing), 'file')}: "
+                        f"{', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''}); pass --resume to "
+                        "continue it from its latest checkpoint, or --overwrite to delete it and start fresh")
+    if not resume:
+        return None
+    if not checkpoints.read_state(log_dir):
+        raise FlagError(f"--resume: --log_dir {log_dir} has no checkpoint to continue from")
+    checkpoint, skipped = checkpoints.Saver(log_dir).latest()
+    for reason in skipped:
+        note(f"skipping a damaged checkpoint: {reason}")
+    return checkpoint
+
+
+def make_folders(path, created, what="--log_dir"):
+    """Create `path` and its missing parents, appending each folder this call made to `created`."""
+    missing, folder = [], os.path.abspath(path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:  # made by another process meanwhile (or a file: the lock's open says so)
+            continue
+        except OSError as error:
+            raise WriteError(f"{what} {path} cannot be written: {failure_reason(error)}") from None
+        created.append(folder)
+
+
+def new_run_folder(root, created):
+    """Make a new run folder under root named by the time now (the next free millisecond); returns its path."""
+    make_folders(root, [], "the folder of the runs made without --log_dir,")  # it stays: other runs live in it
+    milliseconds = time.time_ns() // 1_000_000
+    while True:
+        path = os.path.join(root, run_folder_name(milliseconds))
+        try:
+            os.mkdir(path)
+        except FileExistsError:  # another run started in the same millisecond
+            milliseconds += 1
+            continue
+        except OSError as error:
+            raise WriteError(f"a new run folder in {root} cannot be made: {failure_reason(error)}") from None
+        created.append(path)
+        return path
+
+
+def locked_folder(log_dir, created, note):
+    """A descriptor of the folder log_dir (made if missing) holding its exclusive flock; LogDirInUse if another has."""
+    for _ in range(LOCK_ATTEMPTS):
+        make_folders(log_dir, created)
+        try:
+            descriptor = os.open(log_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # removed since: a refused run took its folder away; make it again
+            continue
+        except OSError as error:
+            raise WriteError(f"--log_dir {log_dir} cannot be opened: {failure_reason(error)}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock_holder(descriptor)
+            os.close(descriptor)
+            raise LogDirInUse(f"--log_dir {log_dir} is in use by {holder or 'another process'}: one run writes "
+                              "a log_dir at a time; wait for it to end, or pass another --log_dir") from None
+        except OSError as error:  # a file system without flock on folders (NFS's needs a file open for writing)
+            note(f"--log_dir {log_dir} cannot be locked ({failure_reason(error)}): a second run into it would "
+                 "not be refused")
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(descriptor), os.stat(log_dir)):
+                return descriptor
+        os.close(descriptor)  # we locked a folder that was removed while we waited: lock the one there now
+    raise WriteError(f"--log_dir {log_dir} keeps being removed and made again by another process")
+
+
+def lock_holder(descriptor):
+    """'process PID (its command line)' holding a flock on the file open as `descriptor`, where /proc/locks tells."""
+    status = os.fstat(descriptor)
+    device = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as stream:
+            lines = stream.read().splitlines()
+    except OSError:  # not Linux
+        return None
+    for line in lines:  # "3: FLOCK  ADVISORY  WRITE 5011 fe:00:2156353 0 EOF"; a waiter has "->" after the "3:"
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+            pid = fields[4]
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                    command = stream.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                return f"process {pid}"
+            return f"process {pid} ({command[:120]}{'...' if len(command) > 120 else ''})"
+    return None
+
+
+def newest_run(root, note):
+    """The newest run folder under root that has a checkpoint (for --resume without --log_dir), saying which."""
+    folders = run_folders(root)
+    for age, folder in enumerate(reversed(folders)):
+        if os.path.exists(os.path.join(folder, checkpoints.STATE_FILE)):
+            newer = f" ({plural(age, 'newer folder')} without a checkpoint)" if age else ""
+            note(f"--resume without --log_dir: continuing the newest run under {root}, {os.path.basename(folder)}"
+                 f"{newer}")
+            return folder
+    raise FlagError(f"--resume without --log_dir: no run under {root} has a checkpoint to continue from"
+                    f"{legacy_hint(root, '--log_dir')}")
+
+
+def newest_checkpoint(root):
+    """The newest valid checkpoint under root (for eval without --checkpoint), and why newer ones were skipped.
+
+    The newest run's latest valid checkpoint; if it has none, the next older run's; and so on.
+    """
+    skipped = []
+    for folder in reversed(run_folders(root)):
+        if not os.path.exists(os.path.join(folder, checkpoints.STATE_FILE)):
+            continue
+        try:
+            checkpoint, reasons = checkpoints.Saver(folder).latest()
+        except checkpoints.CheckpointError as error:
+            skipped.append(str(error))
+            continue
+        return checkpoint, skipped + reasons
+    if skipped:
+        raise checkpoints.CheckpointError(f"{root}: no run holds a valid checkpoint ({'; '.join(skipped)})")
+    raise FlagError(f"no --checkpoint given, and no run under {root} has a checkpoint; pass --checkpoint with "
+                    f"a checkpoint file or a log_dir{legacy_hint(root, '--checkpoint')}")
+
+
+def legacy_hint(root, flag):
+    """Before run folders, the root itself was the default log_dir: point at a run still there."""
+    if run_files(root):
+        return f"; {root} itself holds a run of an earlier mnist_gpu: pass {flag} {root} to use it"
+    return ""

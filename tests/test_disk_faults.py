@@ -1,0 +1,140 @@
+"""A full disk, for real: every writer (checkpoint, state file, event file, data cache, download) on a small tmpfs.
+
+Each test mounts its own tmpfs (helpers.small_filesystem; skipped where it cannot be mounted), so
+the error is whatever the kernel and the libraries really raise (safetensors: SafetensorError, not
+OSError). What must hold: one line `mnist-gpu: error: ...` naming the file and why, the previous
+checkpoint still listed and loadable, and no temporary file left behind.
+"""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from mnist_gpu import checkpoint as checkpoints
+from mnist_gpu import data_cache
+from mnist_gpu.durable import WriteError
+from mnist_gpu.idx_files import DATASETS
+from mnist_gpu.input_data import read_data_sets
+
+from helpers import fill_leaving, one_error_line, pages, run_main, small_filesystem
+
+FAST = ["--fake_data", "--backend", "numpy", "--hidden1", "8", "--hidden2", "4", "--seed", "1"]
+
+
+def temporaries(folder):
+    return [name for name in os.listdir(folder) if name.endswith(".part")]
+
+
+def test_disk_full_at_the_second_checkpoint(tmp_path, capsys, mnist_dir):
+    """The tutorial's default run on a 1.1 MB file system: the first checkpoint (640 KB) fits, the second does not."""
+    with small_filesystem(tmp_path / "full") as full:
+        log_dir = full / "run"
+        code, lines, error = run_main(capsys, "--input_data_dir", mnist_dir, "--backend", "numpy", "--seed", "1",
+                                      "--log_dir", str(log_dir))
+        assert code == 1
+        assert one_error_line(error) == (f"mnist-gpu: error: saving {log_dir / 'model.ckpt-1999.safetensors'} failed: "
+                                         "No space left on device; the newest saved checkpoint is still "
+                                         "model.ckpt-999.safetensors")
+        assert lines[-1].startswith("Step 1900: ")  # it stopped there, before evaluating
+        assert checkpoints.read_state(str(log_dir)) == ["model.ckpt-999.safetensors"]
+        assert checkpoints.Saver(str(log_dir)).latest()[0].global_step == 1000  # listed and loadable
+        assert sorted(name for name in os.listdir(log_dir) if not name.startswith("events.")) == \
+            ["checkpoint", "model.ckpt-999.safetensors"]  # no temporary, no half checkpoint
+
+
+def checkpoint_pages(tmp_path, capsys, *flags):
+    """How many pages the checkpoint of a run with these flags takes (a run with the same flags is the same size)."""
+    log_dir = tmp_path / "measure"
+    assert run_main(capsys, *FAST, "--log_dir", str(log_dir), *flags)[0] == 0
+    latest = checkpoints.Saver(str(log_dir)).latest()[0]
+    return pages(os.path.getsize(latest.path))
+
+
+def test_disk_full_at_the_state_file_leaves_no_unlisted_checkpoint(tmp_path, capsys):
+    """Room for the second checkpoint but not for the state file that commits it: the first stays current."""
+    size = checkpoint_pages(tmp_path, capsys, "--max_steps", "1000")
+    with small_filesystem(tmp_path / "full", size=f"{(3 * size + 8) * 4}k") as full:
+        log_dir = full / "run"
+        assert run_main(capsys, *FAST, "--log_dir", str(log_dir), "--max_steps", "1000")[0] == 0
+        fill_leaving(full, size)  # the next checkpoint fits exactly; its state file's temporary does not
+        code, _, error = run_main(capsys, *FAST, "--log_dir", str(log_dir), "--resume", "--max_steps", "2000")
+        assert code == 1
+        assert one_error_line(error) == (f"mnist-gpu: error: saving {log_dir / 'checkpoint'} failed: No space left "
+                                         "on device; the newest saved checkpoint is still model.ckpt-999.safetensors")
+        assert checkpoints.read_state(str(log_dir)) == ["model.ckpt-999.safetensors"]
+        assert checkpoints.Saver(str(log_dir)).latest()[0].global_step == 1000
+        assert sorted(name for name in os.listdir(log_dir) if not name.startswith("events.")) == \
+            ["checkpoint", "model.ckpt-999.safetensors"]
+
+
+def test_disk_full_while_writing_events(tmp_path, capsys):
+    """Room for the checkpoint and its state file, none for the event file's first flush (step 999's histograms)."""
+    size = checkpoint_pages(tmp_path, capsys, "--max_steps", "1000")
+    with small_filesystem(tmp_path / "full", size=f"{(3 * size + 8) * 4}k") as full:
+        log_dir = full / "run"
+        os.mkdir(log_dir)
+        fill_leaving(full, size + 1)  # the checkpoint, and one page for the state file
+        code, lines, error = run_main(capsys, *FAST, "--log_dir", str(log_dir), "--max_steps", "2000")
+        assert code == 1
+        assert one_error_line(error) == (f"mnist-gpu: error: writing TensorBoard events in {log_dir} failed: No "
+                                         "space left on device; the checkpoints saved so far are intact")
+        assert lines[-1].startswith("Step 900: ")  # step 999 was saved, then its histograms found the disk full
+        assert checkpoints.Saver(str(log_dir)).latest()[0].global_step == 1000
+        assert temporaries(log_dir) == []
+
+
+def test_a_full_disk_for_the_data_cache_costs_speed_not_correctness(tmp_path, mnist_dir):
+    """The cache of the 47 MB training images cannot be written to a 1.1 MB input_data_dir: the data is still right."""
+    with small_filesystem(tmp_path / "full") as full:
+        first = read_data_sets(str(full))  # the shipped copy, cached where it fits
+        second = read_data_sets(str(full))
+        reference = read_data_sets(mnist_dir)
+        for data_sets in (first, second):
+            for split in ("train", "validation", "test"):
+                np.testing.assert_array_equal(getattr(data_sets, split).pixels, getattr(reference, split).pixels)
+                np.testing.assert_array_equal(getattr(data_sets, split).labels, getattr(reference, split).labels)
+        cache = full / "cache" / "mnist"
+        assert temporaries(cache) == []
+        images = DATASETS["mnist"]["train_images"]
+        assert not os.path.exists(data_cache.cache_path(str(full), "mnist", images))  # never half there
+        labels = DATASETS["mnist"]["train_labels"]
+        assert data_cache.read_record(data_cache.cache_path(str(full), "mnist", labels), labels) is not None
+
+
+def test_a_full_disk_during_a_download_is_one_line_and_leaves_nothing(tmp_path, capsys, http_server, mnist_dir):
+    folder, url, server = http_server
+    for expected in DATASETS["mnist"].values():
+        os.symlink(os.path.join(mnist_dir, expected.name), folder / expected.name)
+    with small_filesystem(tmp_path / "full") as full:
+        code, _, error = run_main(capsys, "--source_url", url, "--input_data_dir", str(full), "--backend", "numpy",
+                                  "--log_dir", str(tmp_path / "run"))
+        assert code == 1
+        destination = full / "train-images-idx3-ubyte.gz"
+        assert one_error_line(error) == (f"mnist-gpu: error: saving the download {destination} failed: No space left "
+                                         "on device; nothing was left in its place")
+        assert server.requests == ["/train-images-idx3-ubyte.gz"]  # a full disk is not retried, nor other mirrors
+        assert os.listdir(full) == []
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_during_a_download_from_python(tmp_path, http_server, mnist_dir):
+    from mnist_gpu import download
+
+    folder, url, _ = http_server
+    labels = DATASETS["mnist"]["train_labels"]
+    os.symlink(os.path.join(mnist_dir, labels.name), folder / labels.name)
+    with small_filesystem(tmp_path / "full", size="16k") as full:
+        with pytest.raises(WriteError, match=f"saving the download {full / labels.name} failed: No space left"):
+            download.download(labels, str(full), [url], retry_wait=0)
+        assert os.listdir(full) == []
+
+
+def test_a_read_only_log_dir(tmp_path, capsys):
+    """A real read-only file system (EROFS, from the kernel), not an injected one."""
+    with small_filesystem(tmp_path / "ro") as folder:
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        code, _, error = run_main(capsys, *FAST, "--log_dir", str(folder / "run"))
+        assert code == 1
+        assert one_error_line(error) == f"mnist-gpu: error: --log_dir {folder / 'run'} cannot be written: " \
+                                        "Read-only file system"

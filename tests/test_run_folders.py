@@ -1,0 +1,154 @@
+"""Without --log_dir each run gets a new folder under the default root; --resume and eval find the newest."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator, event_multiplexer
+
+import mnist_gpu
+from mnist_gpu import runs, trainer
+
+from helpers import one_error_line, run_main, snapshot, without_timings
+
+FAST = ["--fake_data", "--backend", "numpy", "--hidden1", "8", "--hidden2", "4"]
+FIRST_LINE = re.compile(r"mnist-gpu: training on the numpy backend \(asked for\), seed (\d+), data: fake data "
+                        r"\(--fake_data\), log_dir (.*)")
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """The default root, under a TEST_TMPDIR of the test's own."""
+    monkeypatch.setenv("TEST_TMPDIR", str(tmp_path))
+    return tmp_path / "mnist_gpu" / "logs" / "fully_connected_feed"
+
+
+def first_line(error):
+    match = FIRST_LINE.fullmatch(error.splitlines()[0])
+    assert match, error
+    return match
+
+
+def test_two_default_runs_in_a_row_train_into_different_folders_and_resume_picks_the_newest(root, capsys):
+    """The issue's report: the front-door command worked once; the second run found the fixed folder used (exit 2)."""
+    folders = []
+    for _ in range(2):
+        code, lines, error = run_main(capsys, *FAST, "--max_steps", "1000")
+        assert code == 0, error
+        assert lines[0].startswith("Step 0: ")
+        folders.append(first_line(error)[2])  # the first line names the run's folder
+    assert folders[0] != folders[1]
+    assert [os.path.join(root, name) for name in sorted(os.listdir(root))] == folders  # sorted by start time
+    for folder in folders:
+        assert runs.RUN_FOLDER.fullmatch(os.path.basename(folder))
+        assert mnist_gpu.load_checkpoint(folder, backend="numpy").global_step == 1000
+    older = snapshot(folders[0])
+    code, lines, error = run_main(capsys, *FAST, "--resume", "--max_steps", "2000")
+    assert code == 0, error
+    assert error.splitlines()[0] == (f"mnist-gpu: --resume without --log_dir: continuing the newest run under {root}, "
+                                     f"{os.path.basename(folders[1])}")
+    assert "resuming from step 1000 (model.ckpt-999.safetensors)" in error and f"log_dir {folders[1]}" in error
+    assert lines[0].startswith("Step 1000: ")
+    assert mnist_gpu.load_checkpoint(folders[1], backend="numpy").global_step == 2000
+    assert snapshot(folders[0]) == older
+
+
+def test_resume_passes_over_newer_folders_without_a_checkpoint(root, capsys):
+    assert run_main(capsys, *FAST, "--max_steps", "5")[0] == 0
+    (folder,) = runs.run_folders(str(root))
+    empty = os.path.join(root, runs.run_folder_name(10 ** 13))  # a run killed before its first checkpoint
+    os.makedirs(empty)
+    code, _, error = run_main(capsys, *FAST, "--resume", "--max_steps", "10")
+    assert code == 0, error
+    assert error.splitlines()[0] == (f"mnist-gpu: --resume without --log_dir: continuing the newest run under {root}, "
+                                     f"{os.path.basename(folder)} (1 newer folder without a checkpoint)")
+
+
+def test_folder_names_sort_by_start_time_and_never_collide(root, monkeypatch):
+    """Runs started in the same millisecond take the next ones, so the names still sort in order of start."""
+    monkeypatch.setattr(runs.time, "time_ns", lambda: 1_796_000_000_123_456_789)  # the clock stands still
+    made = [runs.new_run_folder(str(root), []) for _ in range(3)]
+    assert [os.path.basename(path) for path in made] == ["2026-11-30_00-53-20.123Z", "2026-11-30_00-53-20.124Z",
+                                                         "2026-11-30_00-53-20.125Z"]
+    assert runs.run_folders(str(root)) == made
+    assert runs.run_folder_name(1_796_000_000_999) < runs.run_folder_name(1_796_000_001_000)  # across a second
+
+
+def test_two_default_runs_started_together_both_train(root):
+    processes = [subprocess.Popen([sys.executable, "-m", "mnist_gpu", *FAST, "--max_steps", "3", "--seed", seed],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for seed in "12"]
+    errors = [process.communicate(timeout=300)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    folders = sorted(first_line(error)[2] for error in errors)
+    assert folders[0] != folders[1] and runs.run_folders(str(root)) == folders
+    assert [mnist_gpu.load_checkpoint(folder, backend="numpy").global_step for folder in folders] == [3, 3]
+
+
+def test_eval_without_checkpoint_takes_the_newest_valid_checkpoint_under_the_root(root, capsys):
+    for _ in range(2):
+        assert run_main(capsys, *FAST, "--max_steps", "1000")[0] == 0
+    older, newer = runs.run_folders(str(root))
+    code, lines, _ = run_main(capsys, "eval", "--backend", "numpy")
+    assert code == 0 and lines[0] == f"Evaluating {newer}/model.ckpt-999.safetensors (global_step 1000)"
+    damaged = os.path.join(newer, "model.ckpt-999.safetensors")
+    with open(damaged, "r+b") as stream:
+        stream.truncate(1000)
+    code, lines, error = run_main(capsys, "eval", "--backend", "numpy")
+    assert code == 0 and lines[0] == f"Evaluating {older}/model.ckpt-999.safetensors (global_step 1000)"
+    assert error.startswith(f"mnist-gpu: skipping a damaged checkpoint: {newer}: no valid checkpoint to use ({damaged}")
+
+
+def test_with_no_run_under_the_root_resume_and_eval_say_so(root, capsys):
+    code, _, error = run_main(capsys, *FAST, "--resume")
+    assert code == 2
+    assert one_error_line(error) == (f"mnist-gpu: error: --resume without --log_dir: no run under {root} has a "
+                                     "checkpoint to continue from")
+    code, _, error = run_main(capsys, "eval", "--backend", "numpy")
+    assert code == 2
+    assert one_error_line(error) == (f"mnist-gpu: error: no --checkpoint given, and no run under {root} has a "
+                                     "checkpoint; pass --checkpoint with a checkpoint file or a log_dir")
+    # A run of an earlier mnist_gpu, whose default log_dir was the root itself, is pointed at.
+    assert run_main(capsys, *FAST, "--log_dir", str(root), "--max_steps", "1")[0] == 0
+    code, _, error = run_main(capsys, "eval", "--backend", "numpy")
+    assert code == 2 and one_error_line(error).endswith(f"; {root} itself holds a run of an earlier mnist_gpu: pass "
+                                                        f"--checkpoint {root} to use it")
+
+
+def test_tensorboard_on_the_root_shows_every_run(root, capsys):
+    for _ in range(2):
+        assert run_main(capsys, *FAST, "--max_steps", "201")[0] == 0
+    multiplexer = event_multiplexer.EventMultiplexer(size_guidance={event_accumulator.SCALARS: 0})
+    multiplexer.AddRunsFromDirectory(str(root))
+    multiplexer.Reload()
+    names = sorted(os.path.basename(folder) for folder in runs.run_folders(str(root)))
+    assert sorted(multiplexer.Runs()) == names
+    for name in names:
+        assert [event.step for event in multiplexer.Scalars(name, "loss")] == [0, 100, 200]
+
+
+def test_a_refused_default_run_leaves_no_folder(root, capsys):
+    code, _, error = run_main(capsys, *FAST, "--cuda_graph", "on")
+    assert code == 2 and "--cuda_graph on needs the cuda backend" in error
+    assert runs.run_folders(str(root)) == []
+
+
+def test_train_from_python_says_where_the_run_went(root):
+    result = mnist_gpu.train(fake_data=True, backend="numpy", hidden1=8, hidden2=4, max_steps=2, verbose=False)
+    assert runs.run_folders(str(root)) == [result.log_dir]
+    assert mnist_gpu.load_checkpoint(result.log_dir, backend="numpy").global_step == 2
+
+
+def test_a_random_seed_has_at_most_10_digits_and_repeats_the_run(root, capsys):
+    """The issue's report: a 39-digit seed (NumPy's SeedSequence entropy) that nobody retypes."""
+    code, lines, error = run_main(capsys, *FAST, "--max_steps", "300")
+    assert code == 0
+    seed, folder = first_line(error).groups()
+    assert len(seed) <= 10
+    code, again, error = run_main(capsys, *FAST, "--max_steps", "300", "--seed", seed)
+    assert code == 0 and without_timings(again) == without_timings(lines)
+    repeated = mnist_gpu.load_checkpoint(first_line(error)[2], backend="numpy").model.host_variables()
+    for name, value in mnist_gpu.load_checkpoint(folder, backend="numpy").model.host_variables().items():
+        assert value.tobytes() == repeated[name].tobytes(), name
+    drawn = {trainer.random_seed() for _ in range(1000)}
+    assert len(drawn) > 990 and max(drawn) < 10 ** 10 and min(drawn) >= 0
