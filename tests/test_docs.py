@@ -15,8 +15,9 @@ Markers (HTML comments, invisible on GitHub) tie the Markdown to the code:
     <!-- generated: NAME -->  ...  <!-- end generated: NAME -->   output of a command (GENERATORS)
 
 Every python block carries a quote or an example marker. Tables a command produces sit between
-generated markers: `python tests/test_docs.py --update` runs those commands and rewrites them
-(the compiler table and `mnist-gpu check` are measurements: give the date beside them). The
+generated markers: `python tests/test_docs.py --update [NAME ...]` runs those commands and
+rewrites them (the compiler table and `mnist-gpu check` are measurements: give the date beside
+them). The
 tests compare what comes from the code alone exactly, and of the measured ones what the code
 decides: the kernels, their argument types and block sizes, the check's lines and verdicts.
 Fast (a few seconds: one simulator process and one `mnist-gpu check`), no network.
@@ -359,7 +360,7 @@ def step_program_table(program):
         if "gemm" in operation:
             gemms += 1
             call = operation["gemm"]
-            lines.append(f"| {number} | cuBLAS sgemm (GEMM {gemms} below) | cuBLAS chooses | {call['a'][0]}, "
+            lines.append(f"| {number} | cuBLAS sgemm (GEMM {gemms} of section 5) | cuBLAS chooses | {call['a'][0]}, "
                          f"{call['b'][0]} → {call['out'][0]} |")
         else:
             launch = _launch(operation["blocks"], operation["threads"])
@@ -379,7 +380,7 @@ def gemm_table(program):
         b_text = f"{b[0]}{'ᵀ' if call['transa'] else ''} [{'×'.join(map(str, b[1][::-1] if call['transa'] else b[1]))}]"
         product = f"{a_text} @ {b_text}"
         target = f"{out[0]} [{'×'.join(map(str, out[1]))}]"
-        row = f"{target} = {product}" if call["beta"] == 0 else f"{target} += {call['alpha']:g} × {product}"
+        row = f"{target} = {product}" if call["beta"] == 0 else f"{target} −= {-call['alpha']:g} × {product}"
         lines.append(f"| {number} | {row} | {flag[call['transa']]}, {flag[call['transb']]} | {call['m']}, {call['n']}, "
                      f"{call['k']} | {b[0]}, {call['lda']} | {a[0]}, {call['ldb']} | {out[0]}, {call['ldc']} | "
                      f"{call['alpha']:g}, {call['beta']:g} |")
@@ -606,21 +607,24 @@ def test_the_checkers_catch_what_they_are_for(tmp_path, monkeypatch):
     assert slug("`mnist-gpu check`: its lines") == "mnist-gpu-check-its-lines"
 
 
-def update_docs():
-    """Rewrite every generated block from the command that produces it."""
+def update_docs(names=()):
+    """Rewrite the generated blocks called `names` (all when none) from the commands that produce them."""
     def command_output(*command):
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY)
         if result.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
         return result.stdout.rstrip("\n").splitlines()
 
-    program = simulator_recording()["program"]
-    outputs = {
-        "step-program": step_program_table(program),
-        "gemm-calls": gemm_table(program),
-        "compile-report": command_output(sys.executable, "-m", "mnist_gpu.compile_report"),
-        "check": ["```text"] + command_output(sys.executable, "-m", "mnist_gpu", "check") + ["```"],
+    generators = {
+        "step-program": lambda: step_program_table(simulator_recording()["program"]),
+        "gemm-calls": lambda: gemm_table(simulator_recording()["program"]),
+        "compile-report": lambda: command_output(sys.executable, "-m", "mnist_gpu.compile_report"),
+        "check": lambda: ["```text"] + command_output(sys.executable, "-m", "mnist_gpu", "check") + ["```"],
     }
+    unknown = set(names) - set(generators)
+    if unknown:
+        raise SystemExit(f"no generated block called {', '.join(sorted(unknown))}; there are {', '.join(generators)}")
+    outputs = {name: generate() for name, generate in generators.items() if not names or name in names}
     for path in markdown_files():
         text = original = path.read_text(encoding="utf-8")
         for name, lines in outputs.items():
@@ -635,7 +639,8 @@ def update_docs():
 if __name__ == "__main__":
     if sys.argv[1:] == ["--record"]:
         json.dump(record_under_simulator(), sys.stdout)
-    elif sys.argv[1:] == ["--update"]:
-        update_docs()
+    elif sys.argv[1:2] == ["--update"]:
+        update_docs(sys.argv[2:])
     else:
-        sys.exit("usage: python tests/test_docs.py --update   (rewrites the docs' generated tables)")
+        sys.exit("usage: python tests/test_docs.py --update [NAME ...]   (rewrites the docs' generated tables: "
+                 "step-program, gemm-calls, compile-report, check; all when none is named)")
