@@ -111,7 +111,7 @@ def interleaved_rows(data):
 def step_and_floor(data):
     """{shape: {backend: (step seconds, floor seconds, step / floor)}} and how the ratio was taken.
 
-    From the interleaved benchmarks where there are any (the figures the README quotes: both
+    From the interleaved benchmarks where there are any (the figures docs/performance.md quotes: both
     medians and the median of the per-round ratios, all from the same rounds); else from the
     separate step and floor groups (the ratio of their medians).
     """

@@ -1,6 +1,6 @@
 """Every CUDA kernel through NVIDIA's real compiler, on a machine with no GPU: registers, spills, occupancy.
 
-    python -m mnist_gpu.compile_report            # the Markdown table (the README's)
+    python -m mnist_gpu.compile_report            # the Markdown table (docs/gpu.md's)
     python -m mnist_gpu.compile_report --json F   # every number, for tests
 
 Three steps, each in its own process (numba.cuda is either the simulator or the real target,
