@@ -53,7 +53,8 @@ def add_training_flags(parser):
                         "Without it, a random seed of at most 10 digits, printed in the run's first line.")
     parser.add_argument("--dataset", choices=tuple(DATASETS), default="mnist", help="MNIST or Fashion-MNIST.")
     parser.add_argument("--resume", action="store_true",
-                        help="Continue the run in --log_dir from its latest valid checkpoint, exactly.")
+                        help="Continue the run in --log_dir (without --log_dir: the newest run that has a "
+                        "checkpoint) from its latest valid checkpoint, exactly.")
     parser.add_argument("--overwrite", action="store_true",
                         help="Delete the run already in --log_dir (checkpoints, events) and start fresh.")
     parser.add_argument("--max_to_keep", type=positive_int, default=5, help="Checkpoints to keep (newest).")

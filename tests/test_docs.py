@@ -52,6 +52,7 @@ FOREIGN_FLAGS = {
     "--implementation": "pip download", "--platform": "pip download",
     "--system-site-packages": "python -m venv",
     "--logdir": "tensorboard",
+    "--hypothesis-show-statistics": "pytest (hypothesis)",
 }
 OWN_TOOL_SOURCES = {"--json": "mnist_gpu/compile_report.py", "--out": "bench/report.py",
                     "--update": "tests/test_docs.py"}
@@ -436,7 +437,7 @@ def test_quoted_excerpts_are_in_the_files_they_quote(path):
 
 
 def test_every_flag_of_every_command_is_in_cli_md_with_its_default_and_choices():
-    from mnist_gpu.cli import TEMPORARY_ROOT
+    from mnist_gpu.runs import temporary_root
 
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     lines = text.splitlines()
@@ -459,7 +460,7 @@ def test_every_flag_of_every_command_is_in_cli_md_with_its_default_and_choices()
             default_cell, row_text = documented[flag][1], " ".join(documented[flag])
             default = action.default
             if isinstance(default, str):
-                default = default.replace(TEMPORARY_ROOT, "$TMPDIR")
+                default = default.replace(temporary_root(), "$TMPDIR")
             if default is False:
                 assert default_cell == "off", (command, flag, default_cell)
             elif default is None:
