@@ -29,18 +29,45 @@ cblas_sgemm = types.ExternalFunction(SYMBOL, types.void(
 SIGNATURE = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32, float32, boolean, boolean)"
 
 
-def sgemm_address():
-    """Where NumPy's bundled OpenBLAS has its cblas_sgemm, or None."""
+@functools.cache
+def _library():
+    """NumPy's bundled OpenBLAS (the very library NumPy has loaded, so its thread pool too), or None."""
     numpy_folder = os.path.dirname(np.__file__)
     candidates = glob.glob(os.path.join(numpy_folder, os.pardir, "numpy.libs", "libscipy_openblas64_*")) + \
         glob.glob(os.path.join(numpy_folder, ".dylibs", "libscipy_openblas64_*"))
     for path in sorted(candidates):
         try:
-            function = getattr(ctypes.CDLL(path), SYMBOL)  # the library NumPy has already loaded
+            library = ctypes.CDLL(path)
+            getattr(library, SYMBOL)
         except (OSError, AttributeError):
             continue
-        return ctypes.cast(function, ctypes.c_void_p).value
+        return library
     return None
+
+
+def sgemm_address():
+    """Where NumPy's bundled OpenBLAS has its cblas_sgemm, or None."""
+    library = _library()
+    return None if library is None else ctypes.cast(getattr(library, SYMBOL), ctypes.c_void_p).value
+
+
+def set_threads(count):
+    """Run NumPy's OpenBLAS on `count` threads from now on, whenever NumPy was loaded; False where it is not found.
+
+    OPENBLAS_NUM_THREADS is read once, when the library loads: this works after that too (the tests pin
+    one thread even where a pytest plugin imported NumPy before any conftest could set the variable).
+    """
+    library = _library()
+    if library is None:
+        return False
+    library.scipy_openblas_set_num_threads64_(ctypes.c_int(count))
+    return True
+
+
+def threads():
+    """How many threads NumPy's OpenBLAS runs on now, or None where it is not found."""
+    library = _library()
+    return None if library is None else library.scipy_openblas_get_num_threads64_()
 
 
 def sgemm(a, b, c, alpha, beta, trans_a, trans_b):
