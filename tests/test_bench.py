@@ -49,9 +49,9 @@ def fake_gpu_results():
     results = fake_results()
     results["benchmarks"] += [
         entry("step B=100 H1=128 H2=32", "cuda", 1.4e-3),
-        entry("step B=100 H1=128 H2=32", "cuda-eager", 300e-6),
-        entry("step B=100 H1=128 H2=32", "cuda-eager-launch-only", 250e-6),
-        entry("step B=100 H1=128 H2=32", "cuda-graph", 60e-6),
+        entry("step B=100 H1=128 H2=32", "cuda-eager", 300e-6, ran="eagerly, launches prepared"),
+        entry("step B=100 H1=128 H2=32", "cuda-eager-launch-only", 250e-6, ran="eagerly, launches prepared"),
+        entry("step B=100 H1=128 H2=32", "cuda-graph", 60e-6, ran="as one CUDA graph (launches prepared)"),
         entry("step B=100 H1=128 H2=32", "cuda-graph-launch-only", 12e-6),
         entry("GPU time per step B=100 (100 steps queued)", "cuda-graph", 5e-3, gpu_seconds_per_step_median=45e-6),
     ]
@@ -60,9 +60,10 @@ def fake_gpu_results():
 
 def test_report_shows_each_cuda_way_of_taking_a_step(tmp_path, report):
     text = open(report.write_report(fake_gpu_results(), str(tmp_path), "python -m bench.report")).read()
-    assert "| B=100 H1=128 H2=32 | cuda | 1.400 ms | - | - |" in text
-    assert "| B=100 H1=128 H2=32 | cuda-eager | 300.0 us | 250.0 us | - |" in text
-    assert "| B=100 H1=128 H2=32 | cuda-graph | 60.0 us | 12.0 us | 45.0 us |" in text
+    assert "| B=100 H1=128 H2=32 | cuda | 1.400 ms | - | - | op by op |" in text
+    assert "| B=100 H1=128 H2=32 | cuda-eager | 300.0 us | 250.0 us | - | eagerly, launches prepared |" in text
+    assert "| B=100 H1=128 H2=32 | cuda-graph | 60.0 us | 12.0 us | 45.0 us | as one CUDA graph (launches prepared) |" \
+        in text
     assert "| GPU time per step" not in text  # not mistaken for an op
 
 
