@@ -230,7 +230,7 @@ def _replace(path, text):
 def setup(session):
     """The carried wheels into python3's own environment, the needed modules checked, NVVM located."""
     session.log(f"python3: {session.python} (prefix {sys.prefix}, base {sys.base_prefix})")
-    problems = []
+    problems, changed = [], []
     wheels = sorted(glob.glob(os.path.join(REPOSITORY, session.wheels, "*.whl")))
     if wheels:
         before = {name: _installed_version(name) for name in map(_project_of, wheels)}
@@ -243,7 +243,10 @@ def setup(session):
             problems.append("installing the wheels failed")
         importlib.invalidate_caches()
         for name, version in before.items():
-            session.log(f"{name}: {version or 'not installed'} -> {_installed_version(name) or 'not installed'}")
+            now = _installed_version(name)
+            session.log(f"{name}: {version or 'not installed'} -> {now or 'not installed'}")
+            if now != version:
+                changed.append(f"{name} {now}" + (f" (was {version})" if version else ""))
     else:
         session.log(f"no wheels in {session.wheels}/: the packages as installed here")
     needed = NEEDED_MODULES + (("cupy",) if session.gpu else ())
@@ -253,7 +256,8 @@ def setup(session):
     nvvm = locate_nvvm(session)
     if session.gpu and not nvvm.startswith("NVVM: ") or session.gpu and "not found" in nvvm:
         problems.append("no libNVVM: the kernels cannot be compiled")  # the rehearsal compiles none: a note there
-    wheels_part = f"{len(wheels)} wheels installed" if wheels else "no wheels to install"
+    wheels_part = (f"{len(wheels)} wheels: installed {', '.join(changed) or 'none'}, the others already there"
+                   if wheels else "no wheels to install")
     return ("failed" if problems else "passed"), "; ".join([*problems, wheels_part, nvvm])
 
 
