@@ -138,9 +138,13 @@ class Session:
         if seconds <= 0:
             self.log("(not started: the stage's time is up)")
             return Finished(None, [], 0.0)
-        process = subprocess.Popen(arguments, cwd=REPOSITORY, env=self.environment, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
-                                   start_new_session=True)
+        try:
+            process = subprocess.Popen(arguments, cwd=REPOSITORY, env=self.environment, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                       errors="replace", start_new_session=True)
+        except OSError as error:  # no such program here (nvidia-smi, git)
+            self.log(f"(could not start: {error})")
+            return Finished(127, [f"could not start {arguments[0]}: {error}"], 0.0)
         lines = []
 
         def pump():

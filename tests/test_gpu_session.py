@@ -173,3 +173,31 @@ def test_the_wheel_check_refuses_what_python_3_12_would_not_install(tmp_path, mo
 def test_every_stage_can_use_its_whole_limit_within_the_session_time(gpu_session):
     """8 minutes of the 15 a GPU is lent: a second run after a fix still fits, machine start and transfers included."""
     assert sum(gpu_session.LIMITS[name] for name in gpu_session.STAGES) <= gpu_session.SESSION_LIMIT_S <= 8 * 60 - 10
+
+
+@pytest.mark.slow
+def test_with_a_gpu_claimed_the_gpu_stages_run_their_commands_and_record_how_they_fail(gpu_session, tmp_path):
+    """The stages' GPU branches, which the rehearsal skips, run here with a GPU claimed where there is none: each
+    runs its real commands, which fail in their own words (no CuPy), and the harness records each stage so."""
+    (tmp_path / "wheels").mkdir()
+    session = gpu_session.Session(str(tmp_path / "out"), wheels=str(tmp_path / "wheels"))
+    session.gpu = "GPU 0: claimed by this test"
+    try:
+        for name in ("setup", "environment", "tests", "tutorial", "bench"):
+            gpu_session.run_stage(session, name, gpu_session.RUNNERS[name])
+    finally:
+        session.close()
+    results = {result.name: result for result in session.results}
+    assert (results["setup"].status, results["setup"].detail.split(";")[0]) == \
+        ("failed", "missing Python packages: cupy")
+    assert results["environment"].status == "passed" and "GPU none usable (CuPy is not installed)" in \
+        results["environment"].detail
+    assert results["tests"].status == "failed" and " errors" in results["tests"].detail  # the backend cannot load
+    tutorial = results["tutorial"]
+    assert tutorial.status == "failed"
+    for way in ("cuda graph", "cuda eager"):
+        assert f"{way}: failed (mnist-gpu: error: --backend cuda needs CuPy, which is not installed" in tutorial.detail
+    assert "cpu: " in tutorial.detail and "test precision 0.90" in tutorial.detail
+    assert results["bench"].status == "failed" and "no benchmark ran" in results["bench"].detail
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "nvidia-smi --query-gpu=name,driver_version,compute_cap" in log
