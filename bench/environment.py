@@ -21,7 +21,8 @@ PACKAGES = ("numpy", "numba", "llvmlite", "numba-cuda", "cuda-core", "cuda-bindi
             "tensorboard", "protobuf", "tqdm", "pytest", "pytest-benchmark", "jaxtyping", "matplotlib")
 # Settings that change how CUDA, CuPy or Numba behave here.
 VARIABLES = ("CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_TF32_OVERRIDE", "CUPY_TF32",
-             "CUPY_CACHE_DIR", "OPENBLAS_NUM_THREADS", "PYTHONPATH")
+             "CUPY_CACHE_DIR", "NUMBA_CUDA_ARRAY_INTERFACE_SYNC", "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS",
+             "NUMBA_CACHE_DIR", "OPENBLAS_NUM_THREADS", "PYTHONPATH")
 
 
 def say(name, value):

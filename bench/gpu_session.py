@@ -251,6 +251,10 @@ def setup(session):
             session.log(f"{name}: {version or 'not installed'} -> {now or 'not installed'}")
             if now != version:
                 changed.append(f"{name} {now}" + (f" (was {version})" if version else ""))
+        # --no-deps: whether what the wheels need is there is pip check's to say (about them only: a note).
+        conflicts = session.python_module("pip", "check", "--disable-pip-version-check", seconds=30)
+        ours = [line for line in conflicts.lines if any(name in line.lower() for name in before)]
+        session.log("pip check, about the wheels: " + ("; ".join(ours) if ours else "nothing"))
     else:
         session.log(f"no wheels in {session.wheels}/: the packages as installed here")
     needed = NEEDED_MODULES + (("cupy",) if session.gpu else ())
