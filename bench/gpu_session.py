@@ -169,17 +169,18 @@ class Session:
 
     @staticmethod
     def _kill(process):
-        """The command and everything it started (pytest's subprocesses too): SIGTERM, then SIGKILL."""
-        for kill_signal, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        """The command and everything it started (pytest's subprocesses too): SIGTERM, 5 s, then SIGKILL for what
+        is left of its process group."""
+        for kill_signal in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(process.pid, kill_signal)
-            except ProcessLookupError:
-                return
+            except ProcessLookupError:  # the whole group has ended
+                break
             try:
-                process.wait(timeout=grace)
-                return
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                continue
+                pass
+        process.wait()
 
     def python_module(self, module, *arguments, seconds=None):
         return self.run([self.python, "-m", module, *arguments], seconds)
