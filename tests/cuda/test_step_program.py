@@ -129,9 +129,11 @@ def test_the_loss_ring_keeps_a_step_loss_for_256_steps(cuda_backend):
 def test_the_simulator_runs_the_program_eagerly_and_refuses_cuda_graph_on(cuda_backend):
     notes = []
     program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "auto", notes)
+    assert program.describe() == "not started yet"
     program.run(0)
     assert notes == ["the training step runs eagerly, not as a CUDA graph: Numba's CUDA simulator cannot capture "
                      "a CUDA graph"]
+    assert program.describe() == "eagerly, launches through Numba's CUDA simulator"
     strict = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "on")
     with pytest.raises(CudaGraphError, match="--cuda_graph on: Numba's CUDA simulator cannot capture"):
         strict.run(0)
@@ -214,13 +216,13 @@ def test_the_graph_is_used_only_when_its_first_step_matches_the_eager_one(cuda_b
         np.testing.assert_array_equal(program.model.host_variables()[name], value, err_msg=name)
 
 
+@pytest.mark.skipif(SIMULATED, reason="the simulator's way: test_the_simulator_runs_the_program_eagerly...")
 @pytest.mark.parametrize("graph", GRAPH_MODES)
 def test_the_program_says_how_its_steps_run(cuda_backend, graph):
     program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, graph)
-    assert program.describe() == "not started yet"
     program.run(0)
     expected = {"off": "eagerly, launches prepared", "on": "as one CUDA graph (launches prepared)"}[graph]
-    assert program.describe() == ("eagerly, launches through Numba's CUDA simulator" if SIMULATED else expected)
+    assert program.describe() == expected
 
 
 def test_launches_that_cannot_be_prepared_run_through_numba_and_say_so(cuda_backend, monkeypatch, two_eager_steps):
