@@ -10,6 +10,9 @@ The call is made from Numba-compiled code: from Python, ctypes spends ~14 us con
 arguments of one call, more than a small GEMM takes. The compiled code names the function by its
 symbol, which `find_sgemm` registers with LLVM in each process, and holds no address: so it is
 cached on disk like the kernels (compiling it cost ~0.6 s at the start of every run).
+
+The same library's thread count can be set at any time (`set_threads`, what the tests use), not
+only through OPENBLAS_NUM_THREADS before NumPy loads.
 """
 import ctypes
 import functools
