@@ -245,7 +245,7 @@ def setup(session):
         installed = session.python_module("pip", "install", "--no-index", "--no-deps", "--no-compile",
                                           "--no-cache-dir", "--disable-pip-version-check", *wheels)
         if not installed.ok:
-            problems.append("installing the wheels failed")
+            problems.append(f"installing the wheels failed: {installed.last_line}")
         importlib.invalidate_caches()
         for name, version in before.items():
             now = _installed_version(name)
