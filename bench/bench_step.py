@@ -19,6 +19,13 @@ def warmed(callable_, times=20):
     return callable_
 
 
+def say_how_it_runs(benchmark, target, title):
+    """For the step program: how it ran (eager or graph, launches prepared or not), printed and kept with the figure."""
+    if isinstance(target, ProgramStep):
+        benchmark.extra_info["ran"] = target.program.describe()
+        print(f"{title}: the step program ran {target.program.describe()}")
+
+
 def step_workload(variant, batch, hidden1, hidden2):
     """A variant's callable: "<backend>" (op by op), "cuda-eager" / "cuda-graph" (the step program),
     "<backend>-gemm-floor" (its 8 GEMMs alone); any of them "-launch-only"."""
@@ -38,6 +45,7 @@ def test_training_step(benchmark, variant, batch, hidden1, hidden2):
     """A step, finished (GPU work synchronised); "-launch-only": the host's time to issue it."""
     benchmark.group = f"step B={batch} H1={hidden1} H2={hidden2}"
     target = warmed(step_workload(variant, batch, hidden1, hidden2))
+    say_how_it_runs(benchmark, target, f"{benchmark.group}, {variant}")
     if variant.endswith("launch-only"):  # the queue is drained between rounds, outside the timing
         benchmark.pedantic(target.enqueue, setup=target.backend.synchronize, rounds=200, warmup_rounds=10)
     else:
@@ -54,6 +62,7 @@ def test_gpu_time_per_step(benchmark, variant, batch):
     """
     benchmark.group = f"GPU time per step B={batch} (100 steps queued)"
     target = warmed(step_workload(variant, batch, 128, 32))  # skips without a GPU
+    say_how_it_runs(benchmark, target, f"{benchmark.group}, {variant}")
     import cupy
 
     gpu_times = []

@@ -2,6 +2,7 @@
 
     python -m bench.report                  # the whole suite (about 10 minutes on 2 CPU cores)
     python -m bench.report -k step          # only the training-step groups (pytest -k syntax)
+    python -m bench.report TESTS... [PYTEST OPTIONS]   # given benchmarks, e.g. bench/bench_step.py::test_x[...]
 
 Output goes to bench/results/<date>T<time>-<device>.{md,png,json} (or --out FOLDER): a report
 never replaces an earlier one. Every number is a median over many rounds from ONE run, and
@@ -137,12 +138,15 @@ def gpu_time_groups(data):
 
 
 def cuda_step_rows(data):
-    """Per step shape, each CUDA way of taking a step: the finished step, the host's time to issue it, GPU time."""
-    gpu_times = {}
+    """Per step shape, each CUDA way of taking a step: the finished step, the host's time to issue it, GPU time,
+    and how it ran (the step program says: eager or one CUDA graph, launches prepared or not)."""
+    gpu_times, ran = {}, {}
     for benchmark in data["benchmarks"]:
         info = benchmark.get("extra_info") or {}
         if GPU_TIME_KEY in info:
             gpu_times[(benchmark["params"]["batch"], variant_of(benchmark))] = info[GPU_TIME_KEY]
+        if "ran" in info:
+            ran[(benchmark["group"], variant_of(benchmark))] = info["ran"]
     rows = []
     for group, times in medians(data).items():
         if not group.startswith("step B="):
@@ -151,8 +155,9 @@ def cuda_step_rows(data):
         timed_on_gpu = group.endswith("H1=128 H2=32")  # the shapes test_gpu_time_per_step runs
         for way in (way for way in CUDA_STEP_WAYS if times.get(way) is not None):
             gpu_time = gpu_times.get((batch, way)) if timed_on_gpu else None
+            how = "op by op" if way == "cuda" else ran.get((group, way), "-")
             rows.append([group[len("step "):], way, format_time(times[way]),
-                         format_time(times.get(f"{way}-launch-only")), format_time(gpu_time)])
+                         format_time(times.get(f"{way}-launch-only")), format_time(gpu_time), how])
     return rows
 
 
@@ -214,8 +219,8 @@ def write_markdown(data, path, chart_name, command):
         "The CUDA step: op by op, the eager step program, the CUDA graph",
         "'step': a finished step (synchronised); 'host issue': the host's time to issue one (launch-only); 'GPU "
         "time': CUDA events around 100 queued steps, per step (H1=128 H2=32 only; where the host issues slower than "
-        "the GPU runs, it is the host's pace).",
-        ["shape", "way", "step", "host issue", "GPU time"], cuda_step_rows(data))
+        "the GPU runs, it is the host's pace); 'ran': how the step program ran, as it said.",
+        ["shape", "way", "step", "host issue", "GPU time", "ran"], cuda_step_rows(data))
     lines += section("Per op", "Each op alone, every backend in one group.",
                      ["op and shape", "numpy", "cpu", "cuda", "cpu speed-up", "cuda speed-up"],
                      op_rows(table, run_groups(data) | gpu_time_groups(data)))
@@ -303,18 +308,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-k", default=None, help="pytest -k expression selecting benchmarks")
     parser.add_argument("--out", default=RESULTS, help="folder for the report (default bench/results)")
-    options = parser.parse_args(argv)
+    parser.add_argument("tests", nargs="*", default=["bench"], help="benchmark files or test ids (default bench)")
+    options, pytest_options = parser.parse_known_args(argv)  # the rest goes to pytest (--benchmark-max-time=...)
     repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.makedirs(options.out, exist_ok=True)
     json_path = os.path.join(options.out, f".bench-run-{os.getpid()}.json")
-    command = [sys.executable, "-m", "pytest", "bench", "-q", "-p", "no:cacheprovider", f"--benchmark-json={json_path}"]
+    # -s: what a benchmark prints (how the CUDA step program ran, its notes) reaches the terminal and a session's log.
+    command = [sys.executable, "-m", "pytest", *options.tests, "-q", "-s", "-rs", "-p", "no:cacheprovider",
+               f"--benchmark-json={json_path}", *pytest_options]
     if options.k:
         command += ["-k", options.k]
     subprocess.run(command, cwd=repository, check=True)
+    if not os.path.exists(json_path):  # pytest-benchmark saves nothing when no benchmark ran
+        print("bench.report: no benchmark ran (every one selected was skipped); no report written")
+        return
     with open(json_path, encoding="utf-8") as stream:
         data = json.load(stream)
     os.remove(json_path)
-    shown = "python -m bench.report" + (f" -k '{options.k}'" if options.k else "")
+    shown = " ".join(["python -m bench.report", *(["-k", f"'{options.k}'"] if options.k else []),
+                      *(test for test in options.tests if test != "bench"), *pytest_options])
     print(write_report(data, options.out, shown))
 
 

@@ -78,16 +78,23 @@ class ProgramStep:
     """One training step of the CUDA step program: prepared eager launches (graph="off") or its CUDA graph ("on").
 
     The host draws the batches as the trainer does (DataSet.draw_batches, a window every 1000
-    steps), so that cost is in the timing too.
+    steps), so that cost is in the timing too. What the program notes (a graph it cannot use,
+    launches it cannot prepare) is printed and kept in `notes`: a figure is never silently of
+    another way of running than its name says.
     """
 
     def __init__(self, backend, batch_size, hidden1=128, hidden2=32, graph="on", seed=0):
         self.backend = backend
         self.model = mnist.Model(backend, mnist.initial_variables(hidden1, hidden2, seed), batch_size)
         split = DeviceSplit(backend, DataSet(*host_training_set(seed=seed), seed=seed))
+        self.notes = []
         self.program = backend.step_program(self.model, split, 1e-6, last_step=2 ** 31 - 1, graph=graph,
-                                            note=lambda line: None)  # 1e-6: see Step
+                                            note=self.note)  # 1e-6: see Step
         self.step = 0
+
+    def note(self, line):
+        self.notes.append(line)
+        print(f"step program: {line}")  # bench.report runs pytest with -s: in the terminal, and a GPU session's log
 
     def enqueue(self):
         """Issue one step without waiting for it: the host's cost of a step."""

@@ -8,15 +8,8 @@ Every kernel is `@cuda.jit(cache=True)`: compiled once per argument types and GP
 then loaded from Numba's on-disk cache by later runs, as the cpu kernels are. Compiling the 11
 signatures a run launches takes about 2 s (typing, LLVM, NVVM, nvJitLink for sm_90, timed through
 the real-compiler tier on this project's CPU machine): more than the cpu backend's whole run.
+Numba's environment settings are set before this (mnist_gpu/numba_environment.py).
 """
-import os
-
-# Our kernels run on CuPy's stream, in order with everything else, so Numba need not
-# synchronise the host each time it is handed a CuPy array.
-os.environ.setdefault("NUMBA_CUDA_ARRAY_INTERFACE_SYNC", "0")
-# The tutorial's shapes are small: grids of a few blocks are intended, not a mistake to warn of.
-os.environ.setdefault("NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS", "0")
-
 import numba
 from numba import cuda, float32, int32
 
@@ -36,4 +29,15 @@ def blocks_for(count, threads=THREADS_PER_BLOCK):
     return max(1, (count + threads - 1) // threads)
 
 
-__all__ = ["SIMULATED", "THREADS_PER_BLOCK", "blocks_for", "cuda", "float32", "int32"]
+def nvvm():
+    """(version, library path, how numba-cuda found it) of the libNVVM that compiles our kernels; raises where none
+    is found (cuda-pathfinder looks in site-packages, then CUDA_HOME / CUDA_PATH)."""
+    from numba.cuda.cuda_paths import get_cuda_paths
+    from numba.cuda.cudadrv import nvvm as nvvm_library
+
+    version = ".".join(map(str, nvvm_library.NVVM().get_version()))
+    found = get_cuda_paths()["nvvm"]
+    return version, found.info, found.by
+
+
+__all__ = ["SIMULATED", "THREADS_PER_BLOCK", "blocks_for", "cuda", "float32", "int32", "nvvm"]

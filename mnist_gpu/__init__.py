@@ -7,6 +7,8 @@ import os as _os
 
 __version__ = "0.1.0"
 
+from . import numba_environment  # noqa: F401 - Numba's settings, before any module here imports numba
+
 # Installing maps the top-level kernels/ folder to mnist_gpu.kernels. When this package is
 # imported straight from a source checkout (`python -m mnist_gpu` in the repository), let
 # mnist_gpu.kernels resolve to that same folder.

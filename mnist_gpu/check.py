@@ -1,9 +1,11 @@
 """`mnist-gpu check`: what to run first on a new machine (and first on a lent GPU).
 
-It prints the versions that matter, says for every backend whether it is usable here and why not,
-and for each usable backend runs every op against the NumPy backend (the spec) at the tutorial's
-shapes, 100 training steps against NumPy, and a short timing of each op. One line per check;
-the exit code is 0 when every usable backend passes, 1 otherwise.
+It prints the versions that matter and where the CUDA libraries were found, says for every
+backend whether it is usable here and why not, and for each usable backend runs every op against
+the NumPy backend (the spec) at the tutorial's shapes, 100 training steps against NumPy (on a GPU
+also the step program, eager and as a CUDA graph, each saying how it ran), and a short timing of
+each op. One line per check, and one per note the step program makes; the exit code is 0 when
+every usable backend passes, 1 otherwise.
 
 OP_CASES, one per op of the backend interface, are also what tests/backend_equivalence.py runs
 at odd shapes on every backend: one definition of "this op agrees with the spec".
@@ -198,15 +200,16 @@ def versions():
     """{component: version or why it is missing}."""
     found = {"Python": platform.python_version()}
     for label, packages in (("NumPy", ["numpy"]), ("Numba", ["numba"]), ("numba-cuda", ["numba-cuda"]),
-                            ("cuda-core", ["cuda-core"]), ("CuPy", ["cupy-cuda13x", "cupy-cuda12x", "cupy"]),
-                            ("nvmath-python", ["nvmath-python"])):
+                            ("cuda-core", ["cuda-core"]), ("cuda-bindings", ["cuda-bindings"]),
+                            ("cuda-pathfinder", ["cuda-pathfinder"]),
+                            ("CuPy", ["cupy-cuda13x", "cupy-cuda12x", "cupy"]), ("nvmath-python", ["nvmath-python"])):
         installed = [metadata.version(package) for package in packages if _installed(package)]
         found[label] = installed[0] if installed else "not installed"
     try:
-        from numba.cuda.cudadrv import nvvm  # never imported in the trainer's process: only here
+        from .kernels import numba_cuda
 
-        found["NVVM"] = ".".join(map(str, nvvm.NVVM().get_version()))
-    except Exception as error:  # noqa: BLE001 - any failure to load libNVVM is reported, not raised
+        found["NVVM"] = numba_cuda.nvvm()[0]
+    except Exception as error:  # noqa: BLE001 - any failure to find or load libNVVM is reported, not raised
         found["NVVM"] = f"not found ({type(error).__name__})"
     if why_no_cuda_device() is None:  # the GPU is named even where a package the cuda backend needs is missing
         import cupy
@@ -219,6 +222,41 @@ def versions():
     else:
         found["GPU"] = "none usable"
     return found
+
+
+def libraries():
+    """{library: where it was loaded from and how it was found, or why not}.
+
+    NVVM as numba-cuda finds it (it compiles the kernels); cuBLAS and the CUDA runtime as
+    cuda-pathfinder finds them (nvmath-python loads cuBLAS through it, numba-cuda the runtime).
+    Either searches site-packages first, then CUDA_HOME / CUDA_PATH.
+    """
+    found = {}
+    try:
+        from .kernels import numba_cuda
+
+        _, path, how = numba_cuda.nvvm()
+        found["NVVM"] = f"{path} ({how})"
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        found["NVVM"] = f"not found ({_first_line(error)})"
+    try:
+        from cuda import pathfinder
+    except ImportError:
+        pathfinder = None
+    for label, name in (("cuBLAS", "cublas"), ("CUDA runtime", "cudart")):
+        if pathfinder is None:
+            found[label] = "not looked for (cuda-pathfinder is not installed)"
+            continue
+        try:
+            library = pathfinder.load_nvidia_dynamic_lib(name)
+            found[label] = f"{library.abs_path} ({library.found_via})"
+        except Exception as error:  # noqa: BLE001 - reported, not raised
+            found[label] = f"not found ({_first_line(error)})"
+    return found
+
+
+def _first_line(error):
+    return f"{type(error).__name__}: " + (str(error).splitlines() or [""])[0]
 
 
 def _installed(package):
@@ -240,13 +278,13 @@ def time_call(function):
     return statistics.median(times)
 
 
-def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, steps=TRAINING_STEPS):
+def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, steps=TRAINING_STEPS, note=print):
     """`steps` training steps on both backends from the same start and batches.
 
     graph None: the backend's ops one by one, as the numpy and cpu backends train (HostSteps);
-    "off" or "on": its step program, eager or as a CUDA graph (a backend that has one).
-    Returns (None if they agree else what differs, the backend's stepper: it can take
-    1 + TIMING_CALLS more steps, for timing).
+    "off" or "on": its step program, eager or as a CUDA graph (a backend that has one), its notes
+    going to `note`. Returns (None if they agree else what differs, the backend's stepper: it can
+    take 1 + TIMING_CALLS more steps, for timing).
     """
     from .input_data import DataSet
     from .trainer import DeviceSplit, HostSteps
@@ -260,7 +298,7 @@ def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, step
         model = mnist.Model(each, variables, batch)
         split = DeviceSplit(each, DataSet(pixels, labels, seed=0))  # the same batches, in TF's order
         if graph is not None and each is backend:
-            stepper = each.step_program(model, split, 0.01, steps + 1 + TIMING_CALLS, graph, note=lambda line: None)
+            stepper = each.step_program(model, split, 0.01, steps + 1 + TIMING_CALLS, graph, note=note)
         else:
             stepper = HostSteps(model, split, 0.01)
         for step in range(steps):
@@ -282,7 +320,7 @@ def time_step(stepper, backend, first_step=TRAINING_STEPS):
 
 
 def one_line(error):
-    return f"raised {type(error).__name__}: " + (str(error).splitlines() or [""])[0]
+    return "raised " + _first_line(error)
 
 
 def check_backend(backend, reference, say):
@@ -314,10 +352,14 @@ def check_backend(backend, reference, say):
     if hasattr(backend, "step_program"):
         ways += [("off", f"{TRAINING_STEPS} steps, eager program"), ("on", f"{TRAINING_STEPS} steps, CUDA graph")]
     for graph, title in ways:
+        def note(line, title=title):
+            say(f"  {backend.name:<6} {title:<24} note: {line}")
         try:
-            problem, stepper = training_mismatch(backend, reference, graph)
+            problem, stepper = training_mismatch(backend, reference, graph, note=note)
             if problem is None:
                 verdict = f"ok      same variables as numpy; {time_step(stepper, backend) * 1e6:.1f} us a step"
+                if graph is not None:  # the step program: eager or a graph, launches prepared or not
+                    verdict += f"; ran {stepper.describe()}"
         except Exception as error:  # noqa: BLE001 - reported on its line
             problem = one_line(error)
         failures += problem is not None
@@ -325,13 +367,13 @@ def check_backend(backend, reference, say):
     return failures
 
 
-def run_check(say=print):
-    """The whole check; returns the exit code (0: every usable backend passed)."""
-    say("mnist-gpu check (the tutorial's shapes: B=%d, H=%d, D=%d, C=%d; times are medians of %d calls)"
-        % (TUTORIAL_BATCH, TUTORIAL_HIDDEN, mnist.IMAGE_PIXELS, mnist.NUM_CLASSES, TIMING_CALLS))
-    say("versions: " + ", ".join(f"{name} {version}" for name, version in versions().items()))
-    reference = get_backend("numpy")
-    usable, failures = [reference], 0
+def usable_backends(say):
+    """The backends that load here, the NumPy reference first; one line for each: usable, or why not.
+
+    A backend that cannot load raises BackendUnavailable (the cuda backend turns whatever its
+    libraries raise while loading into one), or ImportError for a missing package.
+    """
+    usable = [get_backend("numpy")]
     say("backend numpy: usable (the reference: every other backend is checked against it)")
     for name in BACKEND_NAMES:
         if name in ("auto", "numpy"):
@@ -343,6 +385,17 @@ def run_check(say=print):
             continue
         say(f"backend {name}: usable")
         usable.append(backend)
+    return usable
+
+
+def run_check(say=print):
+    """The whole check; returns the exit code (0: every usable backend passed)."""
+    say("mnist-gpu check (the tutorial's shapes: B=%d, H=%d, D=%d, C=%d; times are medians of %d calls)"
+        % (TUTORIAL_BATCH, TUTORIAL_HIDDEN, mnist.IMAGE_PIXELS, mnist.NUM_CLASSES, TIMING_CALLS))
+    say("versions: " + ", ".join(f"{name} {version}" for name, version in versions().items()))
+    say("libraries: " + "; ".join(f"{name} {where}" for name, where in libraries().items()))
+    usable = usable_backends(say)
+    reference, failures = usable[0], 0
     for backend in usable:
         failures += check_backend(backend, reference, say)
     if failures:

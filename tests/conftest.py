@@ -1,13 +1,13 @@
 """Shared fixtures: where the real MNIST files live, and a local HTTP server for download tests."""
 import os
-import sys
 
-# One BLAS thread in the test process and the processes it starts, set before NumPy is first
-# imported (OpenBLAS reads it once, at load). No test measures threading, and on a busy 2-core
-# machine OpenBLAS's spinning threads fight every other process: the same 300 NumPy steps took
-# 0.27-6.95 s with its default threads and 0.23-0.32 s with one. The benchmarks (bench/) are
-# run without this file and keep the default.
-assert "numpy" not in sys.modules, "NumPy was imported before tests/conftest.py could pin its BLAS threads"
+# One BLAS thread in the test process and the processes it starts. No test measures threading, and
+# on a busy 2-core machine OpenBLAS's spinning threads fight every other process: the same 300
+# NumPy steps took 0.27-6.95 s with its default threads and 0.23-0.32 s with one. The processes
+# the tests start read the variable when their NumPy loads; this process is pinned through
+# OpenBLAS's own call below, because NumPy may be loaded already: a pytest plugin that imports it
+# (jaxtyping's does) runs before any conftest. The benchmarks (bench/) run without this file and
+# keep the default.
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 import functools
@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_gpu.backends import gpu_available
+from mnist_gpu.backends import gpu_available, openblas
 from mnist_gpu.backends.numpy_backend import NumpyBackend
 from mnist_gpu.input_data import PACKAGED_DIRECTORY
+
+openblas.set_threads(1)  # where NumPy has another BLAS, its own thread setting stays (no test depends on it)
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

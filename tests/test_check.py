@@ -14,7 +14,8 @@ def test_check_passes_here_and_says_why_cuda_is_not_usable(capsys):
     assert code == 0, "\n".join(lines)
     assert lines[0].startswith("mnist-gpu check")
     assert lines[1].startswith("versions: Python ") and "NumPy " in lines[1] and "Numba " in lines[1]
-    assert "backend numpy: usable (the reference" in lines[2]
+    assert lines[2].startswith("libraries: NVVM ") and "; cuBLAS " in lines[2] and "; CUDA runtime " in lines[2]
+    assert "backend numpy: usable (the reference" in lines[3]
     assert "backend cpu: usable" in lines
     if not gpu_available():
         assert any(line.startswith("backend cuda: not usable: ") and "pip install '.[cuda13]'" in line
@@ -64,3 +65,29 @@ def test_every_case_can_fail(case, numpy_backend, generator):
         wrong[index] = value + 1 if np.isscalar(value) else np.asarray(value) + (1 if value.dtype.kind != "f" else 1e-2)
         assert mismatch(case, wrong, expected) is not None, (case.name, index)
     assert mismatch(case, expected, expected) is None
+
+
+def test_check_prints_the_step_programs_notes_and_how_it_ran(capsys, monkeypatch):
+    """On a GPU check also runs the step program, eager and as a CUDA graph: what the program notes (a graph it
+    could not use, launches it could not prepare) and how it ran are check's lines, not dropped."""
+    from mnist_gpu.trainer import HostSteps
+
+    class NotingSteps(HostSteps):  # the cpu backend's steps, standing in for a step program with something to say
+        def __init__(self, model, split, learning_rate, last_step, graph, note):
+            super().__init__(model, split, learning_rate)
+            self.graph = graph
+            note(f"a note from the program ({graph})")
+
+        def describe(self):
+            return f"the way the {self.graph} program ran"
+
+    monkeypatch.setattr(CpuBackend, "step_program", lambda self, model, split, learning_rate, last_step, graph,
+                        note: NotingSteps(model, split, learning_rate, last_step, graph, note), raising=False)
+    code, lines, _ = run_main(capsys, "check")
+    assert code == 0, "\n".join(lines)
+    for graph, title in (("off", "eager program"), ("on", "CUDA graph")):
+        title = f"{TRAINING_STEPS} steps, {title}"
+        index = lines.index(f"  cpu    {title:<24} note: a note from the program ({graph})")
+        result = lines[index + 1]
+        assert result.startswith(f"  cpu    {title:<24} ok      same variables as numpy; ")
+        assert result.endswith(f" us a step; ran the way the {graph} program ran")

@@ -19,25 +19,14 @@ import contextlib
 import numpy as np
 
 from ..model import PIXEL_SCALE
-from . import INSTALL_HINT, BackendUnavailable, check_labels
+from . import BackendUnavailable, check_labels, loading
 from .cuda_gemm import Cublas, GemmCall, SimulatedCublas
 from .numpy_backend import NumpyBackend
 
 
-def _import_kernels():
-    try:
-        from ..kernels import numba_cuda
-    except ImportError as error:
-        raise BackendUnavailable(f"--backend cuda needs numba-cuda ({error}); {INSTALL_HINT}") from None
-    return numba_cuda
-
-
 def _import_cupy():
-    try:
-        import cupy
-    except ImportError as error:
-        raise BackendUnavailable(f"--backend cuda needs CuPy, which is not installed ({error}); "
-                                 f"{INSTALL_HINT}") from None
+    import cupy
+
     try:
         usable = cupy.is_available()
     except Exception as error:  # noqa: BLE001 - a broken driver is reported, not raised
@@ -96,8 +85,9 @@ class CudaBackend:
     dtype = np.dtype(np.float32)
 
     def __init__(self):
-        numba_cuda = _import_kernels()
-        from ..kernels import backward, bias_activation, gather, in_top_k, sgd_update, softmax_xent
+        """Loads numba-cuda and our kernels, and on a GPU CuPy, a stream and cuBLAS; a failure is BackendUnavailable."""
+        with loading("numba-cuda"):
+            from ..kernels import backward, bias_activation, gather, in_top_k, numba_cuda, sgd_update, softmax_xent
 
         self.kernels_module = numba_cuda
         self.bias_activation, self.backward, self.gather = bias_activation, backward, gather
@@ -111,12 +101,15 @@ class CudaBackend:
             self.launch_stream = numba_cuda.cuda.default_stream()
             self.gemms = SimulatedCublas()
         else:
-            cupy = _import_cupy()
-            self.xp = cupy
-            self.stream = cupy.cuda.Stream(non_blocking=True)
-            self.on_stream = self.stream  # `with self.on_stream:` makes it CuPy's current stream, then restores
-            self.launch_stream = numba_cuda.cuda.external_stream(self.stream.ptr)
-            self.gemms = Cublas(cupy, self.stream)
+            with loading("CuPy"):
+                cupy = _import_cupy()
+                self.xp = cupy
+                self.stream = cupy.cuda.Stream(non_blocking=True)
+                self.on_stream = self.stream  # `with self.on_stream:` makes it CuPy's current stream, then restores
+            with loading("numba-cuda on CuPy's stream"):
+                self.launch_stream = numba_cuda.cuda.external_stream(self.stream.ptr)
+            with loading("cuBLAS through nvmath-python"):
+                self.gemms = Cublas(cupy, self.stream)
         self.recorded = None  # a list while recording()
         self.index_buffer = self.empty(0, dtype=np.int32)
 

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from . import INSTALL_HINT, BackendUnavailable
+from . import BackendUnavailable
 
 NO_TRANSPOSE, TRANSPOSE = 0, 1  # cublasOperation_t: CUBLAS_OP_N, CUBLAS_OP_T
 CUBLAS_WORKSPACE_BYTES = 32 * 2 ** 20  # NVIDIA's advice for Hopper; a fixed workspace lets cuBLAS be captured
@@ -57,14 +57,14 @@ class GemmCall:
 
 
 class Cublas:
-    """One cuBLAS handle bound to one stream, with its own workspace (nvmath-python's bindings)."""
+    """One cuBLAS handle bound to one stream, with its own workspace (nvmath-python's bindings).
+
+    Made inside the cuda backend's `loading`, which turns whatever nvmath raises here into one line.
+    """
 
     def __init__(self, cupy, stream):
-        try:
-            from nvmath.bindings import cublas
-        except ImportError as error:
-            raise BackendUnavailable(f"--backend cuda needs nvmath-python for cuBLAS ({error}); "
-                                     f"{INSTALL_HINT}") from None
+        from nvmath.bindings import cublas
+
         self.cublas = cublas
         self.handle = cublas.create()
         weakref.finalize(self, cublas.destroy, self.handle)

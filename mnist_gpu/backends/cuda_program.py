@@ -127,6 +127,7 @@ class StepProgram:
         self.operations = operations
         self.graph = None
         self.started = False
+        self.unprepared = None  # once started: why the launches are not prepared (None: they are)
 
     # -- the host's part: batch indices ahead, positions, losses --------------------------------
     def _draw_window(self, step):
@@ -174,10 +175,19 @@ class StepProgram:
         self.model.global_step += 1
         return LossReading(self, step)
 
+    def describe(self):
+        """How the steps run, in a few words: eagerly or as one CUDA graph, and whether the launches are prepared."""
+        if not self.started:
+            return "not started yet"
+        launches = "launches prepared" if self.unprepared is None else f"launches {self.unprepared}"
+        return f"as one CUDA graph ({launches})" if self.graph is not None else f"eagerly, {launches}"
+
     def _start(self):
         """The first step: prepare the launches, then choose eager or graph (running the step both ways to
         compare) as --cuda_graph says, and run the step."""
-        if not self.backend.simulated:
+        if self.backend.simulated:
+            self.unprepared = "through Numba's CUDA simulator"
+        else:
             self._prepare()
         if self.graph_mode == "off":
             self._run_eagerly()
@@ -190,8 +200,8 @@ class StepProgram:
             self.operations = [PreparedLaunch(operation) if isinstance(operation, KernelLaunch) else operation
                                for operation in self.operations]
         except Exception as error:  # noqa: BLE001 - Numba internals moved: its own launches still work, slower
-            self.note(f"kernel launches go through Numba's dispatcher, unprepared (preparing them failed: "
-                      f"{type(error).__name__}: {error})")
+            self.unprepared = f"through Numba's dispatcher (preparing them failed: {type(error).__name__}: {error})"
+            self.note(f"kernel launches go {self.unprepared}")
 
     def _why_no_graph(self):
         return "Numba's CUDA simulator cannot capture a CUDA graph" if self.backend.simulated else None
@@ -228,14 +238,24 @@ class StepProgram:
             self.backend.upload(value, targets[name])
 
     def _capture(self):
+        """The step's operations captured on the backend's stream into a CUDA graph.
+
+        If an operation fails, the capture is still ended (a stream left capturing would refuse all later
+        work), and the operation's error is the one raised: ending a broken capture usually fails too, and
+        that second error says nothing about the cause (it is noted).
+        """
         stream = self.backend.stream
         stream.begin_capture()
         try:
             for operation in self.operations:
                 operation.run()
-        finally:
-            graph = stream.end_capture()  # whatever happened: a stream left capturing would refuse all work
-        return graph
+        except BaseException:
+            try:
+                stream.end_capture()
+            except Exception as ending:  # noqa: BLE001 - the first error is the one to report
+                self.note(f"ending the failed CUDA graph capture failed too: {type(ending).__name__}: {ending}")
+            raise
+        return stream.end_capture()
 
     def _verified_graph(self):
         """Run this step eagerly and as a captured graph from the same state; the graph if they agree to the bit.

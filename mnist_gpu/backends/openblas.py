@@ -10,6 +10,9 @@ The call is made from Numba-compiled code: from Python, ctypes spends ~14 us con
 arguments of one call, more than a small GEMM takes. The compiled code names the function by its
 symbol, which `find_sgemm` registers with LLVM in each process, and holds no address: so it is
 cached on disk like the kernels (compiling it cost ~0.6 s at the start of every run).
+
+The same library's thread count can be set at any time (`set_threads`, what the tests use), not
+only through OPENBLAS_NUM_THREADS before NumPy loads.
 """
 import ctypes
 import functools
@@ -29,18 +32,45 @@ cblas_sgemm = types.ExternalFunction(SYMBOL, types.void(
 SIGNATURE = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32, float32, boolean, boolean)"
 
 
-def sgemm_address():
-    """Where NumPy's bundled OpenBLAS has its cblas_sgemm, or None."""
+@functools.cache
+def _library():
+    """NumPy's bundled OpenBLAS (the very library NumPy has loaded, so its thread pool too), or None."""
     numpy_folder = os.path.dirname(np.__file__)
     candidates = glob.glob(os.path.join(numpy_folder, os.pardir, "numpy.libs", "libscipy_openblas64_*")) + \
         glob.glob(os.path.join(numpy_folder, ".dylibs", "libscipy_openblas64_*"))
     for path in sorted(candidates):
         try:
-            function = getattr(ctypes.CDLL(path), SYMBOL)  # the library NumPy has already loaded
+            library = ctypes.CDLL(path)
+            getattr(library, SYMBOL)
         except (OSError, AttributeError):
             continue
-        return ctypes.cast(function, ctypes.c_void_p).value
+        return library
     return None
+
+
+def sgemm_address():
+    """Where NumPy's bundled OpenBLAS has its cblas_sgemm, or None."""
+    library = _library()
+    return None if library is None else ctypes.cast(getattr(library, SYMBOL), ctypes.c_void_p).value
+
+
+def set_threads(count):
+    """Run NumPy's OpenBLAS on `count` threads from now on, whenever NumPy was loaded; False where it is not found.
+
+    OPENBLAS_NUM_THREADS is read once, when the library loads: this works after that too (the tests pin
+    one thread even where a pytest plugin imported NumPy before any conftest could set the variable).
+    """
+    library = _library()
+    if library is None:
+        return False
+    library.scipy_openblas_set_num_threads64_(ctypes.c_int(count))
+    return True
+
+
+def threads():
+    """How many threads NumPy's OpenBLAS runs on now, or None where it is not found."""
+    library = _library()
+    return None if library is None else library.scipy_openblas_get_num_threads64_()
 
 
 def sgemm(a, b, c, alpha, beta, trans_a, trans_b):

@@ -129,9 +129,11 @@ def test_the_loss_ring_keeps_a_step_loss_for_256_steps(cuda_backend):
 def test_the_simulator_runs_the_program_eagerly_and_refuses_cuda_graph_on(cuda_backend):
     notes = []
     program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "auto", notes)
+    assert program.describe() == "not started yet"
     program.run(0)
     assert notes == ["the training step runs eagerly, not as a CUDA graph: Numba's CUDA simulator cannot capture "
                      "a CUDA graph"]
+    assert program.describe() == "eagerly, launches through Numba's CUDA simulator"
     strict = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "on")
     with pytest.raises(CudaGraphError, match="--cuda_graph on: Numba's CUDA simulator cannot capture"):
         strict.run(0)
@@ -212,3 +214,67 @@ def test_the_graph_is_used_only_when_its_first_step_matches_the_eager_one(cuda_b
     assert losses == eager_losses
     for name, value in eager_variables.items():
         np.testing.assert_array_equal(program.model.host_variables()[name], value, err_msg=name)
+
+
+@pytest.mark.skipif(SIMULATED, reason="the simulator's way: test_the_simulator_runs_the_program_eagerly...")
+@pytest.mark.parametrize("graph", GRAPH_MODES)
+def test_the_program_says_how_its_steps_run(cuda_backend, graph):
+    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, graph)
+    program.run(0)
+    expected = {"off": "eagerly, launches prepared", "on": "as one CUDA graph (launches prepared)"}[graph]
+    assert program.describe() == expected
+
+
+def test_launches_that_cannot_be_prepared_run_through_numba_and_say_so(cuda_backend, monkeypatch, two_eager_steps):
+    """Another numba-cuda release moved the internals PreparedLaunch uses: its own launches still run, and the
+    program says so (in the run's log, check's lines and the benchmarks), instead of timing them as prepared."""
+    notes = []
+    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "off", notes)
+
+    def moved(launch):
+        raise AttributeError("'_Kernel' object has no attribute '_prepare_args'")
+
+    monkeypatch.setattr(cuda_program, "PreparedLaunch", moved)
+    draw_window = program._draw_window
+
+    def draw_then_prepare_as_on_a_gpu(step):  # in the simulator: its window upload first, then the GPU's path
+        draw_window(step)
+        monkeypatch.setattr(cuda_backend, "simulated", False)
+
+    monkeypatch.setattr(program, "_draw_window", draw_then_prepare_as_on_a_gpu)
+    losses = [float(program.run(step)) for step in range(2)]
+    reason = "through Numba's dispatcher (preparing them failed: AttributeError: '_Kernel' object has no attribute " \
+             "'_prepare_args')"
+    assert notes == [f"kernel launches go {reason}"]
+    assert program.describe() == f"eagerly, launches {reason}"
+    assert losses == two_eager_steps[0]
+
+
+def test_a_failed_capture_reports_its_first_cause(cuda_backend, monkeypatch):
+    """Ending a capture that an operation broke fails too (CUDA invalidates it): that must not hide the cause."""
+    notes = []
+    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "auto", notes)
+
+    class BrokenCapture:  # what CuPy's stream does once an operation failed during capture
+        capturing = False
+
+        def begin_capture(self):
+            self.capturing = True
+
+        def end_capture(self):
+            self.capturing = False
+            raise RuntimeError("cudaErrorStreamCaptureInvalidated: operation failed due to a previous error during "
+                               "capture")
+
+    class NotCapturable:
+        def run(self):
+            raise ValueError("cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing")
+
+    stream = BrokenCapture()
+    monkeypatch.setattr(cuda_backend, "stream", stream)
+    program.operations = [NotCapturable()]
+    with pytest.raises(ValueError, match="cudaErrorStreamCaptureUnsupported"):
+        program._capture()
+    assert not stream.capturing  # ended all the same
+    assert notes == ["ending the failed CUDA graph capture failed too: RuntimeError: "
+                     "cudaErrorStreamCaptureInvalidated: operation failed due to a previous error during capture"]

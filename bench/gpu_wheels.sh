@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The wheels a GPU session carries to the lent H200, downloaded HERE (its image reaches no package registry):
+#
+#   bash bench/gpu_wheels.sh     # into .whl/ (ignored by git), then: the device call with carry [".whl"]
+#
+# Exactly what the image lacks, or has in a version this project is not tested with, for its CPython 3.12 on
+# manylinux x86_64 (nvmath-python is built per Python version: a plain `pip download` on this 3.11 machine
+# would bring a cp311 wheel, which the image refuses):
+#   nvmath-python, tensorboardX   the image has neither (cuBLAS's bindings; the event files)
+#   numba-cuda, cuda-core         pinned to what CI tests: the prepared launches repeat numba-cuda's own launch
+#                                 through its internals and cuda.core's launch (tests/test_cuda_host.py checks
+#                                 them against these versions); the image's versions are unknown until a session
+#   cuda-pathfinder               nvmath-python 1.0 needs >= 1.5.1 to find cuBLAS; the image's version is unknown
+# Not carried: cuda-bindings and the NVIDIA library wheels (tied to the image's driver and CuPy; NVVM's wheel
+# alone is 62 MB): the session uses the image's, and sets CUDA_HOME to its toolkit where numba-cuda finds no NVVM.
+# bench/wheel_check.py checks each wheel's tags, and the total against the 64 MiB that travel with the checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WHEELS=(nvmath-python==1.0.0 tensorboardX==2.6.5 numba-cuda==0.30.4 cuda-core==1.2.2 cuda-pathfinder==1.9.1)
+LIMIT_BYTES=$((64 * 1024 * 1024))  # the working tree and carried paths, together (the device tool's limit)
+
+rm -rf .whl
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+    -d .whl "${WHEELS[@]}"
+
+checkout_bytes=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 du -cb | tail -1 | cut -f1)
+python3 bench/wheel_check.py .whl "$checkout_bytes" "$LIMIT_BYTES" "${WHEELS[@]}"
