@@ -53,6 +53,7 @@ FOREIGN_FLAGS = {
     "--system-site-packages": "python -m venv",
     "--logdir": "tensorboard",
     "--hypothesis-show-statistics": "pytest (hypothesis)",
+    "--no-index": "pip install", "--target": "pip install",
 }
 OWN_TOOL_SOURCES = {"--json": "mnist_gpu/compile_report.py", "--out": "bench/report.py",
                     "--update": "tests/test_docs.py"}
@@ -407,6 +408,9 @@ def check_shape(lines):
     for line in lines:
         if line.startswith("versions: "):
             line = "versions: " + ", ".join(part.split(" ")[0] for part in line[len("versions: "):].split(", "))
+        if line.startswith("libraries: "):  # where each library was found differs from machine to machine
+            found = re.findall(r"(?:^|; )(NVVM|cuBLAS|CUDA runtime) ", line[len("libraries: "):])
+            line = "libraries: " + ", ".join(found)
         masked.append(re.sub(r" *\d+(\.\d+)? us", " # us", line))
     return masked
 
@@ -620,7 +624,8 @@ def update_docs(names=()):
         "step-program": lambda: step_program_table(simulator_recording()["program"]),
         "gemm-calls": lambda: gemm_table(simulator_recording()["program"]),
         "compile-report": lambda: command_output(sys.executable, "-m", "mnist_gpu.compile_report"),
-        "check": lambda: ["```text"] + command_output(sys.executable, "-m", "mnist_gpu", "check") + ["```"],
+        "check": lambda: ["```text"] + [line.replace(f"{REPOSITORY}/", "") for line in  # paths as in the checkout
+                                         command_output(sys.executable, "-m", "mnist_gpu", "check")] + ["```"],
     }
     unknown = set(names) - set(generators)
     if unknown:
