@@ -16,7 +16,8 @@ has a checkpoint, `eval` without --checkpoint evaluates the newest valid checkpo
 `tensorboard --logdir ROOT` shows each folder as one run.
 
 A command refused before training writes anything leaves the file system as it found it: the
-folders it made to hold its lock are removed again.
+folders it made to hold its lock are removed again (unless another run took the lock on them first:
+that run works in them).
 """
 import contextlib
 import fcntl
@@ -136,7 +137,9 @@ def claim(log_dir, resume=False, overwrite=False, note=None):
         run = Run(log_dir, checked_for_use(log_dir, resume, overwrite, note))
         yield run
     finally:
-        if run is None or not run.writing:
+        # Only a command that held the lock may take back the folders it made: when the lock was refused,
+        # the run holding it works in those very folders (it found them made and took them).
+        if lock is not None and (run is None or not run.writing):
             for folder in reversed(created):
                 with contextlib.suppress(OSError):  # not empty after all (a file of someone else's): keep it
                     os.rmdir(folder)

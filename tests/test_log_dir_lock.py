@@ -73,6 +73,35 @@ def test_two_runs_started_together_into_one_log_dir_one_trains_the_other_is_refu
     assert checkpoints.Saver(str(log_dir)).latest()[0].flags["seed"] == int(winner_seed)
 
 
+def test_a_run_refused_the_lock_leaves_the_folder_it_made_to_the_run_that_holds_it(tmp_path, monkeypatch):
+    """The race of two runs started together, made to happen every time: this command makes the log_dir, and
+    another process locks it before this one can. The refused command must not take the folder away from under
+    the run that holds it (which would then fail writing its first file)."""
+    log_dir = tmp_path / "a" / "run"
+    make_folders, holders = runs.make_folders, []
+
+    def made_then_locked_by_another_process(path, created, what="--log_dir"):
+        make_folders(path, created, what)
+        if not holders:
+            holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; "
+                                       "fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX); "
+                                       "print('locked', flush=True); time.sleep(600)", str(path)],
+                                      stdout=subprocess.PIPE, text=True)
+            holders.append(holder)
+            assert holder.stdout.readline() == "locked\n"
+
+    monkeypatch.setattr(runs, "make_folders", made_then_locked_by_another_process)
+    try:
+        with pytest.raises(runs.LogDirInUse, match=r"is in use by process \d+ \("):
+            with runs.claim(str(log_dir)):
+                pass
+        assert log_dir.is_dir()
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.communicate()
+
+
 def test_kill_9_leaves_nothing_to_clean_up(tmp_path, capsys):
     """The lock is the OS's: it dies with the process, and there is no lock file to be left behind."""
     log_dir = tmp_path / "run"
