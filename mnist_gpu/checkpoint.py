@@ -2,7 +2,8 @@
 
 `log_dir/model.ckpt-<step>.safetensors` holds the variables by their TF names, `global_step`, the
 training DataSet's row order, and in its text metadata the model-shaping flags, the DataSet's
-position and generator state, and a SHA-256 of all of that, checked on load. The TF-style text
+position and generator state, what made it ("provenance": versions, commit, device, flags; see
+provenance.py), and a SHA-256 of all of that, checked on load. The TF-style text
 state file `log_dir/checkpoint` lists the kept checkpoints (oldest first) and is written last: it
 is the commit point, so a crash at any instant leaves the previous checkpoint listed and whole.
 safetensors is a code-free format: loading a checkpoint never runs code (unlike pickle).
@@ -11,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +40,7 @@ class Checkpoint:
     data_order: np.ndarray
     data_position: dict
     path: str = ""
+    provenance: dict = field(default_factory=dict)  # what made it (provenance.py); {} in older checkpoints
 
 
 def content_hash(tensors, metadata):
@@ -59,6 +61,8 @@ def write(path, checkpoint):
     tensors[ORDER_TENSOR] = np.ascontiguousarray(checkpoint.data_order, dtype=np.int32)
     metadata = {"format": FORMAT, "flags": json.dumps(checkpoint.flags, sort_keys=True),
                 "data_position": json.dumps(checkpoint.data_position, sort_keys=True)}
+    if checkpoint.provenance:
+        metadata["provenance"] = json.dumps(checkpoint.provenance, sort_keys=True)
     metadata["sha256"] = content_hash(tensors, metadata)
     from safetensors.numpy import save_file  # imported when the first checkpoint is written
 
@@ -89,7 +93,21 @@ def read(path):
     global_step = int(tensors.pop("global_step"))
     order = tensors.pop(ORDER_TENSOR)
     return Checkpoint(variables=tensors, global_step=global_step, flags=json.loads(metadata["flags"]),
-                      data_order=order, data_position=json.loads(metadata["data_position"]), path=path)
+                      data_order=order, data_position=json.loads(metadata["data_position"]), path=path,
+                      provenance=read_provenance(path, metadata))
+
+
+def read_provenance(path, metadata):
+    """The optional "provenance" metadata: a JSON object ({} when absent); anything else names the file and field."""
+    if "provenance" not in metadata:
+        return {}
+    try:
+        record = json.loads(metadata["provenance"])
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
+        record = None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: metadata field provenance is not a JSON object")
+    return record
 
 
 def read_state(log_dir):

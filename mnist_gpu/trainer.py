@@ -22,8 +22,11 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import model as mnist
 from .backends import get_backend, resolve_backend_name
+from .confusion import text_summary
 from .durable import WriteError, ensure_writable_folder, temporary_target
 from .input_data import read_data_sets
+from .provenance import RunProvenance, describe, hparams
+from .report import write_report
 from .summaries import EVENT_FILE_PREFIX, Summaries
 
 SPLITS = (("train", "Training"), ("validation", "Validation"), ("test", "Test"))
@@ -140,15 +143,22 @@ def training_steps(flags, model, split, log):
     return HostSteps(model, split, flags.learning_rate)
 
 
-def do_eval(model, split, log=None):
+def evaluated_examples(data_set, batch_size):
+    """How many examples an evaluation counts: the tutorial's steps_per_epoch = N // batch_size whole batches."""
+    return data_set.num_examples // batch_size * batch_size
+
+
+def do_eval(model, split, log=None, logits=None):
     """Precision @ 1 over the split's first whole batches, in order (training's order untouched).
 
     The tutorial's examples: steps_per_epoch = N // batch_size whole batches. Rows are
     independent in inference, so they are computed mnist.evaluation_rows at a time (a model
     sharing the variables, with its own buffers): the same examples and counts, far fewer calls.
+    `logits`, a backend array [evaluated_examples, C], keeps every example's logits (for the
+    pictures): each chunk's inference writes straight into its rows, so keeping them copies nothing.
     """
     backend, log = model.backend, log or Log()
-    num_examples = split.data_set.num_examples // model.batch_size * model.batch_size
+    num_examples = evaluated_examples(split.data_set, model.batch_size)
     chunk = min(mnist.evaluation_rows(model.batch_size, *model.hidden_units), num_examples)
     evaluator = model.resized(chunk)
     images = backend.empty((chunk, mnist.IMAGE_PIXELS))
@@ -160,6 +170,8 @@ def do_eval(model, split, log=None):
             evaluator = model.resized(len(rows))
             images, labels = images[:len(rows)], labels[:len(rows)]
         split.gather(backend, rows, images, labels)
+        if logits is not None:
+            evaluator.logits = logits[start:start + len(rows)]
         counts.append(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
     true_count = sum(int(count) for count in counts)
     precision = true_count / num_examples
@@ -167,13 +179,35 @@ def do_eval(model, split, log=None):
     return num_examples, true_count
 
 
-def evaluate_all(model, splits, log=None):
-    """The tutorial's three eval blocks; returns {split: (examples, correct)}."""
+def evaluate_all(model, splits, log=None, test_logits=None):
+    """The tutorial's three eval blocks; returns {split: (examples, correct)}. test_logits: see do_eval."""
     log, results = log or Log(), {}
     for name, title in SPLITS:
         log.line(f"{title} Data Eval:")
-        results[name] = do_eval(model, splits[name], log)
+        results[name] = do_eval(model, splits[name], log, test_logits if name == "test" else None)
     return results
+
+
+class EvaluationPictures:
+    """The test set's confusion matrix and misclassified digits at each evaluation (confusion.py, pictures.py).
+
+    The test split's logits are kept in one backend buffer during its evaluation and copied to the
+    host once (to_host) for the matrix: one predicted class per example, argmax (see confusion.py
+    for how that differs from the tutorial's in_top_k count).
+    """
+
+    def __init__(self, model, split):
+        self.split = split
+        self.logits = model.backend.empty((evaluated_examples(split.data_set, model.batch_size), mnist.NUM_CLASSES))
+
+    def draw(self, backend, when):
+        """(confusion.Confusion, pictures.Pictures) of the evaluation that just filled self.logits."""
+        from . import pictures
+        from .confusion import Confusion
+
+        data_set, count = self.split.data_set, len(self.logits)
+        found = Confusion.from_logits(backend.to_host(self.logits), data_set.labels[:count])
+        return found, pictures.draw(found, data_set.pixels[:count], when)
 
 
 def check_batch_size(batch_size, data_sets):
@@ -313,7 +347,7 @@ def run_training(flags, log=None):
 
     `flags` is the Namespace the command line parses (cli.parse_flags builds one from keywords).
     """
-    log = log or Log()
+    log, started = log or Log(), time.time()
     with StopSignals() as signals:
         resume_from = prepare(flags, log)
         if resume_from is not None:
@@ -359,7 +393,8 @@ def run_training(flags, log=None):
         try:
             signals.deferring = True
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
-                train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log)
+                train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log,
+                           RunProvenance(flags, backend, seed, started))
         except BaseException:
             with contextlib.suppress(WriteError):  # the error that stopped training is the one to report
                 summaries.close()
@@ -379,14 +414,19 @@ def check_loss(step, loss_value, earlier_loss, flags):
                                f"--learning_rate (now {flags.learning_rate})")
 
 
-def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log):
+def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, provenance):
     steps = training_steps(flags, model, splits["train"], log)
     earlier_loss = None
+    first_step = model.global_step
+    test_pictures = EvaluationPictures(model, splits["test"])
 
     def save(step):
         variables = model.host_variables()
         order, position = steps.position(step)
-        path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position))
+        record = provenance.record  # gathered at the first checkpoint: nothing of it delays the first step line
+        path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position,
+                                                       provenance=record))
+        summaries.add_run(first_step, record, hparams(record))  # once, with the first checkpoint
         return variables, path
 
     for step in range(model.global_step, flags.max_steps):
@@ -409,9 +449,11 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
         if evaluate:
             variables, saved = save(step)
             summaries.add_histograms(step, variables)
-            result.evaluations[step] = evaluate_all(model, splits, log)
+            result.evaluations[step] = evaluate_all(model, splits, log, test_pictures.logits)
             for name, (examples, correct) in result.evaluations[step].items():
                 summaries.add_precision(step, name, correct / examples)
+            found, drawn = test_pictures.draw(model.backend, f"at step {step}")
+            summaries.add_pictures(step, drawn, text_summary(found))
         if signals.received is not None:  # the step is done: save it (unless just saved) and stop
             raise TrainingInterrupted(signals.received, step, saved or save(step)[1], result)
 
@@ -430,7 +472,17 @@ def run_evaluation(flags, log=None):
     data_sets = read_data_sets(flags.input_data_dir, saved["fake_data"], dataset=saved["dataset"],
                                source_url=flags.source_url)
     check_batch_size(batch_size, data_sets)
+    if flags.report:
+        ensure_writable_folder(flags.report, "--report")
     backend = get_backend(flags.backend)
     model = mnist.Model(backend, checkpoint.variables, batch_size, checkpoint.global_step)
     log.line(f"Evaluating {checkpoint.path} (global_step {checkpoint.global_step})")
-    return evaluate_all(model, {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}, log)
+    log.note(f"{os.path.basename(checkpoint.path)}: {describe(checkpoint.provenance)}")
+    splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+    pictures = EvaluationPictures(model, splits["test"]) if flags.report else None
+    results = evaluate_all(model, splits, log, pictures.logits if pictures else None)
+    if pictures:
+        found, drawn = pictures.draw(backend, f"of {os.path.basename(checkpoint.path)}")
+        written = write_report(flags.report, checkpoint, found, drawn, results["test"])
+        log.note(f"wrote {', '.join(written)} in {flags.report}")
+    return results
