@@ -100,24 +100,31 @@ def confusion_matrix_picture(matrix, title):
     return _png(image)
 
 
+GRID_CELL = (IMAGE_SIZE * DIGIT_SCALE + 14, IMAGE_SIZE * DIGIT_SCALE + 34)  # a digit and its two caption lines
+GRID_TOP = 34  # below the title
+
+
+def digit_position(index):
+    """(x, y) of the top left corner of the index-th digit (row by row) in the misclassified grid."""
+    return 13 + index % GRID_COLUMNS * GRID_CELL[0], GRID_TOP + index // GRID_COLUMNS * GRID_CELL[1]
+
+
 def misclassified_picture(digits, labels, predicted, probability, title):
     """A grid of digits (uint8 [K, 28, 28], white ink on black as in MNIST), each captioned
     "<true> as <predicted>" and the probability the model gave its prediction."""
     from PIL import Image, ImageDraw
 
     side = IMAGE_SIZE * DIGIT_SCALE
-    cell_width, cell_height, top = side + 14, side + 34, 34
-    columns = GRID_COLUMNS
-    rows = max(1, -(-len(digits) // columns))
+    rows = max(1, -(-len(digits) // GRID_COLUMNS))
     caption, heading = _font(12), _font(15)
-    width = max(columns * cell_width + 12, int(heading.getlength(title)) + 16)
-    image = Image.new("L", (width, top + rows * cell_height + 6), GRAY_BACKGROUND)  # grayscale: a third of the bytes
+    width = max(GRID_COLUMNS * GRID_CELL[0] + 12, int(heading.getlength(title)) + 16)
+    image = Image.new("L", (width, GRID_TOP + rows * GRID_CELL[1] + 6), GRAY_BACKGROUND)  # grayscale: a third the bytes
     draw = ImageDraw.Draw(image)
     draw.text((8, 8), title, font=heading, fill=GRAY_INK)
     if len(digits) == 0:
-        _centred(draw, (0, top, image.width, image.height), "no misclassified digits", caption, GRAY_MUTED)
+        _centred(draw, (0, GRID_TOP, image.width, image.height), "no misclassified digits", caption, GRAY_MUTED)
     for index, digit in enumerate(digits):
-        x, y = 6 + index % columns * cell_width + 7, top + index // columns * cell_height
+        x, y = digit_position(index)
         picture = Image.fromarray(np.ascontiguousarray(digit, dtype=np.uint8), mode="L")
         image.paste(picture.resize((side, side), Image.Resampling.NEAREST), (x, y))
         _centred(draw, (x - 7, y + side + 1, x + side + 7, y + side + 16), f"{labels[index]} as {predicted[index]}",

@@ -482,7 +482,8 @@ def run_evaluation(flags, log=None):
     pictures = EvaluationPictures(model, splits["test"]) if flags.report else None
     results = evaluate_all(model, splits, log, pictures.logits if pictures else None)
     if pictures:
-        found, drawn = pictures.draw(backend, f"of {os.path.basename(checkpoint.path)}")
+        # Titled as the run's own pictures of this checkpoint were (saved after step global_step - 1): the same PNGs.
+        found, drawn = pictures.draw(backend, f"at step {checkpoint.global_step - 1}" if checkpoint.global_step else "")
         written = write_report(flags.report, checkpoint, found, drawn, results["test"])
         log.note(f"wrote {', '.join(written)} in {flags.report}")
     return results

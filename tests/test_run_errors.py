@@ -93,9 +93,9 @@ def test_disk_full_at_the_state_file_leaves_no_unlisted_checkpoint(tmp_path, cap
 def test_disk_full_while_writing_events(tmp_path, capsys, monkeypatch):
     from tensorboardX.event_file_writer import EventsWriter
 
-    # The file's version header, the graph, the losses of steps 0 to 900, step 999's six histograms and
-    # three precisions; then the disk is full.
-    monkeypatch.setattr(EventsWriter, "write_event", disk_full_after(21, EventsWriter.write_event))
+    # The file's version header, the graph, the losses of steps 0 to 900, the run's provenance and
+    # hparams, step 999's six histograms, three precisions and its pictures; then the disk is full.
+    monkeypatch.setattr(EventsWriter, "write_event", disk_full_after(24, EventsWriter.write_event))
     code, lines, error = run_main(capsys, *FAST, "--log_dir", str(tmp_path), "--max_steps", "2000")
     assert code == 1
     assert one_error_line(error) == (f"mnist-gpu: error: writing TensorBoard events in {tmp_path} failed: No space "
