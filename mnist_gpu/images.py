@@ -94,17 +94,20 @@ def prepare(image, name="the image"):
     scale = DIGIT_BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
-    digit = np.clip(np.asarray(Image.fromarray(level, mode="F").resize(size, resample)), 0, 1)
+    scaled = np.clip(np.asarray(Image.fromarray(level, mode="F").resize(size, resample)), 0, 1)
+    digit = np.round(scaled * 255).astype(np.uint8)  # the pixels as they will be: their centre of mass is placed
     # The centre of mass in pixel indices, moved to index 14 by a whole-pixel shift: MNIST's digits
     # have theirs at 14.0 +- 0.5 in both directions (measured over its test set).
-    total = digit.sum()
-    centre_y = (digit.sum(axis=1) @ np.arange(digit.shape[0])) / total
-    centre_x = (digit.sum(axis=0) @ np.arange(digit.shape[1])) / total
+    if not digit.any():  # ink too thin to survive the scaling
+        raise ImageError(f"{name}: no digit in it (its ink vanishes at 20 pixels)")
+    mass = digit.astype(np.float64)
+    centre_y = (mass.sum(axis=1) @ np.arange(digit.shape[0])) / mass.sum()
+    centre_x = (mass.sum(axis=0) @ np.arange(digit.shape[1])) / mass.sum()
     top = min(max(round(IMAGE_SIZE / 2 - centre_y), 0), IMAGE_SIZE - digit.shape[0])
     left = min(max(round(IMAGE_SIZE / 2 - centre_x), 0), IMAGE_SIZE - digit.shape[1])
-    field = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    field = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     field[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
-    return np.round(field * 255).astype(np.uint8)
+    return field
 
 
 def load_digit(path):
