@@ -1,0 +1,103 @@
+"""What provenance and the evaluation pictures cost: this commit against an older one, side by side in one loop.
+
+    .venv/bin/python tools/measure_run_cost.py 30b1be8            # the commit before issue 20
+    .venv/bin/python tools/measure_run_cost.py 30b1be8 --rounds 15
+
+Both commits are exported (git archive) into fresh folders and run as `python -m mnist_gpu` from
+there with this interpreter, alternating round by round (the machine's noise hits both alike):
+`--seed 1` (the tutorial's 2000 steps, two evaluations) and `--max_steps 0` (start-up), each in a
+fresh process with a fresh log_dir and a shared, warm data cache. A copy made by git archive is
+not a checkout, so the new code records no git commit there, as an installed mnist_gpu does; the
+checkout's extra `git` calls are timed on their own, in-process, with the pictures of one
+evaluation. Prints medians; nothing is written outside a temporary folder.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def export(revision, folder):
+    os.makedirs(folder)
+    archive = subprocess.run(["git", "-C", REPOSITORY, "archive", revision], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return folder
+
+
+def run(source, arguments):
+    """Wall seconds of `python -m mnist_gpu ARGUMENTS` importing mnist_gpu from `source`, and its stdout."""
+    environment = {**os.environ, "PYTHONPATH": source}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "mnist_gpu", *arguments], capture_output=True, text=True,
+                            env=environment, cwd=source, check=True)
+    return time.perf_counter() - start, result.stdout
+
+
+def pieces(rounds):
+    """In-process medians (seconds): gathering provenance in this checkout, and one evaluation's pictures."""
+    import numpy as np
+
+    from mnist_gpu import pictures, provenance
+    from mnist_gpu.backends import get_backend
+    from mnist_gpu.cli import parse_flags
+    from mnist_gpu.confusion import Confusion, text_summary
+    from mnist_gpu.input_data import read_data_sets
+
+    flags, backend = parse_flags(), get_backend("cpu")
+    gathering = []
+    for _ in range(rounds):
+        provenance.git_state.cache_clear()
+        start = time.perf_counter()
+        provenance.gather(flags, backend, 1, time.time())
+        gathering.append(time.perf_counter() - start)
+    test = read_data_sets(flags.input_data_dir).test
+    logits = np.random.default_rng(0).standard_normal((10000, 10)).astype(np.float32)
+    logits[np.arange(10000), test.labels] += 2.5  # about 90% right, as the tutorial's model
+    drawing = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        found = Confusion.from_logits(logits, test.labels)
+        pictures.draw(found, test.pixels, "at step 999")
+        text_summary(found)
+        drawing.append(time.perf_counter() - start)
+    return statistics.median(gathering), statistics.median(drawing)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base", help="the commit to compare with (e.g. the one before the change)")
+    parser.add_argument("--rounds", type=int, default=11)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mnist_gpu-cost-") as folder:
+        sources = {"base": export(options.base, os.path.join(folder, "base")),
+                   "new": export("HEAD", os.path.join(folder, "new"))}
+        data = os.path.join(folder, "input_data")
+        times = {(name, command): [] for name in sources for command in ("run", "start-up")}
+        outputs = {}
+        for round_number in range(options.rounds + 1):  # round 0 warms the data cache and Numba's kernel cache
+            for name, source in sources.items():
+                for command, extra in (("run", ["--seed", "1"]), ("start-up", ["--max_steps", "0"])):
+                    log_dir = os.path.join(folder, "logs", f"{name}-{command}-{round_number}")
+                    seconds, stdout = run(source, [*extra, "--input_data_dir", data, "--log_dir", log_dir])
+                    if round_number:
+                        times[name, command].append(seconds)
+                    outputs.setdefault((name, command), set()).add(
+                        "\n".join(line.split(" (")[0] for line in stdout.splitlines()))  # timings vary
+        for command in ("run", "start-up"):
+            base, new = (statistics.median(times[name, command]) for name in ("base", "new"))
+            print(f"{command:9s} base {base:.3f} s  new {new:.3f} s  difference {new - base:+.3f} s "
+                  f"({(new - base) / base:+.1%}), medians of {options.rounds} alternating rounds")
+        same = outputs["base", "run"] == outputs["new", "run"]
+        print(f"stdout of `--seed 1` (durations removed): {'identical' if same else 'DIFFERENT'} across commits")
+    gathering, drawing = pieces(options.rounds)
+    print(f"in-process: provenance gathered in this checkout {gathering * 1000:.1f} ms; one evaluation's pictures "
+          f"(confusion, two PNGs, table) {drawing * 1000:.1f} ms; medians of {options.rounds}")
+
+
+if __name__ == "__main__":
+    main()
