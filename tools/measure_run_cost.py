@@ -80,7 +80,8 @@ def main():
         times = {(name, command): [] for name in sources for command in ("run", "start-up")}
         outputs = {}
         for round_number in range(options.rounds + 1):  # round 0 warms the data cache and Numba's kernel cache
-            for name, source in sources.items():
+            order = list(sources.items())
+            for name, source in order if round_number % 2 else order[::-1]:  # who goes first alternates too
                 for command, extra in (("run", ["--seed", "1"]), ("start-up", ["--max_steps", "0"])):
                     log_dir = os.path.join(folder, "logs", f"{name}-{command}-{round_number}")
                     seconds, stdout = run(source, [*extra, "--input_data_dir", data, "--log_dir", log_dir])
@@ -90,8 +91,10 @@ def main():
                         "\n".join(line.split(" (")[0] for line in stdout.splitlines()))  # timings vary
         for command in ("run", "start-up"):
             base, new = (statistics.median(times[name, command]) for name in ("base", "new"))
+            spread = "; ".join(f"{name} {min(times[name, command]):.3f}-{max(times[name, command]):.3f}"
+                               for name in ("base", "new"))
             print(f"{command:9s} base {base:.3f} s  new {new:.3f} s  difference {new - base:+.3f} s "
-                  f"({(new - base) / base:+.1%}), medians of {options.rounds} alternating rounds")
+                  f"({(new - base) / base:+.1%}), medians of {options.rounds} alternating rounds (range {spread})")
         same = outputs["base", "run"] == outputs["new", "run"]
         print(f"stdout of `--seed 1` (durations removed): {'identical' if same else 'DIFFERENT'} across commits")
     gathering, drawing = pieces(options.rounds)
