@@ -9,7 +9,9 @@ there with this interpreter, alternating round by round (the machine's noise hit
 fresh process with a fresh log_dir and a shared, warm data cache. A copy made by git archive is
 not a checkout, so the new code records no git commit there, as an installed mnist_gpu does; the
 checkout's extra `git` calls are timed on their own, in-process, with the pictures of one
-evaluation. Prints medians; nothing is written outside a temporary folder.
+evaluation. Then the whole run in this process, alternating the code as it is with its pictures and
+provenance stubbed out (the extra work alone, without the noise of starting processes). Prints
+medians; nothing is written outside temporary folders.
 """
 import argparse
 import os
@@ -39,7 +41,8 @@ def run(source, arguments):
 
 
 def pieces(rounds):
-    """In-process medians (seconds): gathering provenance in this checkout, and one evaluation's pictures."""
+    """In-process medians (seconds): gathering provenance in this checkout, and one evaluation's pictures
+    (Pillow and its font already loaded)."""
     import numpy as np
 
     from mnist_gpu import pictures, provenance
@@ -66,6 +69,43 @@ def pieces(rounds):
         text_summary(found)
         drawing.append(time.perf_counter() - start)
     return statistics.median(gathering), statistics.median(drawing)
+
+
+def in_process(rounds):
+    """Medians (seconds) of the tutorial's run (cpu backend, seed 1) in this process, with the pictures and
+    provenance and with them stubbed out, alternating; the data cache and the kernels warm."""
+    import contextlib
+    import shutil
+    from unittest import mock
+
+    from mnist_gpu import trainer
+    from mnist_gpu.cli import parse_flags
+    from mnist_gpu.summaries import Summaries
+
+    @contextlib.contextmanager
+    def without():
+        with mock.patch.object(trainer.EvaluationPictures, "draw", lambda self, backend, when: (None, None)), \
+                mock.patch.object(trainer, "text_summary", lambda found: ""), \
+                mock.patch.object(Summaries, "add_pictures", lambda self, *arguments: None), \
+                mock.patch.object(Summaries, "add_run", lambda self, *arguments: None), \
+                mock.patch.object(trainer.RunProvenance, "record", {}):
+            yield
+
+    times = {"with": [], "without": []}
+    folder = tempfile.mkdtemp(prefix="mnist_gpu-cost-")
+    try:
+        for round_number in range(rounds + 1):  # round 0: warm-up (imports, kernels, Pillow's font)
+            for name in ("with", "without") if round_number % 2 else ("without", "with"):
+                flags = parse_flags(seed=1, backend="cpu", log_dir=os.path.join(folder, f"{name}-{round_number}"))
+                with without() if name == "without" else contextlib.nullcontext():
+                    start = time.perf_counter()
+                    trainer.run_training(flags, trainer.Log(verbose=False))
+                    seconds = time.perf_counter() - start
+                if round_number:
+                    times[name].append(seconds)
+    finally:
+        shutil.rmtree(folder)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main():
@@ -97,6 +137,11 @@ def main():
                   f"({(new - base) / base:+.1%}), medians of {options.rounds} alternating rounds (range {spread})")
         same = outputs["base", "run"] == outputs["new", "run"]
         print(f"stdout of `--seed 1` (durations removed): {'identical' if same else 'DIFFERENT'} across commits")
+    medians = in_process(options.rounds)
+    extra = medians["with"] - medians["without"]
+    print(f"in-process run (cpu, --seed 1): with {medians['with']:.3f} s, without (pictures and provenance stubbed "
+          f"out) {medians['without']:.3f} s, difference {extra:+.3f} s ({extra / medians['without']:+.1%}); "
+          f"medians of {options.rounds} alternating rounds")
     gathering, drawing = pieces(options.rounds)
     print(f"in-process: provenance gathered in this checkout {gathering * 1000:.1f} ms; one evaluation's pictures "
           f"(confusion, two PNGs, table) {drawing * 1000:.1f} ms; medians of {options.rounds}")
