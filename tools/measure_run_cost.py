@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/measure_run_cost.py 30b1be8            # the commit before issue 20
     .venv/bin/python tools/measure_run_cost.py 30b1be8 --rounds 15
+    .venv/bin/python tools/measure_run_cost.py --in-process-only --rounds 21
 
 Both commits are exported (git archive) into fresh folders and run as `python -m mnist_gpu` from
 there with this interpreter, alternating round by round (the machine's noise hits both alike):
@@ -92,34 +93,34 @@ def in_process(rounds):
             yield
 
     times = {"with": [], "without": []}
+    cpu_times = {"with": [], "without": []}
     folder = tempfile.mkdtemp(prefix="mnist_gpu-cost-")
     try:
         for round_number in range(rounds + 1):  # round 0: warm-up (imports, kernels, Pillow's font)
             for name in ("with", "without") if round_number % 2 else ("without", "with"):
                 flags = parse_flags(seed=1, backend="cpu", log_dir=os.path.join(folder, f"{name}-{round_number}"))
                 with without() if name == "without" else contextlib.nullcontext():
-                    start = time.perf_counter()
+                    start, cpu_start = time.perf_counter(), time.process_time()
                     trainer.run_training(flags, trainer.Log(verbose=False))
-                    seconds = time.perf_counter() - start
+                    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
                 if round_number:
                     times[name].append(seconds)
+                    cpu_times[name].append(cpu_seconds)
     finally:
         shutil.rmtree(folder)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return ({name: statistics.median(values) for name, values in times.items()},
+            {name: statistics.median(values) for name, values in cpu_times.items()})
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("base", help="the commit to compare with (e.g. the one before the change)")
-    parser.add_argument("--rounds", type=int, default=11)
-    options = parser.parse_args()
+def fresh_processes(base_revision, rounds):
+    """Both commits' whole commands, alternating; prints medians and whether stdout agrees."""
     with tempfile.TemporaryDirectory(prefix="mnist_gpu-cost-") as folder:
-        sources = {"base": export(options.base, os.path.join(folder, "base")),
+        sources = {"base": export(base_revision, os.path.join(folder, "base")),
                    "new": export("HEAD", os.path.join(folder, "new"))}
         data = os.path.join(folder, "input_data")
         times = {(name, command): [] for name in sources for command in ("run", "start-up")}
         outputs = {}
-        for round_number in range(options.rounds + 1):  # round 0 warms the data cache and Numba's kernel cache
+        for round_number in range(rounds + 1):  # round 0 warms the data cache and Numba's kernel cache
             order = list(sources.items())
             for name, source in order if round_number % 2 else order[::-1]:  # who goes first alternates too
                 for command, extra in (("run", ["--seed", "1"]), ("start-up", ["--max_steps", "0"])):
@@ -134,14 +135,26 @@ def main():
             spread = "; ".join(f"{name} {min(times[name, command]):.3f}-{max(times[name, command]):.3f}"
                                for name in ("base", "new"))
             print(f"{command:9s} base {base:.3f} s  new {new:.3f} s  difference {new - base:+.3f} s "
-                  f"({(new - base) / base:+.1%}), medians of {options.rounds} alternating rounds (range {spread})")
+                  f"({(new - base) / base:+.1%}), medians of {rounds} alternating rounds (range {spread})")
         same = outputs["base", "run"] == outputs["new", "run"]
         print(f"stdout of `--seed 1` (durations removed): {'identical' if same else 'DIFFERENT'} across commits")
-    medians = in_process(options.rounds)
-    extra = medians["with"] - medians["without"]
-    print(f"in-process run (cpu, --seed 1): with {medians['with']:.3f} s, without (pictures and provenance stubbed "
-          f"out) {medians['without']:.3f} s, difference {extra:+.3f} s ({extra / medians['without']:+.1%}); "
-          f"medians of {options.rounds} alternating rounds")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base", nargs="?", help="the commit to compare with (e.g. the one before the change)")
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--in-process-only", action="store_true", help="skip the fresh processes")
+    options = parser.parse_args()
+    if options.base is None and not options.in_process_only:
+        parser.error("name the commit to compare with, or pass --in-process-only")
+    if not options.in_process_only:
+        fresh_processes(options.base, options.rounds)
+    for kind, medians in zip(("wall", "CPU (process_time)"), in_process(options.rounds), strict=True):
+        extra = medians["with"] - medians["without"]
+        print(f"in-process run (cpu, --seed 1), {kind}: with {medians['with']:.3f} s, without (pictures and "
+              f"provenance stubbed out) {medians['without']:.3f} s, difference {extra:+.3f} s "
+              f"({extra / medians['without']:+.1%}); medians of {options.rounds} alternating rounds")
     gathering, drawing = pieces(options.rounds)
     print(f"in-process: provenance gathered in this checkout {gathering * 1000:.1f} ms; one evaluation's pictures "
           f"(confusion, two PNGs, table) {drawing * 1000:.1f} ms; medians of {options.rounds}")
