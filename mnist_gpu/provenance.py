@@ -137,17 +137,6 @@ def gather(flags, backend, seed, started):
     return record
 
 
-class RunProvenance:
-    """A run's record, gathered when first asked for (at its first checkpoint) and then kept."""
-
-    def __init__(self, flags, backend, seed, started):
-        self.flags, self.backend, self.seed, self.started = flags, backend, seed, started
-
-    @functools.cached_property
-    def record(self):
-        return gather(self.flags, self.backend, self.seed, self.started)
-
-
 def hparams(record):
     """The run's flags for TensorBoard's HParams tab: the flags as given, with the seed the run used."""
     return {**record.get("flags", {}), "seed": record.get("seed")}

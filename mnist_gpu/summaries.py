@@ -90,7 +90,6 @@ class Summaries:
     def __init__(self, log_dir, purge_step=None):
         self.log_dir, self.purge_step = log_dir, purge_step
         self.writer = None  # the file is opened, and tensorboardX imported (~90 ms), by the first event
-        self._run_written = False
 
     def _open(self):
         from tensorboardX import summary
@@ -145,8 +144,6 @@ class Summaries:
 
     def add_run(self, step, record, hparams):
         """The run's provenance record (as a JSON text) and its flags for the HParams tab; once per run."""
-        if self._run_written:
-            return
         import json
 
         event = self._event(step=step)
@@ -156,7 +153,6 @@ class Summaries:
         event = self._event(step=step)
         event.summary.CopyFrom(session_start)
         self._write(event)
-        self._run_written = True
 
     def add_pictures(self, step, pictures, table_markdown):
         """An evaluation's pictures (pictures.Pictures) and its confusion table (Markdown) for the test set."""

@@ -22,11 +22,8 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import model as mnist
 from .backends import get_backend, resolve_backend_name
-from .confusion import text_summary
 from .durable import WriteError, ensure_writable_folder, temporary_target
 from .input_data import read_data_sets
-from .provenance import RunProvenance, describe, hparams
-from .report import write_report
 from .summaries import EVENT_FILE_PREFIX, Summaries
 
 SPLITS = (("train", "Training"), ("validation", "Validation"), ("test", "Test"))
@@ -201,13 +198,14 @@ class EvaluationPictures:
         self.logits = model.backend.empty((evaluated_examples(split.data_set, model.batch_size), mnist.NUM_CLASSES))
 
     def draw(self, backend, when):
-        """(confusion.Confusion, pictures.Pictures) of the evaluation that just filled self.logits."""
+        """(confusion.Confusion, pictures.Pictures, the matrix as Markdown) of the evaluation that just filled
+        self.logits. Imported here, at the first evaluation: none of it is needed before the first step."""
         from . import pictures
-        from .confusion import Confusion
+        from .confusion import Confusion, text_summary
 
         data_set, count = self.split.data_set, len(self.logits)
         found = Confusion.from_logits(backend.to_host(self.logits), data_set.labels[:count])
-        return found, pictures.draw(found, data_set.pixels[:count], when)
+        return found, pictures.draw(found, data_set.pixels[:count], when), text_summary(found)
 
 
 def check_batch_size(batch_size, data_sets):
@@ -394,7 +392,7 @@ def run_training(flags, log=None):
             signals.deferring = True
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
                 train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log,
-                           RunProvenance(flags, backend, seed, started))
+                           started)
         except BaseException:
             with contextlib.suppress(WriteError):  # the error that stopped training is the one to report
                 summaries.close()
@@ -414,19 +412,26 @@ def check_loss(step, loss_value, earlier_loss, flags):
                                f"--learning_rate (now {flags.learning_rate})")
 
 
-def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, provenance):
+def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, started):
     steps = training_steps(flags, model, splits["train"], log)
     earlier_loss = None
     first_step = model.global_step
     test_pictures = EvaluationPictures(model, splits["test"])
+    record = None  # what made the run (provenance.py)
 
     def save(step):
+        nonlocal record
         variables = model.host_variables()
         order, position = steps.position(step)
-        record = provenance.record  # gathered at the first checkpoint: nothing of it delays the first step line
+        first = record is None
+        if first:  # gathered at the first checkpoint: nothing of it delays the first step line
+            from .provenance import gather, hparams
+
+            record = gather(flags, model.backend, saved_flags["seed"], started)
         path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position,
                                                        provenance=record))
-        summaries.add_run(first_step, record, hparams(record))  # once, with the first checkpoint
+        if first:
+            summaries.add_run(first_step, record, hparams(record))
         return variables, path
 
     for step in range(model.global_step, flags.max_steps):
@@ -452,14 +457,16 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
             result.evaluations[step] = evaluate_all(model, splits, log, test_pictures.logits)
             for name, (examples, correct) in result.evaluations[step].items():
                 summaries.add_precision(step, name, correct / examples)
-            found, drawn = test_pictures.draw(model.backend, f"at step {step}")
-            summaries.add_pictures(step, drawn, text_summary(found))
+            _, drawn, table = test_pictures.draw(model.backend, f"at step {step}")
+            summaries.add_pictures(step, drawn, table)
         if signals.received is not None:  # the step is done: save it (unless just saved) and stop
             raise TrainingInterrupted(signals.received, step, saved or save(step)[1], result)
 
 
 def run_evaluation(flags, log=None):
     """Evaluate a saved model on all three splits; returns {split: (examples, correct)}."""
+    from .provenance import describe
+
     log = log or Log()
     try:
         checkpoint, skipped = checkpoints.resolve(flags.checkpoint)
@@ -483,7 +490,10 @@ def run_evaluation(flags, log=None):
     results = evaluate_all(model, splits, log, pictures.logits if pictures else None)
     if pictures:
         # Titled as the run's own pictures of this checkpoint were (saved after step global_step - 1): the same PNGs.
-        found, drawn = pictures.draw(backend, f"at step {checkpoint.global_step - 1}" if checkpoint.global_step else "")
+        found, drawn, _ = pictures.draw(backend, f"at step {checkpoint.global_step - 1}" if checkpoint.global_step else
+                                        "")
+        from .report import write_report
+
         written = write_report(flags.report, checkpoint, found, drawn, results["test"])
         log.note(f"wrote {', '.join(written)} in {flags.report}")
     return results

@@ -186,7 +186,7 @@ def test_evaluation_keeps_the_test_logits_for_the_pictures(candidate, numpy_back
     kept = EvaluationPictures(model, split)
     assert do_eval(model, split, Log(verbose=False), kept.logits) == counted
     np.testing.assert_allclose(candidate.to_host(kept.logits), expected, rtol=1e-4, atol=1e-4)
-    found, drawn = kept.draw(candidate, "at step 1")
+    found, drawn, _ = kept.draw(candidate, "at step 1")
     assert found.matrix.sum() == rows // batch * batch
     np.testing.assert_array_equal(found.predicted, Confusion.from_logits(candidate.to_host(kept.logits),
                                                                          data_set.labels[:len(expected)]).predicted)

@@ -79,17 +79,16 @@ def in_process(rounds):
     import shutil
     from unittest import mock
 
-    from mnist_gpu import trainer
+    from mnist_gpu import provenance, trainer
     from mnist_gpu.cli import parse_flags
     from mnist_gpu.summaries import Summaries
 
     @contextlib.contextmanager
     def without():
-        with mock.patch.object(trainer.EvaluationPictures, "draw", lambda self, backend, when: (None, None)), \
-                mock.patch.object(trainer, "text_summary", lambda found: ""), \
+        with mock.patch.object(trainer.EvaluationPictures, "draw", lambda self, backend, when: (None, None, "")), \
                 mock.patch.object(Summaries, "add_pictures", lambda self, *arguments: None), \
                 mock.patch.object(Summaries, "add_run", lambda self, *arguments: None), \
-                mock.patch.object(trainer.RunProvenance, "record", {}):
+                mock.patch.object(provenance, "gather", lambda *arguments: {}):
             yield
 
     times = {"with": [], "without": []}
