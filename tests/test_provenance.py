@@ -272,3 +272,10 @@ def test_git_commit_and_changes_of_a_checkout(tmp_path):
     # A copy inside some other repository (a virtual environment in it, say) is not that repository's code.
     copy_of_the_package(checkout / "site")
     assert git_state_of(checkout / "site") is None
+
+
+def test_hparams_hold_what_a_double_cannot_as_text():
+    from mnist_gpu.summaries import hparam_value
+
+    assert hparam_value(2 ** 64 + 1) == str(2 ** 64 + 1)  # a 20-digit seed would lose its last digits
+    assert hparam_value(2 ** 53) == 2 ** 53 and hparam_value(0.01) == 0.01 and hparam_value(True) is True
