@@ -16,6 +16,7 @@ medians; nothing is written outside temporary folders.
 """
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,12 +34,15 @@ def export(revision, folder):
 
 
 def run(source, arguments):
-    """Wall seconds of `python -m mnist_gpu ARGUMENTS` importing mnist_gpu from `source`, and its stdout."""
+    """Wall and CPU (user + system) seconds of `python -m mnist_gpu ARGUMENTS` importing mnist_gpu from
+    `source`, and its stdout."""
     environment = {**os.environ, "PYTHONPATH": source}
-    start = time.perf_counter()
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "mnist_gpu", *arguments], capture_output=True, text=True,
                             env=environment, cwd=source, check=True)
-    return time.perf_counter() - start, result.stdout
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, cpu, result.stdout
 
 
 def pieces(rounds):
@@ -117,24 +121,27 @@ def fresh_processes(base_revision, rounds):
         sources = {"base": export(base_revision, os.path.join(folder, "base")),
                    "new": export("HEAD", os.path.join(folder, "new"))}
         data = os.path.join(folder, "input_data")
-        times = {(name, command): [] for name in sources for command in ("run", "start-up")}
+        times = {(name, command, kind): [] for name in sources for command in ("run", "start-up")
+                 for kind in ("wall", "CPU")}
         outputs = {}
         for round_number in range(rounds + 1):  # round 0 warms the data cache and Numba's kernel cache
             order = list(sources.items())
             for name, source in order if round_number % 2 else order[::-1]:  # who goes first alternates too
                 for command, extra in (("run", ["--seed", "1"]), ("start-up", ["--max_steps", "0"])):
                     log_dir = os.path.join(folder, "logs", f"{name}-{command}-{round_number}")
-                    seconds, stdout = run(source, [*extra, "--input_data_dir", data, "--log_dir", log_dir])
+                    seconds, cpu, stdout = run(source, [*extra, "--input_data_dir", data, "--log_dir", log_dir])
                     if round_number:
-                        times[name, command].append(seconds)
+                        times[name, command, "wall"].append(seconds)
+                        times[name, command, "CPU"].append(cpu)
                     outputs.setdefault((name, command), set()).add(
                         "\n".join(line.split(" (")[0] for line in stdout.splitlines()))  # timings vary
         for command in ("run", "start-up"):
-            base, new = (statistics.median(times[name, command]) for name in ("base", "new"))
-            spread = "; ".join(f"{name} {min(times[name, command]):.3f}-{max(times[name, command]):.3f}"
-                               for name in ("base", "new"))
-            print(f"{command:9s} base {base:.3f} s  new {new:.3f} s  difference {new - base:+.3f} s "
-                  f"({(new - base) / base:+.1%}), medians of {rounds} alternating rounds (range {spread})")
+            for kind in ("wall", "CPU"):
+                series = {name: times[name, command, kind] for name in ("base", "new")}
+                base, new = (statistics.median(series[name]) for name in ("base", "new"))
+                spread = "; ".join(f"{name} {min(values):.3f}-{max(values):.3f}" for name, values in series.items())
+                print(f"{command:9s} {kind:4s} base {base:.3f} s  new {new:.3f} s  difference {new - base:+.3f} s "
+                      f"({(new - base) / base:+.1%}), medians of {rounds} alternating rounds (range {spread})")
         same = outputs["base", "run"] == outputs["new", "run"]
         print(f"stdout of `--seed 1` (durations removed): {'identical' if same else 'DIFFERENT'} across commits")
 
