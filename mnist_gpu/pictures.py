@@ -50,11 +50,24 @@ def _png(image):
     return Picture(buffer.getvalue(), image.width, image.height, len(image.getbands()))
 
 
-def _centred(draw, box, text, font, fill):
-    """Draw `text` centred in box = (left, top, right, bottom)."""
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    draw.text(((box[0] + box[2] - (right - left)) / 2 - left, (box[1] + box[3] - (bottom - top)) / 2 - top), text,
-              font=font, fill=fill)
+@functools.lru_cache(maxsize=4096)
+def _text_mask(text, size):
+    """`text` drawn once at `size` as a mask ("L", 255 where the ink is) and kept: the same numbers and
+    captions recur at every evaluation, and drawing text is most of what a picture costs."""
+    from PIL import Image, ImageDraw
+
+    font = _font(size)
+    left, top, right, bottom = font.getbbox(text)
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, font=font, fill=255)
+    return mask
+
+
+def _centred(image, box, text, size, fill):
+    """Draw `text` at `size`, in colour `fill`, centred in box = (left, top, right, bottom) of `image`."""
+    mask = _text_mask(text, size)
+    x, y = round((box[0] + box[2] - mask.width) / 2), round((box[1] + box[3] - mask.height) / 2)
+    image.paste(fill, (x, y, x + mask.width, y + mask.height), mask)
 
 
 def _blend(colour, share):
@@ -76,17 +89,18 @@ def confusion_matrix_picture(matrix, title):
     worst = off_diagonal.max() or 1.0
     left, top = 70, 70
     size = CELL * NUM_CLASSES
-    small, label, heading = _font(12), _font(14), _font(15)
-    image = Image.new("RGB", (max(left + size + 20, int(heading.getlength(title)) + 20), top + size + 20), BACKGROUND)
+    small, label, heading = 12, 14, 15  # font sizes
+    image = Image.new("RGB", (max(left + size + 20, int(_font(heading).getlength(title)) + 20), top + size + 20),
+                      BACKGROUND)
     draw = ImageDraw.Draw(image)
-    draw.text((10, 8), title, font=heading, fill=INK)
-    _centred(draw, (left, 30, left + size, 48), "predicted", label, MUTED)
+    draw.text((10, 8), title, font=_font(heading), fill=INK)
+    _centred(image, (left, 30, left + size, 48), "predicted", label, MUTED)
     vertical = Image.new("RGB", (size, 18), BACKGROUND)
-    _centred(ImageDraw.Draw(vertical), (0, 0, size, 18), "true", label, MUTED)
+    _centred(vertical, (0, 0, size, 18), "true", label, MUTED)
     image.paste(vertical.rotate(90, expand=True), (8, top))
     for index in range(NUM_CLASSES):
-        _centred(draw, (left + index * CELL, 48, left + (index + 1) * CELL, top), str(index), label, INK)
-        _centred(draw, (30, top + index * CELL, left, top + (index + 1) * CELL), str(index), label, INK)
+        _centred(image, (left + index * CELL, 48, left + (index + 1) * CELL, top), str(index), label, INK)
+        _centred(image, (30, top + index * CELL, left, top + (index + 1) * CELL), str(index), label, INK)
     for row in range(NUM_CLASSES):
         for column in range(NUM_CLASSES):
             if row == column:
@@ -96,7 +110,7 @@ def confusion_matrix_picture(matrix, title):
             box = (left + column * CELL, top + row * CELL, left + (column + 1) * CELL - 1, top + (row + 1) * CELL - 1)
             draw.rectangle(box, fill=_blend(colour, float(strength)), outline=(225, 225, 225))
             text_colour = BACKGROUND if strength > 0.55 else INK
-            _centred(draw, box, str(int(matrix[row, column])), small, text_colour)
+            _centred(image, box, str(int(matrix[row, column])), small, text_colour)
     return _png(image)
 
 
@@ -116,20 +130,19 @@ def misclassified_picture(digits, labels, predicted, probability, title):
 
     side = IMAGE_SIZE * DIGIT_SCALE
     rows = max(1, -(-len(digits) // GRID_COLUMNS))
-    caption, heading = _font(12), _font(15)
-    width = max(GRID_COLUMNS * GRID_CELL[0] + 12, int(heading.getlength(title)) + 16)
+    caption, heading = 12, 15  # font sizes
+    width = max(GRID_COLUMNS * GRID_CELL[0] + 12, int(_font(heading).getlength(title)) + 16)
     image = Image.new("L", (width, GRID_TOP + rows * GRID_CELL[1] + 6), GRAY_BACKGROUND)  # grayscale: a third the bytes
-    draw = ImageDraw.Draw(image)
-    draw.text((8, 8), title, font=heading, fill=GRAY_INK)
+    ImageDraw.Draw(image).text((8, 8), title, font=_font(heading), fill=GRAY_INK)
     if len(digits) == 0:
-        _centred(draw, (0, GRID_TOP, image.width, image.height), "no misclassified digits", caption, GRAY_MUTED)
+        _centred(image, (0, GRID_TOP, image.width, image.height), "no misclassified digits", caption, GRAY_MUTED)
     for index, digit in enumerate(digits):
         x, y = digit_position(index)
         picture = Image.fromarray(np.ascontiguousarray(digit, dtype=np.uint8), mode="L")
         image.paste(picture.resize((side, side), Image.Resampling.NEAREST), (x, y))
-        _centred(draw, (x - 7, y + side + 1, x + side + 7, y + side + 16), f"{labels[index]} as {predicted[index]}",
+        _centred(image, (x - 7, y + side + 1, x + side + 7, y + side + 16), f"{labels[index]} as {predicted[index]}",
                  caption, GRAY_INK)
-        _centred(draw, (x - 7, y + side + 15, x + side + 7, y + side + 30), f"{probability[index]:.0%}", caption,
+        _centred(image, (x - 7, y + side + 15, x + side + 7, y + side + 30), f"{probability[index]:.0%}", caption,
                  GRAY_MUTED)
     return _png(image)
 
