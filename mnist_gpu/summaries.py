@@ -164,6 +164,7 @@ class Summaries:
             image = Summary.Image(height=picture.height, width=picture.width, colorspace=picture.channels,
                                   encoded_image_string=picture.png)
             event.summary.value.add(tag=tag, image=image)
+        # Its own tag: TensorBoard keeps one plugin per tag, so a text cannot share the image's.
         event.summary.value.append(self._text("test/confusion_table", table_markdown).value[0])
         self._write(event)
 
