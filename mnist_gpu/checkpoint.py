@@ -2,7 +2,8 @@
 
 `log_dir/model.ckpt-<step>.safetensors` holds the variables by their TF names, `global_step`, the
 training DataSet's row order, and in its text metadata the model-shaping flags, the DataSet's
-position and generator state, and a SHA-256 of all of that, checked on load. The TF-style text
+position and generator state, what made it ("provenance": versions, commit, device, flags; see
+provenance.py), and a SHA-256 of all of that, checked on load. The TF-style text
 state file `log_dir/checkpoint` lists the kept checkpoints (oldest first) and is written last: it
 is the commit point, so a crash at any instant leaves the previous checkpoint listed and whole.
 safetensors is a code-free format: loading a checkpoint never runs code (unlike pickle).
@@ -12,12 +13,12 @@ hash only detects damage. After it, every field is checked against the schema (`
 state file's entries must be plain checkpoint names of its own folder: whatever a file says,
 reading a checkpoint opens nothing else, and pruning deletes only this run's own checkpoints.
 """
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import stat
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class CheckpointError(Exception):
     """A checkpoint is missing, damaged, or does not fit the flags; the message names the file."""
 
 
-@dataclass
+@dataclasses.dataclass
 class Checkpoint:
     """Everything saved at one step: variables, global_step, flags, and the training data position."""
 
@@ -53,6 +54,7 @@ class Checkpoint:
     data_order: np.ndarray
     data_position: dict
     path: str = ""
+    provenance: dict = dataclasses.field(default_factory=dict)  # what made it (provenance.py); {} in older checkpoints
 
 
 def content_hash(tensors, metadata):
@@ -73,6 +75,8 @@ def write(path, checkpoint):
     tensors[ORDER_TENSOR] = np.ascontiguousarray(checkpoint.data_order, dtype=np.int32)
     metadata = {"format": FORMAT, "flags": json.dumps(checkpoint.flags, sort_keys=True),
                 "data_position": json.dumps(checkpoint.data_position, sort_keys=True)}
+    if checkpoint.provenance:
+        metadata["provenance"] = json.dumps(checkpoint.provenance, sort_keys=True)
     metadata["sha256"] = content_hash(tensors, metadata)
     from safetensors.numpy import save_file  # imported when the first checkpoint is written
 
@@ -199,7 +203,7 @@ def check(path, metadata, tensors):
     check_position(refuse, position, len(order), global_step)
     variables = {name: tensors[name] for name in shapes}
     return Checkpoint(variables=variables, global_step=global_step, flags=flags, data_order=order,
-                      data_position=position, path=path)
+                      data_position=position, path=path, provenance=parsed.get("provenance", {}))
 
 
 def check_position(refuse, position, examples, global_step):

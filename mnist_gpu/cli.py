@@ -1,4 +1,4 @@
-"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags), `mnist-gpu eval`, `mnist-gpu check`.
+"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags), `mnist-gpu eval`, `predict`, `check`.
 
 Exit codes: 0 done; 2 a bad flag (a parse error prints the usage, a refusal at run time one
 line: a log_dir holding a run, or in use by another run); 1 any other expected failure (bad data,
@@ -18,7 +18,7 @@ from .idx_files import DATASETS, DataError
 from .runs import default_root, temporary_root
 from .trainer import DIVERGED_LOSS, Log, TrainingDiverged, TrainingInterrupted, run_evaluation, run_training
 
-COMMANDS = ("train", "eval", "check")
+COMMANDS = ("train", "eval", "predict", "check")
 
 
 def add_data_flags(parser):
@@ -64,13 +64,29 @@ def add_training_flags(parser):
                         "bit for bit, else eager with a note saying why.")
 
 
-def add_evaluation_flags(parser):
+def add_checkpoint_flag(parser):
     parser.add_argument("--checkpoint", default=None,
                         help="A model.ckpt-<step>.safetensors file, or a log_dir (its latest valid checkpoint). "
                         f"Without it, the newest valid checkpoint of the runs under {default_root()}.")
+
+
+def add_evaluation_flags(parser):
+    add_checkpoint_flag(parser)
     parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="Evaluation batch size (default: the checkpoint's).")
     add_data_flags(parser)
+    parser.add_argument("--report", metavar="DIR", default=None,
+                        help="Also write the test set's confusion matrix and misclassified digits (PNG) and a "
+                        "Markdown report (per-class precision and recall, the most confused pairs) into DIR.")
+
+
+def add_prediction_flags(parser):
+    add_checkpoint_flag(parser)
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="As for training.")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="Image files (PNG, JPEG, GIF, BMP, TIFF, WebP, PPM) of any size, colour or background; "
+                        "each is prepared as MNIST's digits were (grayscale, ink white on black, cropped to the ink, "
+                        "longer side 20 pixels, centred by its centre of mass in 28 x 28).")
 
 
 def build_parser():
@@ -85,6 +101,9 @@ def build_parser():
     evaluate = commands.add_parser("eval", help="evaluate a saved checkpoint on the train, validation and test sets",
                                    formatter_class=defaults_shown)
     add_evaluation_flags(evaluate)
+    predict = commands.add_parser("predict", help="label digits in image files with a saved checkpoint: one line "
+                                  "per image, its label and probability", formatter_class=defaults_shown)
+    add_prediction_flags(predict)
     commands.add_parser("check", help="versions, which backends are usable here, and every op and 100 training "
                         "steps of each against the NumPy reference (exit 1 if any check fails)")
     return parser
@@ -97,7 +116,7 @@ class _RaisingParser(argparse.ArgumentParser):
         raise FlagError(message)
 
 
-COMMAND_FLAGS = {"train": add_training_flags, "eval": add_evaluation_flags}
+COMMAND_FLAGS = {"train": add_training_flags, "eval": add_evaluation_flags, "predict": add_prediction_flags}
 
 
 def parse_flags(command="train", **values):
@@ -139,6 +158,10 @@ def main(argv=None):
             from .check import run_check
 
             return run_check()
+        if flags.command == "predict":
+            from .api import run_prediction
+
+            return run_prediction(flags, Log())
         if flags.command == "eval":
             run_evaluation(flags, Log())
         else:

@@ -280,6 +280,14 @@ def newest_checkpoint(root):
                     f"a checkpoint file or a log_dir{legacy_hint(root, '--checkpoint')}")
 
 
+def find_checkpoint(path_or_log_dir):
+    """What a --checkpoint flag names (a file, or a log_dir's newest valid checkpoint), or without one the newest
+    valid checkpoint of the runs under default_root(); and the reasons newer checkpoints were skipped."""
+    if path_or_log_dir is None:
+        return newest_checkpoint(default_root())
+    return checkpoints.resolve(path_or_log_dir)
+
+
 def legacy_hint(root, flag):
     """Before run folders, the root itself was the default log_dir: point at a run still there."""
     if run_files(root):

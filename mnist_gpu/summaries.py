@@ -3,7 +3,12 @@
 Scalars: `loss` every 100 steps (the tutorial's one summary), `precision/<split>` at each
 evaluation; histograms of every variable at each checkpoint; and the model graph as a GraphDef
 whose node names carry the tutorial's name scopes, so TensorBoard's Graphs tab draws
-hidden1 -> hidden2 -> softmax_linear like the original.
+hidden1 -> hidden2 -> softmax_linear like the original. At each evaluation, the test set's
+pictures (pictures.py): the images `test/confusion_matrix` and `test/misclassified`, and the
+Markdown text `test/confusion_table` (the matrix and per-class precision and recall). Once per
+run, with its first checkpoint: the text `provenance` (what made the run, as JSON: provenance.py)
+and the run's flags for the HParams tab (a session start; TensorBoard takes its metrics from the
+run's scalars, so the tab lists each run's flags beside its final loss and precisions).
 
 Events are written in the calling thread (tensorboardX's EventsWriter, not its SummaryWriter,
 which writes from a background thread): a full disk or a vanished folder is an OSError raised
@@ -57,6 +62,16 @@ def tutorial_graph():
         ("Sum", "Sum", ["InTopK"]),
     ]
     return nodes
+
+
+def hparam_value(value):
+    """A flag's value as the HParams tab can hold it: a number (a double), text or a switch; None is left out.
+
+    An integer a double cannot hold exactly (a seed of more than 15 digits, say) becomes text.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 53:
+        return str(value)
+    return value
 
 
 @contextmanager
@@ -126,6 +141,38 @@ class Summaries:
             event = self._event(step=step)
             event.summary.CopyFrom(self._summary.histogram(name, value, tensorflow_buckets()))
             self._write(event, flush=index + 1 == len(variables))
+
+    def add_run(self, step, record, hparams):
+        """The run's provenance record (as a JSON text) and its flags for the HParams tab; once per run."""
+        import json
+
+        event = self._event(step=step)
+        event.summary.CopyFrom(self._text("provenance", f"```json\n{json.dumps(record, indent=2)}\n```"))
+        self._write(event)
+        _, session_start, _ = self._summary.hparams({name: hparam_value(value) for name, value in hparams.items()}, {})
+        event = self._event(step=step)
+        event.summary.CopyFrom(session_start)
+        self._write(event)
+
+    def add_pictures(self, step, pictures, table_markdown):
+        """An evaluation's pictures (pictures.Pictures) and its confusion table (Markdown) for the test set."""
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        event = self._event(step=step)
+        for tag, picture in (("test/confusion_matrix", pictures.confusion_matrix),
+                             ("test/misclassified", pictures.misclassified)):
+            image = Summary.Image(height=picture.height, width=picture.width, colorspace=picture.channels,
+                                  encoded_image_string=picture.png)
+            event.summary.value.add(tag=tag, image=image)
+        # Its own tag: TensorBoard keeps one plugin per tag, so a text cannot share the image's.
+        event.summary.value.append(self._text("test/confusion_table", table_markdown).value[0])
+        self._write(event)
+
+    def _text(self, tag, markdown):
+        """A summary for TensorBoard's Text tab, tagged `tag` (tensorboardX's own appends "/text_summary")."""
+        summary = self._summary.text(tag, markdown)
+        summary.value[0].tag = tag
+        return summary
 
     def close(self):
         if self.writer is not None:

@@ -25,7 +25,7 @@ from . import checkpoint as checkpoints
 from . import model as mnist
 from . import runs
 from .backends import get_backend, resolve_backend_name
-from .durable import WriteError
+from .durable import WriteError, ensure_writable_folder
 from .flag_values import FlagError
 from .input_data import read_data_sets
 from .summaries import Summaries
@@ -142,15 +142,22 @@ def training_steps(flags, model, split, log):
     return HostSteps(model, split, flags.learning_rate)
 
 
-def do_eval(model, split, log=None):
+def evaluated_examples(data_set, batch_size):
+    """How many examples an evaluation counts: the tutorial's steps_per_epoch = N // batch_size whole batches."""
+    return data_set.num_examples // batch_size * batch_size
+
+
+def do_eval(model, split, log=None, logits=None):
     """Precision @ 1 over the split's first whole batches, in order (training's order untouched).
 
     The tutorial's examples: steps_per_epoch = N // batch_size whole batches. Rows are
     independent in inference, so they are computed mnist.evaluation_rows at a time (a model
     sharing the variables, with its own buffers): the same examples and counts, far fewer calls.
+    `logits`, a backend array [evaluated_examples, C], keeps every example's logits (for the
+    pictures): each chunk's inference writes straight into its rows, so keeping them copies nothing.
     """
     backend, log = model.backend, log or Log()
-    num_examples = split.data_set.num_examples // model.batch_size * model.batch_size
+    num_examples = evaluated_examples(split.data_set, model.batch_size)
     chunk = min(mnist.evaluation_rows(model.batch_size, *model.hidden_units), num_examples)
     evaluator = model.resized(chunk)
     images = backend.empty((chunk, mnist.IMAGE_PIXELS))
@@ -162,6 +169,8 @@ def do_eval(model, split, log=None):
             evaluator = model.resized(len(rows))
             images, labels = images[:len(rows)], labels[:len(rows)]
         split.gather(backend, rows, images, labels)
+        if logits is not None:
+            evaluator.logits = logits[start:start + len(rows)]
         counts.append(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
     true_count = sum(int(count) for count in counts)
     precision = true_count / num_examples
@@ -169,13 +178,36 @@ def do_eval(model, split, log=None):
     return num_examples, true_count
 
 
-def evaluate_all(model, splits, log=None):
-    """The tutorial's three eval blocks; returns {split: (examples, correct)}."""
+def evaluate_all(model, splits, log=None, test_logits=None):
+    """The tutorial's three eval blocks; returns {split: (examples, correct)}. test_logits: see do_eval."""
     log, results = log or Log(), {}
     for name, title in SPLITS:
         log.line(f"{title} Data Eval:")
-        results[name] = do_eval(model, splits[name], log)
+        results[name] = do_eval(model, splits[name], log, test_logits if name == "test" else None)
     return results
+
+
+class EvaluationPictures:
+    """The test set's confusion matrix and misclassified digits at each evaluation (confusion.py, pictures.py).
+
+    The test split's logits are kept in one backend buffer during its evaluation and copied to the
+    host once (to_host) for the matrix: one predicted class per example, argmax (see confusion.py
+    for how that differs from the tutorial's in_top_k count).
+    """
+
+    def __init__(self, model, split):
+        self.split = split
+        self.logits = model.backend.empty((evaluated_examples(split.data_set, model.batch_size), mnist.NUM_CLASSES))
+
+    def draw(self, backend, when):
+        """(confusion.Confusion, pictures.Pictures, the matrix as Markdown) of the evaluation that just filled
+        self.logits. Imported here, at the first evaluation: none of it is needed before the first step."""
+        from . import pictures
+        from .confusion import Confusion, text_summary
+
+        data_set, count = self.split.data_set, len(self.logits)
+        found = Confusion.from_logits(backend.to_host(self.logits), data_set.labels[:count])
+        return found, pictures.draw(found, data_set.pixels[:count], when), text_summary(found)
 
 
 def check_batch_size(batch_size, data_sets):
@@ -279,7 +311,7 @@ def run_training(flags, log=None):
 
     `flags` is the Namespace the command line parses (cli.parse_flags builds one from keywords).
     """
-    log = log or Log()
+    log, started = log or Log(), time.time()
     with StopSignals() as signals, runs.claim(flags.log_dir, flags.resume, flags.overwrite, log.note) as run:
         flags = copy.copy(flags)
         flags.log_dir = run.log_dir  # the folder chosen when none was given
@@ -322,7 +354,8 @@ def run_training(flags, log=None):
         try:
             signals.deferring = True
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
-                train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log)
+                train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log,
+                           started)
         except BaseException:
             with contextlib.suppress(WriteError):  # the error that stopped training is the one to report
                 summaries.close()
@@ -342,14 +375,26 @@ def check_loss(step, loss_value, earlier_loss, flags):
                                f"--learning_rate (now {flags.learning_rate})")
 
 
-def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log):
+def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, started):
     steps = training_steps(flags, model, splits["train"], log)
     earlier_loss = None
+    first_step = model.global_step
+    test_pictures = EvaluationPictures(model, splits["test"])
+    record = None  # what made the run (provenance.py)
 
     def save(step):
+        nonlocal record
         variables = model.host_variables()
         order, position = steps.position(step)
-        path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position))
+        first = record is None
+        if first:  # gathered at the first checkpoint: nothing of it delays the first step line
+            from .provenance import gather, hparams
+
+            record = gather(flags, model.backend, saved_flags["seed"], started)
+        path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position,
+                                                       provenance=record))
+        if first:
+            summaries.add_run(first_step, record, hparams(record))
         return variables, path
 
     for step in range(model.global_step, flags.max_steps):
@@ -372,20 +417,21 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
         if evaluate:
             variables, saved = save(step)
             summaries.add_histograms(step, variables)
-            result.evaluations[step] = evaluate_all(model, splits, log)
+            result.evaluations[step] = evaluate_all(model, splits, log, test_pictures.logits)
             for name, (examples, correct) in result.evaluations[step].items():
                 summaries.add_precision(step, name, correct / examples)
+            _, drawn, table = test_pictures.draw(model.backend, f"at step {step}")
+            summaries.add_pictures(step, drawn, table)
         if signals.received is not None:  # the step is done: save it (unless just saved) and stop
             raise TrainingInterrupted(signals.received, step, saved or save(step)[1], result)
 
 
 def run_evaluation(flags, log=None):
     """Evaluate a saved model on all three splits; returns {split: (examples, correct)}."""
+    from .provenance import describe
+
     log = log or Log()
-    if flags.checkpoint is None:  # the newest valid checkpoint of the runs made without --log_dir
-        checkpoint, skipped = runs.newest_checkpoint(runs.default_root())
-    else:
-        checkpoint, skipped = checkpoints.resolve(flags.checkpoint)
+    checkpoint, skipped = runs.find_checkpoint(flags.checkpoint)
     for reason in skipped:
         log.note(f"skipping a damaged checkpoint: {reason}")
     saved = checkpoint.flags
@@ -393,7 +439,21 @@ def run_evaluation(flags, log=None):
     data_sets = read_data_sets(flags.input_data_dir, saved["fake_data"], dataset=saved["dataset"],
                                source_url=flags.source_url)
     check_batch_size(batch_size, data_sets)
+    if flags.report:
+        ensure_writable_folder(flags.report, "--report")
     backend = get_backend(flags.backend)
     model = mnist.Model(backend, checkpoint.variables, batch_size, checkpoint.global_step)
     log.line(f"Evaluating {checkpoint.path} (global_step {checkpoint.global_step})")
-    return evaluate_all(model, {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}, log)
+    log.note(f"{os.path.basename(checkpoint.path)}: {describe(checkpoint.provenance)}")
+    splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+    pictures = EvaluationPictures(model, splits["test"]) if flags.report else None
+    results = evaluate_all(model, splits, log, pictures.logits if pictures else None)
+    if pictures:
+        # Titled as the run's own pictures of this checkpoint were (saved after step global_step - 1): the same PNGs.
+        found, drawn, _ = pictures.draw(backend, f"at step {checkpoint.global_step - 1}" if checkpoint.global_step else
+                                        "")
+        from .report import write_report
+
+        written = write_report(flags.report, checkpoint, found, drawn, results["test"])
+        log.note(f"wrote {', '.join(written)} in {flags.report}")
+    return results

@@ -198,3 +198,30 @@ def test_evaluation_in_large_chunks_counts_like_batch_by_batch(candidate, numpy_
         else:
             assert chunked == correct
         assert examples // batch > 1 and 0 < correct < examples  # several batches, some right, some wrong
+
+
+def test_evaluation_keeps_the_test_logits_for_the_pictures(candidate, numpy_backend, generator, monkeypatch):
+    """do_eval's logits buffer: every example's logits, written chunk by chunk (the last one shorter), the same
+    count as without it, and the pictures drawn from the backend's own arrays (backend.to_host)."""
+    from mnist_gpu.confusion import Confusion
+    from mnist_gpu.input_data import DataSet
+    from mnist_gpu.trainer import DeviceSplit, EvaluationPictures, Log, do_eval
+
+    monkeypatch.setattr(mnist, "EVAL_ROWS", 10 if SIMULATED else 3000)  # several chunks, the last one shorter
+    rows, batch, hidden = (33, 4, (5, 4)) if SIMULATED else (12345, 100, (128, 32))
+    data_set = DataSet(generator.integers(0, 256, (rows, mnist.IMAGE_PIXELS), dtype=np.uint8),
+                       generator.integers(0, mnist.NUM_CLASSES, rows).astype(np.int32))
+    variables = mnist.initial_variables(*hidden, seed=4)
+    reference = mnist.Model(numpy_backend, variables, rows // batch * batch)
+    expected = mnist.inference(reference, data_set.images[:rows // batch * batch])
+    model = mnist.Model(candidate, variables, batch)
+    split = DeviceSplit(candidate, data_set)
+    counted = do_eval(model, split, Log(verbose=False))
+    kept = EvaluationPictures(model, split)
+    assert do_eval(model, split, Log(verbose=False), kept.logits) == counted
+    np.testing.assert_allclose(candidate.to_host(kept.logits), expected, rtol=1e-4, atol=1e-4)
+    found, drawn, _ = kept.draw(candidate, "at step 1")
+    assert found.matrix.sum() == rows // batch * batch
+    np.testing.assert_array_equal(found.predicted, Confusion.from_logits(candidate.to_host(kept.logits),
+                                                                         data_set.labels[:len(expected)]).predicted)
+    assert drawn.confusion_matrix.png.startswith(b"\x89PNG") and drawn.misclassified.png.startswith(b"\x89PNG")

@@ -1,0 +1,116 @@
+"""Image files as MNIST digits: read with Pillow, then prepared the way MNIST's digits were.
+
+MNIST's digits were grayscale, white ink on black, the ink's bounding box scaled (aspect kept) so
+that its longer side is 20 pixels, then placed in a 28 x 28 field with the centre of mass of its
+ink at the centre. `prepare` does the same to a picture of any size, colour or background:
+
+1. grayscale (luma); a picture with transparency is its alpha channel, what is drawn being the ink;
+2. the background is the median of the border pixels; ink is whichever side of it reaches
+   further (dark ink on light paper, or light on dark), scaled so that the strongest ink is 1;
+3. cropped to the pixels at least INK_THRESHOLD inked (fainter ones are the background's noise);
+4. longer side scaled to 20 pixels (area averaging when shrinking, bicubic when enlarging);
+5. pasted into 28 x 28 with the ink's centre of mass at pixel (14, 14), kept inside the field.
+
+Every image file is hostile until read: only common raster formats are opened (never EPS, which
+Pillow would hand to Ghostscript), the size in the header is checked before any pixel is decoded
+(MAX_PIXELS; Pillow's own decompression-bomb check is made an error), truncated data is an error
+(never padded), and any failure is one ImageError naming the file.
+"""
+import os
+import warnings
+
+import numpy as np
+
+from .model import IMAGE_SIZE
+
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # Pillow's names; PPM covers PGM and PBM
+MAX_PIXELS = 50_000_000  # larger images are refused from their header (a 50 MP photo decodes to 150 MB)
+WORKING_SIDE = 2048  # larger pictures are first reduced (box filter) so that no side passes this
+INK_THRESHOLD = 0.25  # of the strongest ink: pixels this inked or more are the digit; fainter, background
+DIGIT_BOX = 20  # MNIST's digits fill a 20 x 20 box inside the 28 x 28 field
+
+
+class ImageError(ValueError):
+    """An image file cannot be read or holds no digit; the message names the file and why."""
+
+
+def read_image(path):
+    """The first frame of the image file at `path`, decoded (a PIL Image); ImageError naming the file otherwise."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    name = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(name, formats=FORMATS) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise ImageError(f"{name}: {image.width} x {image.height} pixels is more than this reads "
+                                     f"({MAX_PIXELS // 1_000_000} megapixels)")
+                image.load()  # decode now: a truncated file fails here, not later
+                return ImageOps.exif_transpose(image)  # a phone's photo as it was held
+    except ImageError:
+        raise
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise ImageError(f"{name}: cannot be read: {error.strerror}") from None
+    except UnidentifiedImageError:
+        if os.path.getsize(name) == 0:
+            raise ImageError(f"{name}: the file is empty (0 bytes)") from None
+        raise ImageError(f"{name}: not an image (or not one of {', '.join(FORMATS)})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"{name}: refused as a decompression bomb ({error})") from None
+    except Exception as error:  # noqa: BLE001 - Pillow's decoders raise many types (OSError, SyntaxError, ...)
+        raise ImageError(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
+
+
+def ink(image):
+    """float32 [H, W] in [0, 1]: how much ink each pixel holds (1 the strongest), whatever the colours."""
+    if max(image.size) > WORKING_SIDE:
+        image = image.reduce(-(-max(image.size) // WORKING_SIDE))
+    if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"), np.float32) / 255
+        if alpha.min() < alpha.max():  # drawn on a transparent background: what is drawn is the ink
+            return alpha / alpha.max()
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # 16- and 32-bit grayscale
+        gray = np.asarray(image.convert("F"), np.float32)
+    else:
+        gray = np.asarray(image.convert("L"), np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = np.float32(np.median(border))
+    darker, lighter = background - gray.min(), gray.max() - background
+    inked = (background - gray) / darker if darker > lighter else (gray - background) / max(lighter, 1e-30)
+    return np.clip(inked, 0, 1, out=inked)
+
+
+def prepare(image, name="the image"):
+    """uint8 [28, 28], white ink on black: the digit in `image` (a PIL Image) prepared as MNIST's were."""
+    from PIL import Image
+
+    level = ink(image)
+    rows, columns = np.nonzero(level >= INK_THRESHOLD)
+    if len(rows) == 0:
+        raise ImageError(f"{name}: no digit in it (the picture is blank: one colour)")
+    level = np.ascontiguousarray(level[rows.min():rows.max() + 1, columns.min():columns.max() + 1])
+    height, width = level.shape
+    scale = DIGIT_BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
+    scaled = np.clip(np.asarray(Image.fromarray(level, mode="F").resize(size, resample)), 0, 1)
+    digit = np.round(scaled * 255).astype(np.uint8)  # the pixels as they will be: their centre of mass is placed
+    # The centre of mass in pixel indices, moved to index 14 by a whole-pixel shift: MNIST's digits
+    # have theirs at 14.0 +- 0.5 in both directions (measured over its test set).
+    if not digit.any():  # ink too thin to survive the scaling
+        raise ImageError(f"{name}: no digit in it (its ink vanishes at 20 pixels)")
+    mass = digit.astype(np.float64)
+    centre_y = (mass.sum(axis=1) @ np.arange(digit.shape[0])) / mass.sum()
+    centre_x = (mass.sum(axis=0) @ np.arange(digit.shape[1])) / mass.sum()
+    top = min(max(round(IMAGE_SIZE / 2 - centre_y), 0), IMAGE_SIZE - digit.shape[0])
+    left = min(max(round(IMAGE_SIZE / 2 - centre_x), 0), IMAGE_SIZE - digit.shape[1])
+    field = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    field[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return field
+
+
+def load_digit(path):
+    """The digit in the image file at `path`, prepared as MNIST's were: uint8 [28, 28]; ImageError otherwise."""
+    image = read_image(path)
+    return prepare(image, os.fspath(path))
