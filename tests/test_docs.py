@@ -54,9 +54,10 @@ FOREIGN_FLAGS = {
     "--logdir": "tensorboard",
     "--hypothesis-show-statistics": "pytest (hypothesis)",
     "--no-index": "pip install", "--target": "pip install",
+    "--rounds": "python tools/measure_run_cost.py",
 }
 OWN_TOOL_SOURCES = {"--json": "mnist_gpu/compile_report.py", "--out": "bench/report.py",
-                    "--update": "tests/test_docs.py"}
+                    "--update": "tests/test_docs.py", "--rounds": "tools/measure_run_cost.py"}
 
 
 def markdown_files():
