@@ -1,4 +1,6 @@
 """TensorBoard event files, read back with TensorBoard's own reader."""
+import os
+
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -49,6 +51,23 @@ def test_scalars_histograms_and_graph(train, tmp_path):
     assert nodes["hidden1/Relu"].op == "Relu" and "softmax_linear/Relu" not in nodes
     assert list(nodes["xentropy"].input) == ["softmax_linear/add", "labels"]
     assert "InTopK" in nodes and "global_step" in nodes
+
+
+def test_event_files_opened_in_the_same_second_sort_in_the_order_they_were_opened(tmp_path, monkeypatch):
+    """TensorBoard reads a log_dir's event files in name order, and names carry only the second: a run resumed
+    within the same second as the run it continues must still come after it (its purge refers to earlier events)."""
+    from tensorboardX import event_file_writer
+
+    from mnist_gpu.summaries import Summaries
+
+    monkeypatch.setattr(event_file_writer.time, "time", lambda: 1764578000.25)  # every file opened in one second
+    opened = []
+    for step in range(12):  # a run, then eleven resumes of it
+        summaries = Summaries(str(tmp_path), purge_step=step * 100 or None)
+        summaries.add_loss(step * 100, 1.0)
+        summaries.close()
+        opened += sorted(set(os.listdir(tmp_path)) - set(opened))
+    assert sorted(os.listdir(tmp_path)) == opened
 
 
 def test_resumed_run_appends_to_the_same_log_dir(train, tmp_path):
