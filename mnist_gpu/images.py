@@ -62,18 +62,26 @@ def read_image(path):
         raise ImageError(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
 
 
-def ink(image):
+def ink(image, name="the image"):
     """float32 [H, W] in [0, 1]: how much ink each pixel holds (1 the strongest), whatever the colours."""
+    # One of three modes first, each of which Pillow can reduce (it cannot reduce palette, 1-bit or 16-bit images):
+    # RGBA where there is transparency, F for 16- and 32-bit grayscale (their full depth), else 8-bit luma.
+    if "A" in image.getbands() or "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = image.convert("F")
+    else:
+        image = image.convert("L")
     if max(image.size) > WORKING_SIDE:
         image = image.reduce(-(-max(image.size) // WORKING_SIDE))
-    if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
-        alpha = np.asarray(image.convert("RGBA").getchannel("A"), np.float32) / 255
+    if image.mode == "RGBA":
+        alpha = np.asarray(image.getchannel("A"), np.float32) / 255
         if alpha.min() < alpha.max():  # drawn on a transparent background: what is drawn is the ink
             return alpha / alpha.max()
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # 16- and 32-bit grayscale
-        gray = np.asarray(image.convert("F"), np.float32)
-    else:
-        gray = np.asarray(image.convert("L"), np.float32)
+        image = image.convert("L")
+    gray = np.asarray(image, np.float32)
+    if not np.isfinite(gray).all():  # a floating-point TIFF can hold anything
+        raise ImageError(f"{name}: holds NaN or infinite pixel values")
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = np.float32(np.median(border))
     darker, lighter = background - gray.min(), gray.max() - background
@@ -85,7 +93,7 @@ def prepare(image, name="the image"):
     """uint8 [28, 28], white ink on black: the digit in `image` (a PIL Image) prepared as MNIST's were."""
     from PIL import Image
 
-    level = ink(image)
+    level = ink(image, name)
     rows, columns = np.nonzero(level >= INK_THRESHOLD)
     if len(rows) == 0:
         raise ImageError(f"{name}: no digit in it (the picture is blank: one colour)")

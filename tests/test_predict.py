@@ -127,11 +127,18 @@ def bad_files(folder):
     (folder / "bomb.png").write_bytes(png(20_000, 20_000, bytes(20_001 * 20_000)))  # 400 MB of zeros in 0.4 MB
     (folder / "drawing.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
     (folder / "folder.png").mkdir()
+    # Larger than the side that is reduced first, in the modes Pillow cannot reduce: all blank, but read.
+    Image.new("P", (3000, 300), 0).save(folder / "wide-palette.png")
+    Image.new("1", (3000, 300), 1).save(folder / "wide-1-bit.png")
+    Image.new("I;16", (300, 3000), 7).save(folder / "tall-16-bit.png")
+    Image.fromarray(np.full((40, 30), np.inf, np.float32), mode="F").save(folder / "infinite.tif")
     return {"blank.png": "no digit in it", "text.png": "not an image", "empty.png": "the file is empty",
             "truncated.png": "not a readable image", "truncated.jpg": "not a readable image",
             "huge.png": "refused as a decompression bomb", "large.png": f"{side} x {side} pixels is more than",
             "bomb.png": "refused as a decompression bomb", "drawing.eps": "not an image",
-            "folder.png": "cannot be read", "missing.png": "cannot be read"}
+            "folder.png": "cannot be read", "missing.png": "cannot be read",
+            "wide-palette.png": "no digit in it", "wide-1-bit.png": "no digit in it",
+            "tall-16-bit.png": "no digit in it", "infinite.tif": "holds NaN or infinite pixel values"}
 
 
 def test_each_bad_file_gets_one_line_naming_it_and_the_good_ones_are_still_predicted(classifier, tmp_path, capsys,
@@ -185,3 +192,16 @@ def test_without_a_checkpoint_predict_and_load_checkpoint_use_the_newest_run(tmp
     assert code == 0 and error == f"mnist-gpu: predicting with {newest.path} (global_step 20)\n", error
     expected = newest.predict(picture_files["original"][:3])
     assert [int(line.split(": ")[1].split(" ")[0]) for line in lines] == list(expected)
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "I;16", "RGB"])
+def test_a_picture_larger_than_the_working_side_is_reduced_in_any_mode(tmp_path, test_digits, mode):
+    """Pictures with a side above WORKING_SIDE are reduced first, also in the modes Pillow cannot reduce itself."""
+    from mnist_gpu.images import WORKING_SIDE
+
+    digit = Image.fromarray(test_digits[0]).resize((WORKING_SIDE + 500,) * 2, Image.Resampling.NEAREST)
+    picture = digit.point(lambda value: 65535 * (value > 127)).convert("I;16") if mode == "I;16" else \
+        digit.point(lambda value: 255 * (value > 127)).convert(mode)
+    picture.save(tmp_path / "big.png")
+    prepared = load_digit(tmp_path / "big.png").astype(int)
+    assert np.mean(np.abs(prepared - test_digits[0])) < 12  # the original's shape, thresholded to black and white
