@@ -18,7 +18,8 @@ from importlib import metadata
 PACKAGES = ("numpy", "numba", "llvmlite", "numba-cuda", "cuda-core", "cuda-bindings", "cuda-pathfinder",
             "cuda-toolkit", "cupy-cuda13x", "cupy-cuda12x", "nvmath-python", "nvidia-cublas", "nvidia-cuda-runtime",
             "nvidia-cuda-nvrtc", "nvidia-nvjitlink", "nvidia-nvvm", "nvidia-cuda-cccl", "safetensors", "tensorboardX",
-            "tensorboard", "protobuf", "tqdm", "pytest", "pytest-benchmark", "jaxtyping", "matplotlib")
+            "crc32c", "pillow", "tensorboard", "protobuf", "tqdm", "pytest", "pytest-benchmark", "jaxtyping",
+            "matplotlib")
 # Settings that change how CUDA, CuPy or Numba behave here.
 VARIABLES = ("CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_TF32_OVERRIDE", "CUPY_TF32",
              "CUPY_CACHE_DIR", "NUMBA_CUDA_ARRAY_INTERFACE_SYNC", "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS",

@@ -47,8 +47,8 @@ NO_GPU = "skipped: no GPU"
 MAX_FILES, MAX_DEPTH = 8, 2  # what the device tool brings back from $OUT
 
 # What the stages import; CuPy only where there is a GPU (the rehearsal has none).
-NEEDED_MODULES = ("numpy", "numba", "numba_cuda", "cuda.core", "nvmath", "safetensors", "tensorboardX", "tqdm",
-                  "pytest", "pytest_benchmark", "tensorboard", "matplotlib")
+NEEDED_MODULES = ("numpy", "numba", "numba_cuda", "cuda.core", "nvmath", "safetensors", "tensorboardX", "crc32c",
+                  "PIL", "tqdm", "pytest", "pytest_benchmark", "tensorboard", "matplotlib")
 # The GPU tests: tests/cuda (kernels against NumPy, the step program, GPU-only), the tutorial on cuda, and
 # the host-side contract with the numba-cuda and nvmath installed here. -s: the step program's notes reach the log.
 GPU_TESTS = ("tests/cuda",
@@ -263,7 +263,7 @@ def setup(session):
     if not lookup.ok:
         problems.append(lookup.last_line)
     nvvm = locate_nvvm(session)
-    if session.gpu and not nvvm.startswith("NVVM: ") or session.gpu and "not found" in nvvm:
+    if session.gpu and (not nvvm.startswith("NVVM: ") or "not found" in nvvm):
         problems.append("no libNVVM: the kernels cannot be compiled")  # the rehearsal compiles none: a note there
     wheels_part = (f"{len(wheels)} wheels: installed {', '.join(changed) or 'none'}, the others already there"
                    if wheels else "no wheels to install")

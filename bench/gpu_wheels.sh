@@ -11,13 +11,17 @@
 #                                 through its internals and cuda.core's launch (tests/test_cuda_host.py checks
 #                                 them against these versions); the image's versions are unknown until a session
 #   cuda-pathfinder               nvmath-python 1.0 needs >= 1.5.1 to find cuBLAS; the image's version is unknown
+#   crc32c                        the image lacks it; without it tensorboardX checksums every event record in pure
+#                                 Python (29 ms per 80 KB), which would distort the tutorial's timings
+#   pillow                        the pictures need >= 10.1 (a scalable default font); the image's version is unknown
 # Not carried: cuda-bindings and the NVIDIA library wheels (tied to the image's driver and CuPy; NVVM's wheel
 # alone is 62 MB): the session uses the image's, and sets CUDA_HOME to its toolkit where numba-cuda finds no NVVM.
 # bench/wheel_check.py checks each wheel's tags, and the total against the 64 MiB that travel with the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WHEELS=(nvmath-python==1.0.0 tensorboardX==2.6.5 numba-cuda==0.30.4 cuda-core==1.2.2 cuda-pathfinder==1.9.1)
+WHEELS=(nvmath-python==1.0.0 tensorboardX==2.6.5 numba-cuda==0.30.4 cuda-core==1.2.2 cuda-pathfinder==1.9.1
+        crc32c==2.9.post0 pillow==13.0.0)
 LIMIT_BYTES=$((64 * 1024 * 1024))  # the working tree and carried paths, together (the device tool's limit)
 
 rm -rf .whl

@@ -318,17 +318,22 @@ def main(argv=None):
                f"--benchmark-json={json_path}", *pytest_options]
     if options.k:
         command += ["-k", options.k]
-    subprocess.run(command, cwd=repository, check=True)
+    # A benchmark that fails (a CUDA graph that cannot be captured, say) loses only itself: the report is
+    # written from those that ran, and pytest's exit code is this command's.
+    code = subprocess.run(command, cwd=repository).returncode
     if not os.path.exists(json_path):  # pytest-benchmark saves nothing when no benchmark ran
-        print("bench.report: no benchmark ran (every one selected was skipped); no report written")
-        return
+        print("bench.report: no benchmark ran (every one selected was skipped or failed); no report written")
+        return code
     with open(json_path, encoding="utf-8") as stream:
         data = json.load(stream)
     os.remove(json_path)
     shown = " ".join(["python -m bench.report", *(["-k", f"'{options.k}'"] if options.k else []),
                       *(test for test in options.tests if test != "bench"), *pytest_options])
     print(write_report(data, options.out, shown))
+    if code:
+        print(f"bench.report: pytest exited with {code} (some benchmarks failed); the report holds those that ran")
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

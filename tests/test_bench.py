@@ -141,3 +141,21 @@ def test_the_step_program_benchmark_prints_and_keeps_what_the_program_notes(caps
     workload = ProgramStep(Backend(), 100, graph="on")
     assert workload.notes == ["the training step runs eagerly, not as a CUDA graph: CUDARuntimeError: capture failed"]
     assert "step program: the training step runs eagerly, not as a CUDA graph" in capsys.readouterr().out
+
+
+def test_a_failing_benchmark_loses_only_itself(tmp_path):
+    """On a GPU one benchmark may fail (a graph that cannot be captured): the others' report is still written."""
+    benchmarks = tmp_path / "test_two_benchmarks.py"
+    benchmarks.write_text("import pytest\n\n\n@pytest.mark.benchmark(group='op sum')\n"
+                          "def test_runs(benchmark):\n    benchmark(sum, range(10))\n\n\n"
+                          "@pytest.mark.benchmark(group='op sum')\n"
+                          "def test_fails(benchmark):\n    benchmark(lambda: 1 / 0)\n")
+    out = tmp_path / "out"
+    finished = subprocess.run([sys.executable, "-m", "bench.report", "--out", str(out), str(benchmarks),
+                               "--benchmark-max-time=0.01"], cwd=REPOSITORY, capture_output=True, text=True)
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    assert "Traceback" not in finished.stderr, finished.stderr
+    reports = sorted(path.name for path in out.iterdir())
+    assert [name.rsplit(".", 1)[1] for name in reports] == ["json", "md"], reports  # no leftover .bench-run json
+    saved = json.loads((out / reports[0]).read_text())
+    assert [benchmark["name"] for benchmark in saved["benchmarks"]] == ["test_runs"]
