@@ -118,7 +118,7 @@ def load_checkpoint(path_or_log_dir=None, backend="auto"):
     (checkpoint.check), raises CheckpointError naming the file and the field; loading never runs
     code (safetensors).
     """
-    return classifier(runs.find_checkpoint(path_or_log_dir)[0], backend)
+    return classifier(runs.find_checkpoint(path_or_log_dir, note=lambda text: None), backend)
 
 
 def classifier(checkpoint, backend="auto"):
@@ -134,9 +134,7 @@ def run_prediction(flags, log):
     """
     from .images import ImageError, load_digit
 
-    checkpoint, skipped = runs.find_checkpoint(flags.checkpoint)
-    for reason in skipped:
-        log.note(f"skipping a damaged checkpoint: {reason}")
+    checkpoint = runs.find_checkpoint(flags.checkpoint, log.note)
     log.note(f"predicting with {checkpoint.path} (global_step {checkpoint.global_step})")
     model = classifier(checkpoint, flags.backend)
     digits, names, failed = [], [], 0

@@ -363,8 +363,11 @@ class Saver:
         for attempt in range(LATEST_ATTEMPTS):
             names, skipped, found = read_state(self.log_dir), [], None
             for name in reversed(names):
+                path = os.path.join(self.log_dir, name)
                 try:
-                    found = read(os.path.join(self.log_dir, name))
+                    if os.path.islink(path):  # a name from a file leads nowhere outside its folder
+                        raise CheckpointError(f"{path}: a link, not a checkpoint file of this folder; not opened")
+                    found = read(path)
                     break
                 except CheckpointError as error:
                     skipped.append(str(error))
@@ -374,10 +377,3 @@ class Saver:
             return found, skipped
         listed = "; ".join(skipped) if skipped else "the state file lists none"
         raise CheckpointError(f"{self.log_dir}: no valid checkpoint to use ({listed})")
-
-
-def resolve(path_or_log_dir):
-    """A checkpoint file as given, or the newest valid one of a log_dir; and the reasons newer ones were skipped."""
-    if os.path.isdir(path_or_log_dir):
-        return Saver(path_or_log_dir).latest()
-    return read(path_or_log_dir), []

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import os
 import re
+import stat
 import tempfile
 import time
 
@@ -55,14 +56,30 @@ def run_folder_name(milliseconds):
     return time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime(seconds)) + f".{fraction:03d}Z"
 
 
-def run_folders(root):
-    """Paths of the run folders under root, oldest first ([] when there is no root)."""
+def run_folders(root, note=lambda text: None):
+    """Paths of the run folders under root, oldest first ([] when there is no root).
+
+    The default root lies in the shared temporary folder: only real folders (not links) of the user
+    running count; anything else named like a run folder is skipped with a note, never opened.
+    """
     try:
         names = os.listdir(root)
     except OSError:
         return []
-    return [os.path.join(root, name) for name in sorted(names)
-            if RUN_FOLDER.fullmatch(name) and os.path.isdir(os.path.join(root, name))]
+    folders = []
+    for name in sorted(name for name in names if RUN_FOLDER.fullmatch(name)):
+        path = os.path.join(root, name)
+        try:
+            status = os.lstat(path)
+        except OSError:  # removed since the listing
+            continue
+        if stat.S_ISDIR(status.st_mode) and status.st_uid == os.geteuid():
+            folders.append(path)
+        else:
+            what = "a link" if stat.S_ISLNK(status.st_mode) else \
+                "not a folder" if not stat.S_ISDIR(status.st_mode) else f"owned by user {status.st_uid}"
+            note(f"skipping {path}: {what}, not a run folder of this user's")
+    return folders
 
 
 def is_run_file(name):
@@ -158,6 +175,11 @@ def checked_for_use(log_dir, resume, overwrite, note):
         return None
     if not checkpoints.read_state(log_dir):
         raise FlagError(f"--resume: --log_dir {log_dir} has no checkpoint to continue from")
+    return latest_checkpoint(log_dir, note)
+
+
+def latest_checkpoint(log_dir, note):
+    """The newest valid checkpoint of log_dir, noting each newer one that was skipped and why."""
     checkpoint, skipped = checkpoints.Saver(log_dir).latest()
     for reason in skipped:
         note(f"skipping a damaged checkpoint: {reason}")
@@ -248,7 +270,7 @@ def lock_holder(descriptor):
 
 def newest_run(root, note):
     """The newest run folder under root that has a checkpoint (for --resume without --log_dir), saying which."""
-    folders = run_folders(root)
+    folders = run_folders(root, note)
     for age, folder in enumerate(reversed(folders)):
         if os.path.exists(os.path.join(folder, checkpoints.STATE_FILE)):
             newer = f" ({plural(age, 'newer folder')} without a checkpoint)" if age else ""
@@ -259,33 +281,34 @@ def newest_run(root, note):
                     f"{legacy_hint(root, '--log_dir')}")
 
 
-def newest_checkpoint(root):
-    """The newest valid checkpoint under root (for eval without --checkpoint), and why newer ones were skipped.
+def newest_checkpoint(root, note):
+    """The newest valid checkpoint under root (for eval without --checkpoint), noting what was skipped.
 
     The newest run's latest valid checkpoint; if it has none, the next older run's; and so on.
     """
-    skipped = []
-    for folder in reversed(run_folders(root)):
+    refused = []
+    for folder in reversed(run_folders(root, note)):
         if not os.path.exists(os.path.join(folder, checkpoints.STATE_FILE)):
             continue
         try:
-            checkpoint, reasons = checkpoints.Saver(folder).latest()
+            return latest_checkpoint(folder, note)
         except checkpoints.CheckpointError as error:
-            skipped.append(str(error))
-            continue
-        return checkpoint, skipped + reasons
-    if skipped:
-        raise checkpoints.CheckpointError(f"{root}: no run holds a valid checkpoint ({'; '.join(skipped)})")
+            note(f"skipping a run with no valid checkpoint: {error}")
+            refused.append(str(error))
+    if refused:
+        raise checkpoints.CheckpointError(f"{root}: no run holds a valid checkpoint ({'; '.join(refused)})")
     raise FlagError(f"no --checkpoint given, and no run under {root} has a checkpoint; pass --checkpoint with "
                     f"a checkpoint file or a log_dir{legacy_hint(root, '--checkpoint')}")
 
 
-def find_checkpoint(path_or_log_dir):
+def find_checkpoint(path_or_log_dir, note):
     """What a --checkpoint flag names (a file, or a log_dir's newest valid checkpoint), or without one the newest
-    valid checkpoint of the runs under default_root(); and the reasons newer checkpoints were skipped."""
+    valid checkpoint of the runs under default_root(); noting each newer checkpoint skipped, and why."""
     if path_or_log_dir is None:
-        return newest_checkpoint(default_root())
-    return checkpoints.resolve(path_or_log_dir)
+        return newest_checkpoint(default_root(), note)
+    if os.path.isdir(path_or_log_dir):
+        return latest_checkpoint(path_or_log_dir, note)
+    return checkpoints.read(path_or_log_dir)
 
 
 def legacy_hint(root, flag):

@@ -20,6 +20,7 @@ after its checkpoint anyway. tensorboardX is imported only when a run writes its
 import functools
 import os
 import time
+import uuid
 from contextlib import contextmanager
 
 from .durable import WriteError
@@ -98,10 +99,13 @@ class Summaries:
         self._summary, self._proto = summary, event_pb2
         # Event files are named by the second they were opened (and the host), and TensorBoard reads them in
         # name order: a run resumed within the same second must sort after the file it continues, or its
-        # purge comes before the events it purges. So the suffix is the file's place among the log_dir's
-        # event files (one run writes a log_dir at a time: runs.py's lock).
+        # purge comes before the events it purges. So the suffix starts with the file's place among the
+        # log_dir's event files (one run writes a log_dir at a time: runs.py's lock), then a random part:
+        # a run that replaces another (--overwrite) within the second does not reuse a name a running
+        # TensorBoard has read to some offset.
         earlier = sum(name.startswith(EVENT_FILE_PREFIX) for name in os.listdir(self.log_dir))
-        self.writer = EventsWriter(os.path.join(self.log_dir, "events"), filename_suffix=f".{earlier:06d}")
+        self.writer = EventsWriter(os.path.join(self.log_dir, "events"),
+                                   filename_suffix=f".{earlier:06d}.{uuid.uuid4().hex[:8]}")
         if self.purge_step is not None:  # TensorBoard drops this file's earlier events at or after purge_step
             self._write(self._proto.Event(step=self.purge_step,
                                           session_log=self._proto.SessionLog(status=self._proto.SessionLog.START)))

@@ -431,9 +431,7 @@ def run_evaluation(flags, log=None):
     from .provenance import describe
 
     log = log or Log()
-    checkpoint, skipped = runs.find_checkpoint(flags.checkpoint)
-    for reason in skipped:
-        log.note(f"skipping a damaged checkpoint: {reason}")
+    checkpoint = runs.find_checkpoint(flags.checkpoint, log.note)
     saved = checkpoint.flags
     batch_size = flags.batch_size or saved["batch_size"]
     data_sets = read_data_sets(flags.input_data_dir, saved["fake_data"], dataset=saved["dataset"],

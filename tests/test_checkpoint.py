@@ -154,9 +154,29 @@ def test_crash_before_the_state_file_leaves_the_previous_checkpoint_current(tmp_
     assert saver.latest()[0].global_step == 2
 
 
-def test_resolve_accepts_a_file_or_a_log_dir(tmp_path):
+def test_a_checkpoint_flag_accepts_a_file_or_a_log_dir(tmp_path):
+    from mnist_gpu.runs import find_checkpoint
+
     saver = Saver(str(tmp_path))
     saver.save(1, sample_checkpoint(2))
     saver.save(3, sample_checkpoint(4))
-    assert checkpoints.resolve(str(tmp_path))[0].global_step == 4
-    assert checkpoints.resolve(str(tmp_path / "model.ckpt-1.safetensors"))[0].global_step == 2
+    notes = []
+    assert find_checkpoint(str(tmp_path), notes.append).global_step == 4
+    assert find_checkpoint(str(tmp_path / "model.ckpt-1.safetensors"), notes.append).global_step == 2
+    assert notes == []
+
+
+def test_a_listed_checkpoint_that_is_a_link_is_not_opened(tmp_path):
+    """A name from the state file leads nowhere outside its folder, a link's target included."""
+    elsewhere, run = tmp_path / "elsewhere", tmp_path / "run"
+    elsewhere.mkdir()
+    run.mkdir()
+    Saver(str(elsewhere)).save(5, sample_checkpoint(6))
+    saver = Saver(str(run))
+    saver.save(1, sample_checkpoint(2))
+    saver.save(3, sample_checkpoint(4))
+    (run / "model.ckpt-3.safetensors").unlink()
+    (run / "model.ckpt-3.safetensors").symlink_to(elsewhere / "model.ckpt-5.safetensors")
+    latest, skipped = saver.latest()
+    assert latest.global_step == 2
+    assert skipped == [f"{run / 'model.ckpt-3.safetensors'}: a link, not a checkpoint file of this folder; not opened"]

@@ -96,7 +96,32 @@ def test_eval_without_checkpoint_takes_the_newest_valid_checkpoint_under_the_roo
         stream.truncate(1000)
     code, lines, error = run_main(capsys, "eval", "--backend", "numpy")
     assert code == 0 and lines[0] == f"Evaluating {older}/model.ckpt-999.safetensors (global_step 1000)"
-    assert error.startswith(f"mnist-gpu: skipping a damaged checkpoint: {newer}: no valid checkpoint to use ({damaged}")
+    assert error.startswith(f"mnist-gpu: skipping a run with no valid checkpoint: {newer}: no valid checkpoint to "
+                            f"use ({damaged}")
+
+
+def test_resume_and_eval_take_only_real_run_folders_of_this_user(root, capsys, tmp_path):
+    """The default root lies in the shared temporary folder: a link or another user's folder named like a newer run
+    folder is skipped with a note, never opened."""
+    if os.geteuid() != 0:
+        pytest.skip("making a folder of another user's needs root")
+    assert run_main(capsys, *FAST, "--max_steps", "5")[0] == 0
+    (mine,) = runs.run_folders(str(root))
+    planted = tmp_path / "planted"
+    assert run_main(capsys, *FAST, "--log_dir", str(planted), "--max_steps", "7")[0] == 0
+    link = os.path.join(root, runs.run_folder_name(10 ** 13))
+    os.symlink(planted, link)
+    foreign = os.path.join(root, runs.run_folder_name(10 ** 13 + 1))
+    os.makedirs(foreign)
+    assert run_main(capsys, *FAST, "--log_dir", foreign, "--max_steps", "7")[0] == 0
+    os.chown(foreign, 12345, 12345)
+    code, lines, error = run_main(capsys, "eval", "--backend", "numpy")
+    assert code == 0 and lines[0] == f"Evaluating {mine}/model.ckpt-4.safetensors (global_step 5)"
+    assert error.splitlines()[:2] == [f"mnist-gpu: skipping {link}: a link, not a run folder of this user's",
+                                      f"mnist-gpu: skipping {foreign}: owned by user 12345, not a run folder of this "
+                                      "user's"]
+    code, _, error = run_main(capsys, *FAST, "--resume", "--max_steps", "6")
+    assert code == 0 and f"continuing the newest run under {root}, {os.path.basename(mine)}" in error
 
 
 def test_with_no_run_under_the_root_resume_and_eval_say_so(root, capsys):
