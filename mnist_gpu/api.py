@@ -49,13 +49,6 @@ def prepared_digits(pictures):
                      for picture in pictures]).reshape(-1, mnist.IMAGE_SIZE, mnist.IMAGE_SIZE)
 
 
-def softmax(logits):
-    """float32 [N, C] probabilities of float32 logits [N, C] (computed in float64)."""
-    logits = np.asarray(logits, np.float64)
-    exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 class Classifier:
     """A trained network that labels images: `predict`, `probabilities`. Made by load_checkpoint.
 
@@ -80,7 +73,9 @@ class Classifier:
 
     def probabilities(self, images):
         """float32 [N, 10]: the softmax of each image's logits (the images as `predict` takes them)."""
-        return softmax(self.logits(images))
+        from .confusion import softmax
+
+        return softmax(self.logits(images)).astype(np.float32)
 
     def logits(self, images):
         """float32 [N, 10]: the network's logits for the images (as `predict` takes them)."""
@@ -132,6 +127,7 @@ def run_prediction(flags, log):
     A file that cannot be read as a digit gets one error line naming it (the others are still
     predicted) and makes the exit code 1.
     """
+    from .confusion import softmax
     from .images import ImageError, load_digit
 
     checkpoint = runs.find_checkpoint(flags.checkpoint, log.note)

@@ -13,6 +13,7 @@ hash only detects damage. After it, every field is checked against the schema (`
 state file's entries must be plain checkpoint names of its own folder: whatever a file says,
 reading a checkpoint opens nothing else, and pruning deletes only this run's own checkpoints.
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -331,7 +332,8 @@ class Saver:
             write_bytes_durably(os.path.join(self.log_dir, STATE_FILE), state_text(names).encode())
         except OSError as error:
             if not existed:  # not listed, and never will be: do not leave it looking like a checkpoint
-                os.remove(path)
+                with contextlib.suppress(OSError):  # the state file's failure is the one to report
+                    os.remove(path)
             raise WriteError(f"saving {os.path.join(self.log_dir, STATE_FILE)} failed: {failure_reason(error)}; "
                              f"{intact}") from None
         for old in pruned:  # after the commit point: a crash here only leaves an unlisted file

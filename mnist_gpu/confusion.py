@@ -16,6 +16,14 @@ import numpy as np
 from .model import NUM_CLASSES
 
 
+def softmax(logits):
+    """float64 [N, C] probabilities of logits [N, C] (any N), computed in float64 from the largest logit down."""
+    logits = np.asarray(logits, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite logits give NaN rows, not warnings
+        exponentials = np.exp(logits - logits.max(axis=1, keepdims=True, initial=-np.inf))
+        return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
 @dataclass
 class Confusion:
     """Per-example predictions of one split and their confusion matrix."""
@@ -30,10 +38,8 @@ class Confusion:
         """From host logits float32 [N, C] and integer labels [N]."""
         logits, labels = np.asarray(logits), np.asarray(labels).astype(np.int64)
         predicted = np.argmax(logits, axis=1) if len(logits) else np.zeros(0, np.int64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            shifted = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True, initial=-np.inf))
-            probability = (shifted[np.arange(len(logits)), predicted] / shifted.sum(axis=1)) if len(logits) else \
-                np.zeros(0)
+        probability = softmax(logits)[np.arange(len(logits)), predicted]
+        with np.errstate(invalid="ignore"):
             label_logit = logits[np.arange(len(logits)), labels]
             in_top_k = np.isfinite(logits).all(axis=1) & ((logits > label_logit[:, None]).sum(axis=1) == 0)
         differs = int(np.count_nonzero(in_top_k != (predicted == labels)))

@@ -85,7 +85,7 @@ class TrainingResult:
     losses: dict = field(default_factory=dict)  # step -> loss
     evaluations: dict = field(default_factory=dict)  # step -> {"train"|"validation"|"test": (examples, correct)}
     model: mnist.Model = None
-    log_dir: str = ""  # where the run's checkpoints and events are (a new folder per run without --log_dir)
+    log_dir: str = ""  # where the run's checkpoints and events are (a new folder per run without --log_dir); "" if none
 
     @property
     def precision(self):
@@ -336,8 +336,9 @@ def run_training(flags, log=None):
         check_batch_size(flags.batch_size, data_sets)
         log.note(describe_run(flags, backend_name, why, seed, data_sets, resume_from))
         if flags.max_steps == 0:
-            log.note("nothing to do: --max_steps 0 (no step, no checkpoint, no event file)")
-            return TrainingResult(log_dir=flags.log_dir)
+            log.note("nothing to do: --max_steps 0 (no step, no checkpoint, no event file; the log_dir is left as "
+                     "it was)")
+            return TrainingResult()  # log_dir "": nothing was written (a folder made for the lock is gone again)
         if resume_from is not None:
             variables, global_step = resume_from.variables, resume_from.global_step
             data_sets.train.restore_position(resume_from.data_order, resume_from.data_position)
@@ -437,9 +438,9 @@ def run_evaluation(flags, log=None):
     data_sets = read_data_sets(flags.input_data_dir, saved["fake_data"], dataset=saved["dataset"],
                                source_url=flags.source_url)
     check_batch_size(batch_size, data_sets)
-    if flags.report:
-        ensure_writable_folder(flags.report, "--report")
     backend = get_backend(flags.backend)
+    if flags.report:  # after every check that can refuse the command: a refused one leaves no folder behind
+        ensure_writable_folder(flags.report, "--report")
     model = mnist.Model(backend, checkpoint.variables, batch_size, checkpoint.global_step)
     log.line(f"Evaluating {checkpoint.path} (global_step {checkpoint.global_step})")
     log.note(f"{os.path.basename(checkpoint.path)}: {describe(checkpoint.provenance)}")

@@ -64,7 +64,11 @@ def test_precision_recall_most_confused_and_misclassified_order(generator):
     pairs = sorted(((int(matrix[true][predicted]), -true, -predicted) for true in range(NUM_CLASSES)
                     for predicted in range(NUM_CLASSES) if true != predicted and matrix[true][predicted]), reverse=True)
     assert found.most_confused(10) == [(-true, -predicted, count) for count, true, predicted in pairs[:10]]
-    probabilities = mnist_gpu.api.softmax(logits)
+    def softmax_by_hand(row):
+        exponentials = [math.exp(value - max(row)) for value in row.tolist()]
+        return [value / sum(exponentials) for value in exponentials]
+
+    probabilities = np.array([softmax_by_hand(row) for row in logits])
     wrong = sorted((index for index in range(2000) if np.argmax(logits[index]) != labels[index]),
                    key=lambda index: (-probabilities[index].max(), index))
     np.testing.assert_array_equal(found.misclassified(64), wrong[:64])
@@ -194,3 +198,16 @@ def test_eval_report_into_a_file_is_one_error_line(run, tmp_path, capsys, mnist_
     assert code == 1 and lines == []
     assert error == f"mnist-gpu: error: --report {blocked} is a file, not a folder\n"
     assert blocked.read_text(encoding="utf-8") == "mine"
+
+
+def test_a_refused_eval_report_leaves_no_folder_behind(run, tmp_path, capsys, mnist_dir):
+    """A command refused before it evaluates (here: a backend this machine cannot use) changes nothing."""
+    from mnist_gpu.backends import gpu_available
+
+    if gpu_available():
+        pytest.skip("needs a machine where --backend cuda is refused")
+    log_dir, _, _ = run
+    code, lines, error = run_main(capsys, "eval", "--checkpoint", str(log_dir), "--input_data_dir", mnist_dir,
+                                  "--backend", "cuda", "--report", str(tmp_path / "report"))
+    assert code == 1 and lines == [] and error.startswith("mnist-gpu: error: --backend cuda ")
+    assert not (tmp_path / "report").exists()

@@ -64,7 +64,8 @@ def test_max_steps_0_writes_nothing(tmp_path, capsys):
     code, lines, error = run_main(capsys, *FAST, "--backend", "numpy", "--log_dir", str(tmp_path / "run"),
                                   "--max_steps", "0")
     assert code == 0 and lines == []
-    assert error.splitlines()[-1] == "mnist-gpu: nothing to do: --max_steps 0 (no step, no checkpoint, no event file)"
+    assert error.splitlines()[-1] == ("mnist-gpu: nothing to do: --max_steps 0 (no step, no checkpoint, no event "
+                                      "file; the log_dir is left as it was)")
     assert not (tmp_path / "run").exists()
     code, _, _ = run_main(capsys, *FAST, "--backend", "numpy", "--log_dir", str(tmp_path / "run"), "--max_steps", "2")
     assert code == 0  # nothing blocks the log_dir afterwards

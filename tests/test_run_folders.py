@@ -158,6 +158,15 @@ def test_a_refused_default_run_leaves_no_folder(root, capsys):
     assert runs.run_folders(str(root)) == []
 
 
+def test_max_steps_0_keeps_no_run_folder(root, capsys):
+    code, _, error = run_main(capsys, *FAST, "--max_steps", "0")
+    assert code == 0 and error.splitlines()[-1].endswith("(no step, no checkpoint, no event file; the log_dir is "
+                                                         "left as it was)")
+    assert runs.run_folders(str(root)) == []
+    result = mnist_gpu.train(fake_data=True, backend="numpy", hidden1=8, hidden2=4, max_steps=0, verbose=False)
+    assert result.log_dir == "" and runs.run_folders(str(root)) == []
+
+
 def test_train_from_python_says_where_the_run_went(root):
     result = mnist_gpu.train(fake_data=True, backend="numpy", hidden1=8, hidden2=4, max_steps=2, verbose=False)
     assert runs.run_folders(str(root)) == [result.log_dir]
