@@ -244,7 +244,7 @@ def read_state(log_dir):
     except FileNotFoundError:
         return []
     except OSError as error:
-        raise CheckpointError(f"{path}: the state file cannot be read: {error.strerror or error}") from None
+        raise CheckpointError(f"{path}: the state file cannot be read: {failure_reason(error)}") from None
     if len(data) > MAX_STATE_BYTES:
         raise CheckpointError(f"{path}: the state file is larger than {MAX_STATE_BYTES >> 20} MB; not a state file")
     try:

@@ -84,7 +84,7 @@ def ensure_writable_folder(folder, what):
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise WriteError(f"{what} {folder} cannot be written: {error.strerror or error}") from None
+        raise WriteError(f"{what} {folder} cannot be written: {failure_reason(error)}") from None
 
 
 def write_bytes_durably(path, data):

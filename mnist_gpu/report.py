@@ -9,7 +9,7 @@ shows the two pictures, is written last.
 import os
 
 from . import confusion as tables
-from .durable import WriteError, write_bytes_durably
+from .durable import WriteError, failure_reason, write_bytes_durably
 from .provenance import describe
 
 CONFUSION_MATRIX, MISCLASSIFIED, REPORT = "confusion_matrix.png", "misclassified.png", "report.md"
@@ -56,5 +56,5 @@ def write_report(folder, checkpoint, confusion, pictures, test_result):
         try:
             write_bytes_durably(path, data)
         except OSError as error:
-            raise WriteError(f"--report: writing {path} failed: {error.strerror or error}") from None
+            raise WriteError(f"--report: writing {path} failed: {failure_reason(error)}") from None
     return [name for name, _ in files]

@@ -23,7 +23,7 @@ import time
 import uuid
 from contextlib import contextmanager
 
-from .durable import WriteError
+from .durable import WriteError, failure_reason
 from .model import LAYERS
 
 EVENT_FILE_PREFIX = "events.out.tfevents."
@@ -80,7 +80,7 @@ def reported_as_write_errors(log_dir):
     try:
         yield
     except OSError as error:
-        raise WriteError(f"writing TensorBoard events in {log_dir} failed: {error.strerror or error}; the "
+        raise WriteError(f"writing TensorBoard events in {log_dir} failed: {failure_reason(error)}; the "
                          "checkpoints saved so far are intact") from None
 
 

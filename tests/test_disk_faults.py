@@ -138,3 +138,20 @@ def test_a_read_only_log_dir(tmp_path, capsys):
         assert code == 1
         assert one_error_line(error) == f"mnist-gpu: error: --log_dir {folder / 'run'} cannot be written: " \
                                         "Read-only file system"
+
+
+def test_disk_full_while_eval_writes_its_report(tmp_path, capsys, mnist_dir):
+    """eval --report into a folder whose file system has two pages left: the first picture does not fit."""
+    run = tmp_path / "run"
+    assert run_main(capsys, "--input_data_dir", mnist_dir, "--backend", "numpy", "--seed", "1", "--hidden1", "8",
+                    "--hidden2", "4", "--max_steps", "100", "--log_dir", str(run))[0] == 0
+    with small_filesystem(tmp_path / "full") as full:
+        report = full / "report"
+        report.mkdir()
+        fill_leaving(full, pages=2)
+        code, lines, error = run_main(capsys, "eval", "--checkpoint", str(run), "--input_data_dir", mnist_dir,
+                                      "--backend", "numpy", "--report", str(report))
+        assert code == 1 and lines[-1].startswith("  Num examples: 10000  Num correct: ")  # evaluated, then failed
+        assert one_error_line(error) == (f"mnist-gpu: error: --report: writing {report / 'confusion_matrix.png'} "
+                                         "failed: No space left on device")
+        assert os.listdir(report) == []  # no temporary, no half picture
