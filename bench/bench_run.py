@@ -16,10 +16,13 @@ import pytest
 from bench.workloads import BACKENDS, backend_or_skip
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import model as mnist
-from mnist_gpu.backends import gpu_available
-from mnist_gpu.cli import parse_flags
+from mnist_gpu.backends.gpu_probe import gpu_available
+from mnist_gpu.evaluation import SPLITS, evaluate_all
+from mnist_gpu.flags import parse_flags
 from mnist_gpu.input_data import read_data_sets
-from mnist_gpu.trainer import SPLITS, DeviceSplit, Log, evaluate_all, run_training
+from mnist_gpu.log import Log
+from mnist_gpu.steps import DeviceSplit
+from mnist_gpu.trainer import run_training
 
 RUN_GROUP = "tutorial run (2000 steps, B=100, evals included)"
 STARTUP_GROUP = "start-up: mnist-gpu --max_steps 0 (a fresh process, the data cache warm)"

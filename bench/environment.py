@@ -43,7 +43,7 @@ def nvvm():
 
 def gpu():
     """The GPU as CuPy sees it, or why none."""
-    from mnist_gpu.backends import why_no_cuda_device
+    from mnist_gpu.backends.gpu_probe import why_no_cuda_device
 
     reason = why_no_cuda_device()
     if reason is not None:

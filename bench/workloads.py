@@ -6,9 +6,10 @@ Shapes: B batch, D=784, H1, H2, C=10. Every callable here finishes its GPU work 
 import numpy as np
 
 from mnist_gpu import model as mnist
-from mnist_gpu.backends import get_backend, gpu_available
+from mnist_gpu.backends import get_backend
+from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.input_data import DataSet
-from mnist_gpu.trainer import DeviceSplit
+from mnist_gpu.steps import DeviceSplit
 
 BACKENDS = ("numpy", "cpu", "cuda")
 

@@ -8,8 +8,8 @@ Launch: ONE block of SOFTMAX_THREADS threads. Each thread owns rows thread, thre
 (C=10 is too small to split a row across threads); the per-thread partial losses are then added
 by a shared-memory tree, so the mean is computed on the device, in a fixed order (repeatable),
 in the same launch. One block suffices: even B=10000 is only 100k exp() calls.
-Fused: max, exp, sum, log, the loss, its mean and the gradient; the old two-pass
-softmax-then-loss would read the logits three times and launch twice.
+Fused: max, exp, sum, log, the loss, its mean and the gradient, in one launch that reads
+the logits once (a softmax kernel then a loss kernel would read them three times and launch twice).
 """
 import math
 

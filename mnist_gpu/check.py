@@ -21,7 +21,9 @@ from importlib import metadata
 import numpy as np
 
 from . import model as mnist
-from .backends import BACKEND_NAMES, BackendUnavailable, get_backend, why_no_cuda_device
+from .backends import BACKEND_NAMES, get_backend
+from .backends.gpu_probe import why_no_cuda_device
+from .errors import BackendUnavailable
 
 TUTORIAL_BATCH, TUTORIAL_HIDDEN = 100, 128
 TRAINING_STEPS = 100
@@ -206,7 +208,7 @@ def versions():
         installed = [metadata.version(package) for package in packages if _installed(package)]
         found[label] = installed[0] if installed else "not installed"
     try:
-        from .kernels import numba_cuda
+        from mnist_gpu.kernels import numba_cuda
 
         found["NVVM"] = numba_cuda.nvvm()[0]
     except Exception as error:  # noqa: BLE001 - any failure to find or load libNVVM is reported, not raised
@@ -233,7 +235,7 @@ def libraries():
     """
     found = {}
     try:
-        from .kernels import numba_cuda
+        from mnist_gpu.kernels import numba_cuda
 
         _, path, how = numba_cuda.nvvm()
         found["NVVM"] = f"{path} ({how})"
@@ -287,7 +289,7 @@ def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, step
     take 1 + TIMING_CALLS more steps, for timing).
     """
     from .input_data import DataSet
-    from .trainer import DeviceSplit, HostSteps
+    from .steps import DeviceSplit, HostSteps
 
     generator = np.random.default_rng(0)
     variables = mnist.initial_variables(TUTORIAL_HIDDEN, 32, seed=1)
@@ -349,8 +351,8 @@ def check_backend(backend, reference, say):
     if backend is reference:
         return failures
     ways = [(None, f"{TRAINING_STEPS} training steps")]
-    if hasattr(backend, "step_program"):
-        ways += [("off", f"{TRAINING_STEPS} steps, eager program"), ("on", f"{TRAINING_STEPS} steps, CUDA graph")]
+    titles = {"off": f"{TRAINING_STEPS} steps, eager program", "on": f"{TRAINING_STEPS} steps, CUDA graph"}
+    ways += [(mode, titles[mode]) for mode in backend.graph_modes]
     for graph, title in ways:
         def note(line, title=title):
             say(f"  {backend.name:<6} {title:<24} note: {line}")

@@ -24,7 +24,8 @@ import stat
 import numpy as np
 
 from . import model as mnist
-from .durable import WriteError, failure_reason, replace_durably, temporary_beside, write_bytes_durably
+from .durable import failure_reason, replace_durably, temporary_beside, write_bytes_durably
+from .errors import CheckpointError, WriteError
 from .flag_values import non_negative_int, positive_float, positive_int
 from .idx_files import DATASETS
 from .input_data import split_sizes
@@ -41,10 +42,6 @@ MAX_STATE_BYTES = 16 * 2 ** 20  # ours take one line (~45 bytes) per kept checkp
 LATEST_ATTEMPTS = 5  # reads of a state file that a run keeps changing under a reader
 
 
-class CheckpointError(Exception):
-    """A checkpoint is missing, damaged, or does not fit the flags; the message names the file."""
-
-
 @dataclasses.dataclass
 class Checkpoint:
     """Everything saved at one step: variables, global_step, flags, and the training data position."""
@@ -55,7 +52,7 @@ class Checkpoint:
     data_order: np.ndarray
     data_position: dict
     path: str = ""
-    provenance: dict = dataclasses.field(default_factory=dict)  # what made it (provenance.py); {} in older checkpoints
+    provenance: dict = dataclasses.field(default_factory=dict)  # what made it (provenance.py)
 
 
 def content_hash(tensors, metadata):

@@ -104,9 +104,11 @@ def record_launches():
     import numpy as np
 
     from . import model as mnist
-    from .backends.cuda_backend import CudaBackend, KernelLaunch
+    from .backends.cuda_backend import CudaBackend
+    from .backends.cuda_launch import KernelLaunch
+    from .evaluation import do_eval
     from .input_data import DataSet
-    from .trainer import DeviceSplit, do_eval
+    from .steps import DeviceSplit
 
     kernels = cuda_kernels()
     names = {id(kernel): key for key, kernel in kernels.items()}

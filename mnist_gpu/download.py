@@ -11,8 +11,9 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
-from .durable import WriteError, ensure_writable_folder, failure_reason, replace_durably, temporary_beside
-from .idx_files import DataError, read_verified
+from .durable import ensure_writable_folder, failure_reason, replace_durably, temporary_beside
+from .errors import DataError, WriteError
+from .idx_files import read_verified
 
 # CVDF's mirror is TensorFlow's default since 2017; ossci's is torchvision's.
 MIRRORS = {

@@ -8,9 +8,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 
-
-class WriteError(Exception):
-    """A file could not be written; the message names it, says why, and what is still intact."""
+from .errors import WriteError
 
 
 def failure_reason(error):

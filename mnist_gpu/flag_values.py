@@ -5,10 +5,6 @@ import argparse
 import math
 
 
-class FlagError(ValueError):
-    """A flag's value cannot work with the data or the log_dir; the message names the flag."""
-
-
 class NumberRange:
     """A number flag's type: `range(text)` parses a command-line value, `range.holds(value)` checks a parsed one."""
 

@@ -10,13 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import DataError
+
 IMAGE_MAGIC = 2051  # IDX: unsigned byte, 3 dimensions
 LABEL_MAGIC = 2049  # IDX: unsigned byte, 1 dimension
 IMAGE_ROWS = IMAGE_COLUMNS = 28
-
-
-class DataError(Exception):
-    """A data file is missing, unreadable or not what was expected; the message names it."""
 
 
 @dataclass(frozen=True)

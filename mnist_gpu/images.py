@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from .errors import ImageError
 from .model import IMAGE_SIZE
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # Pillow's names; PPM covers PGM and PBM
@@ -28,10 +29,6 @@ MAX_PIXELS = 50_000_000  # larger images are refused from their header (a 50 MP 
 WORKING_SIDE = 2048  # larger pictures are first reduced (box filter) so that no side passes this
 INK_THRESHOLD = 0.25  # of the strongest ink: pixels this inked or more are the digit; fainter, background
 DIGIT_BOX = 20  # MNIST's digits fill a 20 x 20 box inside the 28 x 28 field
-
-
-class ImageError(ValueError):
-    """An image file cannot be read or holds no digit; the message names the file and why."""
 
 
 def read_image(path):

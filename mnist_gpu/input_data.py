@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import data_cache
-from .idx_files import DATASETS, DataError, read_verified
+from .errors import DataError
+from .idx_files import DATASETS, read_verified
 from .model import IMAGE_PIXELS, PIXEL_SCALE
 
 PACKAGED_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")

@@ -17,6 +17,10 @@ IMAGE_SIZE = 28
 IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 PIXEL_SCALE = np.float32(1.0 / 255.0)  # uint8 pixels -> [0, 1]: TF's input_data multiplies by 1/255 in float32
 LAYERS = ("hidden1", "hidden2", "softmax_linear")
+# Every run starts near ln 10 = 2.30 (ten classes, equally likely). A loss above ten times that at
+# two loss reads in a row (100 steps apart) means training has blown up: a learning run is below
+# 2.3 within a few hundred steps and never comes back above 23.
+DIVERGED_LOSS = 10 * math.log(NUM_CLASSES)
 EVAL_ROWS = 5000  # examples an evaluation computes at a time (trainer.do_eval): far fewer calls than B at a time
 EVAL_BUFFER_BYTES = 64 * 2 ** 20  # ... unless the hidden layers are so wide that their buffers would pass this
 

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 
-from . import __version__
+from .version import __version__
 
 # {module: package} of the libraries a record lists, when this process has loaded them.
 LIBRARIES = (("numpy", "numpy"), ("numba", "numba"), ("numba_cuda", "numba-cuda"), ("cupy", "cupy"),

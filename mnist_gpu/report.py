@@ -9,7 +9,8 @@ shows the two pictures, is written last.
 import os
 
 from . import confusion as tables
-from .durable import WriteError, failure_reason, write_bytes_durably
+from .durable import failure_reason, write_bytes_durably
+from .errors import WriteError
 from .provenance import describe
 
 CONFUSION_MATRIX, MISCLASSIFIED, REPORT = "confusion_matrix.png", "misclassified.png", "report.md"

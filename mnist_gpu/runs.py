@@ -28,16 +28,12 @@ import tempfile
 import time
 
 from . import checkpoint as checkpoints
-from .durable import WriteError, ensure_writable_folder, failure_reason, temporary_target
-from .flag_values import FlagError
+from .durable import ensure_writable_folder, failure_reason, temporary_target
+from .errors import FlagError, LogDirInUse, WriteError
 from .summaries import EVENT_FILE_PREFIX
 
 RUN_FOLDER = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}Z")
 LOCK_ATTEMPTS = 20  # a folder removed and made again between opening and locking it (a refused run's): try again
-
-
-class LogDirInUse(FlagError):
-    """Another process holds the log_dir's lock: a run is writing it."""
 
 
 def temporary_root():
@@ -277,8 +273,7 @@ def newest_run(root, note):
             note(f"--resume without --log_dir: continuing the newest run under {root}, {os.path.basename(folder)}"
                  f"{newer}")
             return folder
-    raise FlagError(f"--resume without --log_dir: no run under {root} has a checkpoint to continue from"
-                    f"{legacy_hint(root, '--log_dir')}")
+    raise FlagError(f"--resume without --log_dir: no run under {root} has a checkpoint to continue from")
 
 
 def newest_checkpoint(root, note):
@@ -298,7 +293,7 @@ def newest_checkpoint(root, note):
     if refused:
         raise checkpoints.CheckpointError(f"{root}: no run holds a valid checkpoint ({'; '.join(refused)})")
     raise FlagError(f"no --checkpoint given, and no run under {root} has a checkpoint; pass --checkpoint with "
-                    f"a checkpoint file or a log_dir{legacy_hint(root, '--checkpoint')}")
+                    "a checkpoint file or a log_dir")
 
 
 def find_checkpoint(path_or_log_dir, note):
@@ -310,9 +305,3 @@ def find_checkpoint(path_or_log_dir, note):
         return latest_checkpoint(path_or_log_dir, note)
     return checkpoints.read(path_or_log_dir)
 
-
-def legacy_hint(root, flag):
-    """Before run folders, the root itself was the default log_dir: point at a run still there."""
-    if run_files(root):
-        return f"; {root} itself holds a run of an earlier mnist_gpu: pass {flag} {root} to use it"
-    return ""

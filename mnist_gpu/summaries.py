@@ -23,7 +23,8 @@ import time
 import uuid
 from contextlib import contextmanager
 
-from .durable import WriteError, failure_reason
+from .durable import failure_reason
+from .errors import WriteError
 from .model import LAYERS
 
 EVENT_FILE_PREFIX = "events.out.tfevents."

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mnist_gpu import model as mnist
-from mnist_gpu.backends import Backend
+from mnist_gpu.backends.interface import Backend
 from mnist_gpu.check import OP_CASES, mismatch, run_case
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -168,8 +168,10 @@ def test_evaluation_in_large_chunks_counts_like_batch_by_batch(candidate, numpy_
     deterministic for given shapes); and the chunked count within the number of near-ties (see near_ties) of
     the batch-by-batch one, since cuBLAS may add a 5000-row chunk's terms in another order than a batch's.
     """
+    from mnist_gpu.evaluation import do_eval
     from mnist_gpu.input_data import DataSet
-    from mnist_gpu.trainer import DeviceSplit, Log, do_eval
+    from mnist_gpu.log import Log
+    from mnist_gpu.steps import DeviceSplit
 
     rows, hidden = (30, (5, 4)) if SIMULATED else (12345, (128, 32))
     data_set = DataSet(generator.integers(0, 256, (rows, mnist.IMAGE_PIXELS), dtype=np.uint8),
@@ -204,8 +206,10 @@ def test_evaluation_keeps_the_test_logits_for_the_pictures(candidate, numpy_back
     """do_eval's logits buffer: every example's logits, written chunk by chunk (the last one shorter), the same
     count as without it, and the pictures drawn from the backend's own arrays (backend.to_host)."""
     from mnist_gpu.confusion import Confusion
+    from mnist_gpu.evaluation import EvaluationPictures, do_eval
     from mnist_gpu.input_data import DataSet
-    from mnist_gpu.trainer import DeviceSplit, EvaluationPictures, Log, do_eval
+    from mnist_gpu.log import Log
+    from mnist_gpu.steps import DeviceSplit
 
     monkeypatch.setattr(mnist, "EVAL_ROWS", 10 if SIMULATED else 3000)  # several chunks, the last one shorter
     rows, batch, hidden = (33, 4, (5, 4)) if SIMULATED else (12345, 100, (128, 32))

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_gpu.backends import gpu_available, openblas
+from mnist_gpu.backends import openblas
+from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.backends.numpy_backend import NumpyBackend
 from mnist_gpu.input_data import PACKAGED_DIRECTORY
 

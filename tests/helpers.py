@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mnist_gpu.backends import gpu_available
+from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.cli import main
 
 # Tests that only a real GPU can run carry this mark; elsewhere they are skipped with the reason.

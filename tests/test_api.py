@@ -4,9 +4,9 @@ import pytest
 
 import mnist_gpu
 from mnist_gpu import model as mnist
-from mnist_gpu.cli import build_parser, parse_flags
+from mnist_gpu.errors import FlagError
+from mnist_gpu.flags import build_parser, parse_flags
 from mnist_gpu.input_data import read_data_sets
-from mnist_gpu.trainer import FlagError
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_predict_refuses_what_it_cannot_read(trained):
 
 
 def test_load_checkpoint_names_a_damaged_file(tmp_path):
-    from mnist_gpu.checkpoint import CheckpointError
+    from mnist_gpu.errors import CheckpointError
 
     path = tmp_path / "model.ckpt-1.safetensors"
     path.write_bytes(b"not a checkpoint")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from mnist_gpu.backends import gpu_available
 from mnist_gpu.backends.cpu_backend import CpuBackend
+from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.check import OP_CASES, TRAINING_STEPS
 
 from helpers import run_main
@@ -70,7 +70,7 @@ def test_every_case_can_fail(case, numpy_backend, generator):
 def test_check_prints_the_step_programs_notes_and_how_it_ran(capsys, monkeypatch):
     """On a GPU check also runs the step program, eager and as a CUDA graph: what the program notes (a graph it
     could not use, launches it could not prepare) and how it ran are check's lines, not dropped."""
-    from mnist_gpu.trainer import HostSteps
+    from mnist_gpu.steps import HostSteps
 
     class NotingSteps(HostSteps):  # the cpu backend's steps, standing in for a step program with something to say
         def __init__(self, model, split, learning_rate, last_step, graph, note):
@@ -82,7 +82,8 @@ def test_check_prints_the_step_programs_notes_and_how_it_ran(capsys, monkeypatch
             return f"the way the {self.graph} program ran"
 
     monkeypatch.setattr(CpuBackend, "step_program", lambda self, model, split, learning_rate, last_step, graph,
-                        note: NotingSteps(model, split, learning_rate, last_step, graph, note), raising=False)
+                        note: NotingSteps(model, split, learning_rate, last_step, graph, note))
+    monkeypatch.setattr(CpuBackend, "graph_modes", ("off", "on"))
     code, lines, _ = run_main(capsys, "check")
     assert code == 0, "\n".join(lines)
     for graph, title in (("off", "eager program"), ("on", "CUDA graph")):

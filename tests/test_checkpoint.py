@@ -7,7 +7,8 @@ import pytest
 
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import model as mnist
-from mnist_gpu.checkpoint import Checkpoint, CheckpointError, Saver
+from mnist_gpu.checkpoint import Checkpoint, Saver
+from mnist_gpu.errors import CheckpointError
 
 
 def sample_checkpoint(global_step=1000, seed=0):

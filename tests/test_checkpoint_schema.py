@@ -10,7 +10,7 @@ from safetensors.numpy import save_file
 
 import mnist_gpu
 from mnist_gpu import checkpoint as checkpoints
-from mnist_gpu.checkpoint import CheckpointError
+from mnist_gpu.errors import CheckpointError
 
 from helpers import one_error_line, run_main, snapshot
 

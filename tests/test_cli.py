@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mnist_gpu.backends import gpu_available
+from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.cli import main
 
 from helpers import run_main

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mnist_gpu import data_cache, input_data
-from mnist_gpu.idx_files import DATASETS, DataError
+from mnist_gpu.errors import DataError
+from mnist_gpu.idx_files import DATASETS
 
 LABELS = DATASETS["mnist"]["train_labels"]
 IMAGES = DATASETS["mnist"]["train_images"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mnist_gpu.idx_files import DataError
+from mnist_gpu.errors import DataError
 from mnist_gpu.input_data import read_data_sets
 
 LABELS = "train-labels-idx1-ubyte.gz"

@@ -13,7 +13,7 @@ import pytest
 
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import data_cache
-from mnist_gpu.durable import WriteError
+from mnist_gpu.errors import WriteError
 from mnist_gpu.idx_files import DATASETS
 from mnist_gpu.input_data import read_data_sets
 

@@ -273,7 +273,7 @@ def quote_problems(path):
 # -- the code's own names -----------------------------------------------------------------------------------
 def parsers():
     """{command: its argparse parser} for `mnist-gpu` itself ("") and each subcommand."""
-    from mnist_gpu.cli import build_parser
+    from mnist_gpu.flags import build_parser
 
     top = build_parser()
     found = {"": top}
@@ -300,10 +300,11 @@ def record_under_simulator():
     """Run in a process with NUMBA_ENABLE_CUDASIM=1: the compiler report's recorded launches, and the CUDA step
     program at the tutorial's shapes as the backend builds it (recorded, not run)."""
     from mnist_gpu import model as mnist
-    from mnist_gpu.backends.cuda_backend import CudaBackend, KernelLaunch
+    from mnist_gpu.backends.cuda_backend import CudaBackend
+    from mnist_gpu.backends.cuda_launch import KernelLaunch
     from mnist_gpu.compile_report import cuda_kernels, record_launches
     from mnist_gpu.input_data import DataSet
-    from mnist_gpu.trainer import DeviceSplit
+    from mnist_gpu.steps import DeviceSplit
 
     kernels = {id(kernel): name for (_, name), kernel in cuda_kernels().items()}
     backend = CudaBackend()
@@ -511,7 +512,7 @@ def test_kernels_the_docs_name_exist():
 
 
 def test_the_backend_interface_table_lists_the_protocols_methods():
-    from mnist_gpu.backends import Backend
+    from mnist_gpu.backends.interface import Backend
 
     text = (DOCS / "design.md").read_text(encoding="utf-8")
     (index, _), = markers(text, "backend ops")
@@ -567,7 +568,7 @@ def test_the_compiler_table_has_every_launched_kernel_with_its_argument_types(re
 
 
 def test_the_check_output_is_what_mnist_gpu_check_prints():
-    from mnist_gpu.backends import why_no_cuda_device
+    from mnist_gpu.backends.gpu_probe import why_no_cuda_device
     from mnist_gpu.check import run_check
 
     if why_no_cuda_device() != "CuPy is not installed":

@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from mnist_gpu import download
-from mnist_gpu.idx_files import DATASETS, DataError
+from mnist_gpu.errors import DataError
+from mnist_gpu.idx_files import DATASETS
 from mnist_gpu.input_data import read_data_sets
 
 LABELS = DATASETS["mnist"]["train_labels"]

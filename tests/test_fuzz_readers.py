@@ -19,8 +19,8 @@ from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import data_cache
 from mnist_gpu import model as mnist
 from mnist_gpu.backends.numpy_backend import NumpyBackend
-from mnist_gpu.checkpoint import CheckpointError
-from mnist_gpu.idx_files import DATASETS, DataError, read_verified
+from mnist_gpu.errors import CheckpointError, DataError
+from mnist_gpu.idx_files import DATASETS, read_verified
 from mnist_gpu.input_data import DataSet, read_data_sets
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])

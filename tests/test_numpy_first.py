@@ -1,8 +1,8 @@
 """The suite runs where a pytest plugin imports NumPy before any conftest (jaxtyping's does, on the GPU image).
 
-tests/conftest.py pins OpenBLAS to one thread; it used to do that through OPENBLAS_NUM_THREADS
-alone, which OpenBLAS reads once, when NumPy loads, and so refused to run where NumPy was
-loaded first. Here part of the suite runs in a pytest whose first plugin imports NumPy, with
+tests/conftest.py pins OpenBLAS to one thread through OpenBLAS's own call: OPENBLAS_NUM_THREADS
+alone is read once, when NumPy loads, which may be before any conftest. Here part of the suite
+runs in a pytest whose first plugin imports NumPy, with
 OpenBLAS started on two threads: it must pass, and still run on one.
 """
 import os

@@ -202,7 +202,7 @@ def test_eval_report_into_a_file_is_one_error_line(run, tmp_path, capsys, mnist_
 
 def test_a_refused_eval_report_leaves_no_folder_behind(run, tmp_path, capsys, mnist_dir):
     """A command refused before it evaluates (here: a backend this machine cannot use) changes nothing."""
-    from mnist_gpu.backends import gpu_available
+    from mnist_gpu.backends.gpu_probe import gpu_available
 
     if gpu_available():
         pytest.skip("needs a machine where --backend cuda is refused")

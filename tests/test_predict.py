@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 import mnist_gpu
-from mnist_gpu.images import MAX_PIXELS, ImageError, load_digit
+from mnist_gpu.errors import ImageError
+from mnist_gpu.images import MAX_PIXELS, load_digit
 from mnist_gpu.input_data import read_data_sets
 
 from helpers import run_main

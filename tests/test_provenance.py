@@ -15,8 +15,9 @@ from tensorboard.backend.event_processing import event_accumulator
 import mnist_gpu
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import provenance
-from mnist_gpu.cli import build_parser
-from mnist_gpu.trainer import Log, run_training
+from mnist_gpu.flags import build_parser
+from mnist_gpu.log import Log
+from mnist_gpu.trainer import run_training
 
 from helpers import run_main
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from mnist_gpu.backends import gpu_available
+from mnist_gpu.backends.gpu_probe import gpu_available
 
 from helpers import run_main, snapshot, without_timings
 
@@ -31,7 +31,8 @@ def test_auto_picks_cuda_only_when_its_packages_are_installed_too(monkeypatch, m
     import sys
     from types import SimpleNamespace
 
-    from mnist_gpu.backends import resolve_backend_name, why_no_gpu
+    from mnist_gpu.backends import resolve_backend_name
+    from mnist_gpu.backends.gpu_probe import why_no_gpu
 
     monkeypatch.setitem(sys.modules, "cupy", SimpleNamespace(is_available=lambda: True))
     find_spec = importlib.util.find_spec

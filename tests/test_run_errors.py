@@ -10,6 +10,7 @@ import pytest
 
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import trainer
+from mnist_gpu.errors import TrainingDiverged
 
 from helpers import one_error_line, run_main, snapshot
 
@@ -87,7 +88,7 @@ def test_one_high_loss_read_is_not_divergence(loss, earlier):
 
 @pytest.mark.parametrize("loss, earlier", [(23.1, 23.1), (500.0, 400.0), (float("nan"), 2.0), (float("inf"), None)])
 def test_two_high_reads_or_a_non_finite_one_are(loss, earlier):
-    with pytest.raises(trainer.TrainingDiverged, match="try a smaller --learning_rate \\(now 0.5\\)"):
+    with pytest.raises(TrainingDiverged, match="try a smaller --learning_rate \\(now 0.5\\)"):
         trainer.check_loss(200, loss, earlier, FLAGS)
 
 

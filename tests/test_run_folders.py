@@ -133,11 +133,6 @@ def test_with_no_run_under_the_root_resume_and_eval_say_so(root, capsys):
     assert code == 2
     assert one_error_line(error) == (f"mnist-gpu: error: no --checkpoint given, and no run under {root} has a "
                                      "checkpoint; pass --checkpoint with a checkpoint file or a log_dir")
-    # A run of an earlier mnist_gpu, whose default log_dir was the root itself, is pointed at.
-    assert run_main(capsys, *FAST, "--log_dir", str(root), "--max_steps", "1")[0] == 0
-    code, _, error = run_main(capsys, "eval", "--backend", "numpy")
-    assert code == 2 and one_error_line(error).endswith(f"; {root} itself holds a run of an earlier mnist_gpu: pass "
-                                                        f"--checkpoint {root} to use it")
 
 
 def test_tensorboard_on_the_root_shows_every_run(root, capsys):

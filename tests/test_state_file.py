@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from mnist_gpu import checkpoint as checkpoints
-from mnist_gpu.checkpoint import CheckpointError
+from mnist_gpu.errors import CheckpointError
 
 from helpers import one_error_line, run_main, snapshot
 

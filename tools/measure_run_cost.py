@@ -52,8 +52,8 @@ def pieces(rounds):
 
     from mnist_gpu import pictures, provenance
     from mnist_gpu.backends import get_backend
-    from mnist_gpu.cli import parse_flags
     from mnist_gpu.confusion import Confusion, text_summary
+    from mnist_gpu.flags import parse_flags
     from mnist_gpu.input_data import read_data_sets
 
     flags, backend = parse_flags(), get_backend("cpu")
@@ -84,7 +84,7 @@ def in_process(rounds):
     from unittest import mock
 
     from mnist_gpu import provenance, trainer
-    from mnist_gpu.cli import parse_flags
+    from mnist_gpu.flags import parse_flags
     from mnist_gpu.summaries import Summaries
 
     @contextlib.contextmanager

@@ -7,9 +7,10 @@ call (see openblas.py). Float32 only.
 """
 import numpy as np
 
-from ..kernels import cpu
+from mnist_gpu.kernels import cpu
+
 from ..model import PIXEL_SCALE
-from . import check_labels
+from .interface import check_labels
 from .numpy_backend import NumpyBackend
 from .openblas import find_sgemm
 

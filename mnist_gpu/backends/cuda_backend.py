@@ -18,9 +18,12 @@ import contextlib
 
 import numpy as np
 
+from ..errors import BackendUnavailable
 from ..model import PIXEL_SCALE
-from . import BackendUnavailable, check_labels, loading
 from .cuda_gemm import Cublas, GemmCall, SimulatedCublas
+from .cuda_launch import DeviceScalar, KernelLaunch
+from .cuda_loading import loading
+from .interface import check_labels
 from .numpy_backend import NumpyBackend
 
 
@@ -38,56 +41,25 @@ def _import_cupy():
     return cupy
 
 
-class DeviceScalar:
-    """A number the GPU is still computing (the loss, a count): float() / int() wait for it and read it.
-
-    The read waits on the backend's own stream, not on CuPy's current one (which is per thread, and
-    may belong to another backend).
-    """
-
-    def __init__(self, array, stream):
-        self.array, self.stream = array, stream  # array: a 1-element device array
-
-    def _read(self):
-        if self.stream is None:  # the simulator: a NumPy array
-            return self.array[0]
-        return self.array.get(stream=self.stream)[0]  # copies on our stream once it gets there
-
-    def __float__(self):
-        return float(self._read())
-
-    def __int__(self):
-        return int(self._read())
-
-
-class KernelLaunch:
-    """kernel[blocks, threads, stream](*arguments) as data: run() launches it through Numba's dispatcher.
-
-    `on_stream` makes the launch's stream CuPy's current one meanwhile: Numba imports each CuPy
-    argument through DLPack for the launch stream, and CuPy makes that stream wait on an event
-    of its current stream when the two differ (an extra wait per array; in a graph capture, a
-    dependency from outside it).
-    """
-
-    def __init__(self, kernel, blocks, threads, arguments, stream, on_stream):
-        self.kernel, self.blocks, self.threads, self.arguments = kernel, blocks, threads, arguments
-        self.stream, self.on_stream = stream, on_stream
-
-    def run(self):
-        with self.on_stream:
-            self.kernel[self.blocks, self.threads, self.stream](*self.arguments)
-
-
 class CudaBackend:
     """Hand-written Numba CUDA kernels for the element-wise and reduction ops, cuBLAS for GEMMs."""
 
     name = "cuda"
     dtype = np.dtype(np.float32)
+    graph_modes = ("off", "on")  # its step program runs eagerly or as one CUDA graph (cuda_program.py)
 
     def __init__(self):
         """Loads numba-cuda and our kernels, and on a GPU CuPy, a stream and cuBLAS; a failure is BackendUnavailable."""
         with loading("numba-cuda"):
-            from ..kernels import backward, bias_activation, gather, in_top_k, numba_cuda, sgd_update, softmax_xent
+            from mnist_gpu.kernels import (
+                backward,
+                bias_activation,
+                gather,
+                in_top_k,
+                numba_cuda,
+                sgd_update,
+                softmax_xent,
+            )
 
         self.kernels_module = numba_cuda
         self.bias_activation, self.backward, self.gather = bias_activation, backward, gather
@@ -172,14 +144,14 @@ class CudaBackend:
         else:
             operation.run()
 
-    def _launch(self, kernel, blocks, threads, *arguments):
+    def launch(self, kernel, blocks, threads, *arguments):
         """kernel[blocks, threads] on our stream, like CUDA's kernel<<<blocks, threads, 0, stream>>>."""
         self._issue(KernelLaunch(kernel, blocks, threads, arguments, self.launch_stream, self.on_stream))
 
     def _gemm(self, a, b, out, alpha, beta, trans_a, trans_b):
         self._issue(GemmCall(self.gemms, a, b, out, alpha, beta, trans_a, trans_b))
 
-    def _grid(self, count):
+    def grid(self, count):
         """(blocks, threads) for one thread per item."""
         threads = self.kernels_module.THREADS_PER_BLOCK
         return self.kernels_module.blocks_for(count, threads), threads
@@ -203,12 +175,12 @@ class CudaBackend:
     def gather_rows(self, table, indices, out):
         """out[i] = table[indices[i]]; `indices` are host integers."""
         out_2d = out.reshape(len(indices), -1)
-        self._launch(self.gather.gather_rows_kernel, *self._grid(out_2d.size),
+        self.launch(self.gather.gather_rows_kernel, *self.grid(out_2d.size),
                      table.reshape(len(table), -1), self._device_indices(indices), out_2d)
 
     def gather_images(self, pixels, indices, out):
         """out[i] = pixels[indices[i]] * PIXEL_SCALE, uint8 to float32 in the same pass."""
-        self._launch(self.gather.gather_images_kernel, *self._grid(out.size),
+        self.launch(self.gather.gather_images_kernel, *self.grid(out.size),
                      pixels, self._device_indices(indices), PIXEL_SCALE, out)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
@@ -220,37 +192,37 @@ class CudaBackend:
         self._gemm(a, b, parameter, -np.float32(learning_rate), 1.0, trans_a, trans_b)
 
     def bias_relu(self, x, bias, out):
-        self._launch(self.bias_activation.bias_relu_kernel, *self._grid(x.size), x, bias, out)
+        self.launch(self.bias_activation.bias_relu_kernel, *self.grid(x.size), x, bias, out)
 
     def bias_add(self, x, bias, out):
-        self._launch(self.bias_activation.bias_add_kernel, *self._grid(x.size), x, bias, out)
+        self.launch(self.bias_activation.bias_add_kernel, *self.grid(x.size), x, bias, out)
 
     def _column_grid(self, columns):
         backward = self.backward
         return -(-columns // backward.COLUMN_TILE), (backward.COLUMN_TILE, backward.ROW_LANES)
 
     def bias_grad(self, grad, out):
-        self._launch(self.backward.bias_grad_kernel, *self._column_grid(grad.shape[1]), grad, out)
+        self.launch(self.backward.bias_grad_kernel, *self._column_grid(grad.shape[1]), grad, out)
 
     def relu_backward_bias_grad(self, grad, activation, out, bias_grad):
-        self._launch(self.backward.relu_backward_bias_grad_kernel, *self._column_grid(grad.shape[1]),
+        self.launch(self.backward.relu_backward_bias_grad_kernel, *self._column_grid(grad.shape[1]),
                      grad, activation, out, bias_grad)
 
     def softmax_xent(self, logits, labels, grad_out):
         """Returns the mean loss as a DeviceScalar (float() reads it, waiting for the GPU)."""
         check_labels(labels)
         mean_loss = self.empty(1)  # fresh each call: never overwritten later
-        self._launch(self.softmax.softmax_xent_kernel, 1, self.softmax.SOFTMAX_THREADS,
+        self.launch(self.softmax.softmax_xent_kernel, 1, self.softmax.SOFTMAX_THREADS,
                      logits, labels, grad_out, mean_loss)
         return DeviceScalar(mean_loss, self.stream)
 
     def sgd_update(self, parameter, grad, learning_rate):
-        self._launch(self.sgd.sgd_update_kernel, *self._grid(parameter.size),
+        self.launch(self.sgd.sgd_update_kernel, *self.grid(parameter.size),
                      parameter, grad, np.float32(learning_rate))
 
     def in_top_k(self, logits, labels, k=1):
         """Returns the count as a DeviceScalar (int() reads it, waiting for the GPU)."""
         check_labels(labels)
         count = self.zeros(1, dtype=np.int32)
-        self._launch(self.top_k.in_top_k_kernel, *self._grid(len(labels)), logits, labels, np.int32(k), count)
+        self.launch(self.top_k.in_top_k_kernel, *self.grid(len(labels)), logits, labels, np.int32(k), count)
         return DeviceScalar(count, self.stream)

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from . import BackendUnavailable
+from ..errors import BackendUnavailable
 
 NO_TRANSPOSE, TRANSPOSE = 0, 1  # cublasOperation_t: CUBLAS_OP_N, CUBLAS_OP_T
 CUBLAS_WORKSPACE_BYTES = 32 * 2 ** 20  # NVIDIA's advice for Hopper; a fixed workspace lets cuBLAS be captured

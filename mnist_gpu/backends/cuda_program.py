@@ -27,48 +27,15 @@ import copy
 
 import numpy as np
 
+from mnist_gpu.kernels import step_ring
+
 from .. import model as mnist
-from . import CudaGraphError
-from .cuda_backend import DeviceScalar, KernelLaunch
+from ..errors import CudaGraphError
+from .cuda_launch import DeviceScalar, KernelLaunch, PreparedLaunch
 
 WINDOW_STEPS = 1000  # batches drawn and uploaded at a time: the index ring's rows (up to INDEX_RING_BYTES)
 INDEX_RING_BYTES = 16 * 2 ** 20
 LOSS_RING_STEPS = 256  # a step's loss can be read until 256 steps later (the trainer reads every 100 steps)
-
-
-class PreparedLaunch:
-    """A KernelLaunch with Numba's per-call work done once: one cuda.core launch per run().
-
-    numba-cuda 0.30's launch converts the stream to cuda.core's, types each argument, finds the
-    compiled kernel, marshals each array into its parameters (Numba's array ABI: meminfo, parent,
-    size, itemsize, data, shape, strides) and ends with cuda.core's `launch`. The conversion and
-    the marshalling here are Numba's own (`_to_core_stream`, `_prepare_args`), so the launch gets
-    exactly what Numba's would pass; only the repetition is gone.
-    """
-
-    def __init__(self, launch):
-        from cuda.core import LaunchConfig
-        from cuda.core import launch as launch_kernel
-        from numba.cuda.cudadrv.driver import _to_core_stream
-
-        dispatcher = launch.kernel
-        compiled = dispatcher.compile(tuple(dispatcher.typeof_pyval(value) for value in launch.arguments))
-        stream = _to_core_stream(launch.stream)  # what kernel[blocks, threads, stream] keeps
-        parameters, write_backs = [], []
-        with launch.on_stream:  # see KernelLaunch
-            for kind, value in zip(compiled.argument_types, launch.arguments, strict=True):
-                compiled._prepare_args(kind, value, stream, write_backs, parameters)
-        if write_backs:
-            raise TypeError(f"{dispatcher.py_func.__name__}: a host array among its arguments (it would be copied "
-                            "on every launch)")
-        self.launch_kernel = launch_kernel
-        self.kernel = compiled._codelibrary.get_cufunc().kernel
-        self.config = LaunchConfig(grid=launch.blocks, block=launch.threads)
-        self.stream, self.parameters = stream, parameters
-        self.arguments = launch.arguments  # the arrays stay alive as long as the launch can run
-
-    def run(self):
-        self.launch_kernel(self.stream, self.config, self.kernel, *self.parameters)
 
 
 class LossReading:
@@ -94,8 +61,6 @@ class StepProgram:
     """
 
     def __init__(self, model, split, learning_rate, last_step, graph="auto", note=print):
-        from ..kernels import step_ring
-
         backend = self.backend = model.backend
         self.model, self.data_set, self.learning_rate = model, split.data_set, learning_rate
         self.last_step, self.graph_mode, self.note = last_step, graph, note
@@ -118,12 +83,12 @@ class StepProgram:
         self.positions = {}  # step -> the data set's position after drawing its batch (this window's steps)
         self.upload_done = None  # an event after the last window's upload (GPU)
         with backend.recording() as operations:
-            backend._launch(step_ring.gather_batch_kernel, *backend._grid(batch_size * mnist.IMAGE_PIXELS),
+            backend.launch(step_ring.gather_batch_kernel, *backend.grid(batch_size * mnist.IMAGE_PIXELS),
                             split.pixels, split.labels, self.index_ring, self.step_counter, mnist.PIXEL_SCALE,
                             self.images, self.labels)
             # The model's own step, recorded on a copy so the recording does not count as a step.
             mean_loss = mnist.train_step(copy.copy(model), self.images, self.labels, learning_rate)
-            backend._launch(step_ring.advance_step_kernel, 1, 1, self.step_counter, mean_loss.array, self.loss_ring)
+            backend.launch(step_ring.advance_step_kernel, 1, 1, self.step_counter, mean_loss.array, self.loss_ring)
         self.operations = operations
         self.graph = None
         self.started = False

@@ -1,20 +1,21 @@
 """The NumPy reference backend: the executable spec every other backend is tested against.
 
 Shapes: B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes. Every op writes into an
-`out=` buffer the caller allocated once (the interface: `Backend` in backends/__init__.py).
+`out=` buffer the caller allocated once (the interface: `Backend` in backends/interface.py).
 """
-import os
-
 import numpy as np
 
+from ..memory import host_free_memory
 from ..model import PIXEL_SCALE
-from . import check_labels
+from ..steps import HostSteps
+from .interface import check_labels
 
 
 class NumpyBackend:
     """Reference implementation of every op, in plain NumPy on the host."""
 
     name = "numpy"
+    graph_modes = ()  # steps are taken op by op on the host (steps.HostSteps)
 
     def __init__(self, dtype=np.float32):
         self.dtype = np.dtype(dtype)  # float32; float64 only for finite-difference tests
@@ -39,15 +40,11 @@ class NumpyBackend:
         """Host arrays: nothing is ever in flight."""
 
     def free_memory(self):
-        """The host's available memory (Linux's MemAvailable; elsewhere free physical pages)."""
-        try:
-            with open("/proc/meminfo", encoding="ascii") as stream:
-                for line in stream:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return host_free_memory()
+
+    def step_program(self, model, split, learning_rate, last_step, graph="auto", note=print):
+        """Steps as the tutorial takes them: the batch drawn on the host, gathered, then model.train_step."""
+        return HostSteps(model, split, learning_rate)
 
     # -- ops ------------------------------------------------------------------
     def gather_rows(self, table, indices, out):
@@ -83,9 +80,11 @@ class NumpyBackend:
     def relu_backward(self, grad, activation, out):
         """out = grad where the ReLU's output was positive, else 0 (the ReLU's derivative at 0 is 0).
 
-        The spec's helper for relu_backward_bias_grad; no backend needs it alone.
+        A select, not a product: where the ReLU was off the result is 0 even if the gradient is NaN
+        or infinite (grad * 0 would be NaN), as in every kernel. The spec's helper for
+        relu_backward_bias_grad; no backend needs it alone.
         """
-        np.multiply(grad, activation > 0, out=out)
+        np.copyto(out, np.where(activation > 0, grad, self.dtype.type(0)))
 
     def bias_grad(self, grad, out):
         """out[H] = sum over the batch of grad[B, H]."""

@@ -8,8 +8,9 @@ import pytest
 
 from mnist_gpu import model as mnist
 from mnist_gpu.backends import get_backend
+from mnist_gpu.evaluation import do_eval
 from mnist_gpu.input_data import DataSet, read_data_sets
-from mnist_gpu.trainer import DeviceSplit, HostSteps, do_eval
+from mnist_gpu.steps import DeviceSplit, HostSteps
 
 from backend_equivalence import near_ties
 from helpers import needs_gpu
@@ -184,7 +185,8 @@ from mnist_gpu import model as mnist
 from mnist_gpu.backends import get_backend
 from mnist_gpu.compile_report import cuda_kernels
 from mnist_gpu.input_data import DataSet
-from mnist_gpu.trainer import DeviceSplit, do_eval
+from mnist_gpu.evaluation import do_eval
+from mnist_gpu.steps import DeviceSplit
 
 backend = get_backend("cuda")
 generator = np.random.default_rng(0)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from mnist_gpu import model as mnist
-from mnist_gpu.backends import CudaGraphError, cuda_program
-from mnist_gpu.backends.cuda_backend import DeviceScalar
+from mnist_gpu.backends import cuda_program
+from mnist_gpu.backends.cuda_launch import DeviceScalar
+from mnist_gpu.errors import CudaGraphError
 from mnist_gpu.input_data import DataSet
-from mnist_gpu.trainer import DeviceSplit, HostSteps
+from mnist_gpu.steps import DeviceSplit, HostSteps
 
 from backend_equivalence import SIMULATED
 
@@ -139,17 +140,12 @@ def test_the_simulator_runs_the_program_eagerly_and_refuses_cuda_graph_on(cuda_b
         strict.run(0)
 
 
-def test_the_trainer_takes_cuda_steps_through_the_program(cuda_backend):
-    """trainer.training_steps: the cuda backend's program, with the run's flags, its notes in the run's log."""
-    from mnist_gpu import trainer
-    from mnist_gpu.cli import parse_flags
-
+def test_the_cuda_backends_steps_are_its_program(cuda_backend):
+    """backend.step_program (what the trainer calls): the cuda backend's program, its notes where it is told."""
     notes = []
-    log = trainer.Log()
-    log.note = notes.append
-    flags = parse_flags(backend="cuda", batch_size=BATCH, learning_rate=LEARNING_RATE, max_steps=2)
     model = mnist.Model(cuda_backend, initial_variables(), BATCH)
-    steps = trainer.training_steps(flags, model, DeviceSplit(cuda_backend, data_set()), log)
+    steps = cuda_backend.step_program(model, DeviceSplit(cuda_backend, data_set()), LEARNING_RATE, 2, "auto",
+                                      note=notes.append)
     assert isinstance(steps, cuda_program.StepProgram)
     assert (steps.learning_rate, steps.last_step, steps.graph_mode) == (LEARNING_RATE, 2, "auto")
     steps.run(0)

@@ -1,0 +1,160 @@
+"""Every command's flags, defined once: the command line parses them and `parse_flags` builds them from keywords.
+
+The tutorial's flags keep its names and defaults (fully_connected_feed.py); the rest manage runs,
+data, backends and checkpoints. `parse_flags(command, **values)` hands keyword arguments to the
+very parser the command line uses, so flags built in Python can never differ from typed ones.
+"""
+import argparse
+import os
+
+from .backends import BACKEND_NAMES, CUDA_GRAPH_MODES
+from .errors import FlagError
+from .flag_values import non_negative_int, positive_float, positive_int
+from .idx_files import DATASETS
+from .model import DIVERGED_LOSS
+from .runs import default_root, temporary_root
+from .version import __version__
+
+
+class Flag:
+    """One flag: its name (the Python keyword too; `--name` on the command line) and argparse's keywords."""
+
+    def __init__(self, name, positional=False, **options):
+        self.name, self.positional, self.options = name, positional, options
+
+    @property
+    def switch(self):
+        return self.options.get("action") == "store_true"
+
+    def add_to(self, parser):
+        parser.add_argument(self.name if self.positional else f"--{self.name}", **self.options)
+
+
+def data_flags():
+    return [
+        Flag("input_data_dir", default=os.path.join(temporary_root(), "mnist_gpu", "input_data"),
+             help="Directory to put the input data."),
+        Flag("backend", choices=BACKEND_NAMES, default="auto",
+             help="auto: cuda when a usable GPU and the GPU extras are present, else cpu (fused Numba kernels); "
+             "numpy is the reference."),
+        Flag("source_url", default=None,
+             help="Download the data files from this URL prefix instead of the default mirrors."),
+    ]
+
+
+def training_flags():
+    """The tutorial's flags, with its defaults, plus run management, --backend, --seed and the data source."""
+    return [
+        Flag("learning_rate", type=positive_float, default=0.01,
+             help="Initial learning rate. Training stops (exit 1) when the loss becomes NaN or infinite, or is above "
+             f"10 ln 10 = {DIVERGED_LOSS:.1f} at two loss reads in a row (100 steps apart): every run starts near "
+             "ln 10 = 2.3, and one that learns never climbs back that far."),
+        Flag("max_steps", type=non_negative_int, default=2000, help="Number of steps to run trainer."),
+        Flag("hidden1", type=positive_int, default=128, help="Number of units in hidden layer 1."),
+        Flag("hidden2", type=positive_int, default=32, help="Number of units in hidden layer 2."),
+        Flag("batch_size", type=positive_int, default=100,
+             help="Batch size; at most the smallest split (5000). Evaluation counts the split's whole batches, as "
+             "the tutorial does."),
+        *data_flags(),
+        Flag("log_dir", default=None,
+             help=f"Directory to put the log data. Without it, each run gets a new folder under {default_root()}, "
+             "named by its start time (UTC), and --resume continues the newest one."),
+        Flag("fake_data", action="store_true", help="If true, uses fake data for unit testing."),
+        Flag("seed", type=non_negative_int, default=None,
+             help="Seed for initial weights and shuffling; a run with the same seed repeats exactly. Without it, a "
+             "random seed of at most 10 digits, printed in the run's first line."),
+        Flag("dataset", choices=tuple(DATASETS), default="mnist", help="MNIST or Fashion-MNIST."),
+        Flag("resume", action="store_true",
+             help="Continue the run in --log_dir (without --log_dir: the newest run that has a checkpoint) from its "
+             "latest valid checkpoint, exactly."),
+        Flag("overwrite", action="store_true",
+             help="Delete the run already in --log_dir (checkpoints, events) and start fresh."),
+        Flag("max_to_keep", type=positive_int, default=5, help="Checkpoints to keep (newest)."),
+        Flag("cuda_graph", choices=CUDA_GRAPH_MODES, default="auto",
+             help="The cuda backend's training step: on, one CUDA graph replayed each step; off, prepared launches "
+             "issued one by one; auto, the graph when its first step matches the eager step bit for bit, else "
+             "eager with a note saying why."),
+    ]
+
+
+def checkpoint_flag():
+    return Flag("checkpoint", default=None,
+                help="A model.ckpt-<step>.safetensors file, or a log_dir (its latest valid checkpoint). Without it, "
+                f"the newest valid checkpoint of the runs under {default_root()}.")
+
+
+def evaluation_flags():
+    return [
+        checkpoint_flag(),
+        Flag("batch_size", type=positive_int, default=None, help="Evaluation batch size (default: the checkpoint's)."),
+        *data_flags(),
+        Flag("report", metavar="DIR", default=None,
+             help="Also write the test set's confusion matrix and misclassified digits (PNG) and a Markdown report "
+             "(per-class precision and recall, the most confused pairs) into DIR."),
+    ]
+
+
+def prediction_flags():
+    return [
+        checkpoint_flag(),
+        Flag("backend", choices=BACKEND_NAMES, default="auto", help="As for training."),
+        Flag("images", positional=True, nargs="+", metavar="IMAGE",
+             help="Image files (PNG, JPEG, GIF, BMP, TIFF, WebP, PPM) of any size, colour or background; each is "
+             "prepared as MNIST's digits were (grayscale, ink white on black, cropped to the ink, longer side 20 "
+             "pixels, centred by its centre of mass in 28 x 28)."),
+    ]
+
+
+COMMAND_FLAGS = {"train": training_flags, "eval": evaluation_flags, "predict": prediction_flags}
+COMMAND_HELP = {
+    "train": "train and evaluate the tutorial's network (the default command)",
+    "eval": "evaluate a saved checkpoint on the train, validation and test sets",
+    "predict": "label digits in image files with a saved checkpoint: one line per image, its label and probability",
+    "check": "versions, which backends are usable here, and every op and 100 training steps of each against the "
+             "NumPy reference (exit 1 if any check fails)",
+}
+
+
+def build_parser():
+    """The command line's parser: `mnist-gpu COMMAND FLAGS`."""
+    parser = argparse.ArgumentParser(prog="mnist-gpu", description="TensorFlow's Mechanics 101 MNIST tutorial "
+                                     "with hand-written GPU kernels.")
+    parser.add_argument("--version", action="version", version=f"mnist-gpu {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command, help_text in COMMAND_HELP.items():
+        subparser = commands.add_parser(command, help=help_text,
+                                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        for flag in COMMAND_FLAGS[command]() if command in COMMAND_FLAGS else ():
+            flag.add_to(subparser)
+    return parser
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """The same flags for Python callers: a bad value raises FlagError instead of exiting."""
+
+    def error(self, message):
+        raise FlagError(message)
+
+
+def parse_flags(command="train", **values):
+    """The Namespace the command line would parse for `command`, from keyword arguments named like its flags.
+
+    Every value goes through the command line's own parser (its types, checks and defaults). An
+    unknown name is a TypeError naming it; a bad value a FlagError.
+    """
+    parser = _RaisingParser(prog=f"mnist-gpu {command}")
+    flags = COMMAND_FLAGS[command]()
+    for flag in flags:
+        flag.add_to(parser)
+    options = {flag.name: flag for flag in flags if not flag.positional}
+    argv = []
+    for name, value in values.items():
+        if name not in options:
+            raise TypeError(f"unknown flag {name!r} for {command}; expected one of {', '.join(sorted(options))}")
+        if options[name].switch:  # a switch such as --fake_data
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+            argv += [f"--{name}"] if value else []
+        elif value is not None:
+            argv += [f"--{name}", str(value)]
+    return parser.parse_args(argv)
