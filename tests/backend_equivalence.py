@@ -47,6 +47,18 @@ def test_bias_relu_in_place_and_nan(candidate, numpy_backend):
     np.testing.assert_array_equal(candidate.to_host(device), x)  # NaN propagates in both
 
 
+def test_relu_backward_of_non_finite_gradients(candidate, numpy_backend):
+    grad = np.array([[np.nan, np.inf, np.nan, 1], [-np.inf, 1, 2, np.nan]], np.float32)
+    activation = np.array([[0, 1, -1, 2], [0, np.nan, 3, 1]], np.float32)
+    results = []
+    for backend in (candidate, numpy_backend):
+        out, bias_grad = backend.empty((2, 4)), backend.empty(4)
+        backend.relu_backward_bias_grad(backend.asarray(grad), backend.asarray(activation), out, bias_grad)
+        results.append((backend.to_host(out), backend.to_host(bias_grad)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
 @pytest.mark.parametrize("batch", [1, 3, 257] + ([] if SIMULATED else [100, 10000]))
 def test_softmax_xent_of_large_logits(candidate, numpy_backend, generator, batch):
     logits = random_f32(generator, (batch, 10), 100.0)  # exp() would overflow without the max shifted out

@@ -58,6 +58,14 @@ def test_relu_backward_masks_where_activation_is_not_positive(backend):
     np.testing.assert_array_equal(out, [[0, 2, 0], [4, 0, 6]])
 
 
+def test_relu_backward_is_a_select_so_a_nan_gradient_where_the_relu_was_off_gives_zero(backend):
+    grad = f32([[np.nan, np.inf, np.nan], [-np.inf, 1, 2]])
+    activation = f32([[0, 1, -1], [0, np.nan, 3]])
+    out = backend.empty((2, 3))
+    backend.relu_backward(grad, activation, out)
+    np.testing.assert_array_equal(out, [[0, np.inf, 0], [0, 0, 2]])  # NaN only where the ReLU let it through
+
+
 def test_bias_grad_is_column_sums(backend):
     grad = f32([[1, 2], [3, 4], [5, 6]])
     out = backend.empty((2,))
