@@ -136,7 +136,7 @@ def bad_files(folder):
             "truncated.png": "not a readable image", "truncated.jpg": "not a readable image",
             "huge.png": "refused as a decompression bomb", "large.png": f"{side} x {side} pixels is more than",
             "bomb.png": "refused as a decompression bomb", "drawing.eps": "not an image",
-            "folder.png": "cannot be read", "missing.png": "cannot be read",
+            "folder.png": "a folder, not a regular file; nothing was read", "missing.png": "cannot be read",
             "wide-palette.png": "no digit in it", "wide-1-bit.png": "no digit in it",
             "tall-16-bit.png": "no digit in it", "infinite.tif": "holds NaN or infinite pixel values"}
 
