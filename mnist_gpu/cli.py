@@ -15,14 +15,15 @@ from .checkpoint import CheckpointError
 from .durable import WriteError
 from .flag_values import FlagError, non_negative_int, positive_float, positive_int
 from .idx_files import DATASETS, DataError
-from .runs import default_root, temporary_root
+from .locations import default_input_data_dir
+from .runs import default_root
 from .trainer import DIVERGED_LOSS, Log, TrainingDiverged, TrainingInterrupted, run_evaluation, run_training
 
 COMMANDS = ("train", "eval", "predict", "check")
 
 
 def add_data_flags(parser):
-    parser.add_argument("--input_data_dir", default=os.path.join(temporary_root(), "mnist_gpu", "input_data"),
+    parser.add_argument("--input_data_dir", default=default_input_data_dir(),
                         help="Directory to put the input data.")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                         help="auto: cuda when a usable GPU and the GPU extras are present, else cpu (fused Numba "

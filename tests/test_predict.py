@@ -180,7 +180,7 @@ def test_a_missing_checkpoint_is_one_line(tmp_path, capsys, picture_files):
 def test_without_a_checkpoint_predict_and_load_checkpoint_use_the_newest_run(tmp_path, capsys, monkeypatch, mnist_dir,
                                                                             picture_files):
     """As `mnist-gpu eval` without --checkpoint: the newest valid checkpoint of the runs made without --log_dir."""
-    monkeypatch.setenv("TEST_TMPDIR", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     code, lines, error = run_main(capsys, "predict", picture_files["original"][0])
     assert code == 2 and lines == [] and "no run under" in error
     for seed in ("3", "4"):
