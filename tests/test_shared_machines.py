@@ -24,12 +24,10 @@ from PIL import Image
 OTHER = "nobody"
 RUNNER = shutil.which("runuser")
 FAST = ["--backend", "numpy", "--hidden1", "8", "--hidden2", "4", "--max_steps", "20"]
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The command line of this checkout, with the packages of this test's environment, also for a user who cannot run
-# this venv's interpreter (it may live in root's home). -I keeps the working folder, where anything may be
-# planted, off sys.path.
-BOOT = ("import site, sys; site.addsitedir(sys.argv.pop(1)); sys.path.insert(0, sys.argv.pop(1)); "
-        "from mnist_gpu.cli import main_exit; main_exit()")
+# The installed command line (as the other tests, the installed package), with the packages of this test's
+# environment, also for a user who cannot run this venv's interpreter (it may live in root's home). -I keeps the
+# working folder, where anything may be planted, off sys.path.
+BOOT = "import site, sys; site.addsitedir(sys.argv.pop(1)); from mnist_gpu.cli import main_exit; main_exit()"
 
 
 def other_uid():
@@ -54,18 +52,19 @@ def as_other(*command):
 
 def interpreter_for_other():
     """This Python, or another of its version that the other user can run (this one may lie in root's home), and
-    with which it can import this checkout's mnist_gpu."""
+    with which it can import the installed mnist_gpu."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     probe = BOOT.replace("from mnist_gpu.cli import main_exit; main_exit()",
                          "import mnist_gpu.cli; print(sys.version_info[:2])")
     for candidate in (sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}",
                       shutil.which(f"python{version}")):
         if candidate and os.path.exists(candidate):
-            found = subprocess.run(as_other(candidate, "-I", "-c", probe, sysconfig.get_path("purelib"), REPOSITORY),
+            found = subprocess.run(as_other(candidate, "-I", "-c", probe, sysconfig.get_path("purelib")),
                                    capture_output=True, text=True, cwd="/")
             if found.returncode == 0 and found.stdout.strip() == str(sys.version_info[:2]):
                 return candidate
-    pytest.skip(f"no Python {version} with which user {OTHER} can run this checkout (this one is {sys.executable})")
+    pytest.skip(f"no Python {version} with which user {OTHER} can import the installed mnist_gpu (this one is "
+                f"{sys.executable})")
 
 
 @pytest.fixture
@@ -116,7 +115,7 @@ def mnist_gpu(machine, user, *arguments, **variables):
     home = machine["root_home"] if user == "root" else machine["other_home"]
     settings = [f"{name}={value}" for name, value in environment(home, machine["shared"], **variables).items()]
     command = ["env", "-i", *settings, sys.executable if user == "root" else machine["python"], "-I", "-c", BOOT,
-               sysconfig.get_path("purelib"), REPOSITORY]
+               sysconfig.get_path("purelib")]
     if user != "root":
         command = as_other(*command)
     done = subprocess.run(command + list(arguments), capture_output=True, text=True, cwd=machine["shared"],
