@@ -106,7 +106,7 @@ def run_prediction(flags, log):
     from .images import load_digit
 
     checkpoint = runs.find_checkpoint(flags.checkpoint, log.note)
-    log.note(f"predicting with {checkpoint.path} (global_step {checkpoint.global_step})")
+    log.note(f"predicting with {checkpoint.path} ({runs.checkpoints.step_words(checkpoint.global_step)})")
     model = classifier(checkpoint, flags.backend)
     digits, names, failed = [], [], 0
     for name in flags.images:

@@ -41,6 +41,11 @@ def main(argv=None):
     except TrainingInterrupted as interrupted:
         output.write_line("stderr", f"mnist-gpu: {interrupted.command_line()}")
         return interrupted.exit_code
+    except MemoryError as error:  # an allocation the memory check (memory.py) did not foresee
+        from .memory import out_of_memory
+
+        error_line(out_of_memory(error))
+        return 1
     except KeyboardInterrupt:  # before training took over the signal, or after it let go
         output.write_line("stderr", "mnist-gpu: interrupted; nothing was saved")
         return 130

@@ -159,7 +159,7 @@ def build_parser():
 def argparse_message_parts(message):
     """argparse's "argument --name: why" as message parts naming the flag (so Python reads `name: why`)."""
     found = re.fullmatch(r"argument --(\w+): (.*)", message, re.DOTALL)
-    return (NamedFlag(found[1], NAME), ": ", found[2]) if found else (message,)
+    return ("argument ", NamedFlag(found[1], NAME), ": ", found[2]) if found else (message,)
 
 
 def parse_command_line(argv):

@@ -144,8 +144,9 @@ def hparams(record):
 
 def _printable(value):
     """`value` as text with every control character escaped: a record read from a file stays on one line."""
-    text = value if isinstance(value, str) else json.dumps(value)
-    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
+    from .log import printable
+
+    return printable(value if isinstance(value, str) else json.dumps(value))
 
 
 def typed_flag(name, value):

@@ -22,8 +22,9 @@ from . import checkpoint as checkpoints
 from . import model as mnist
 from . import runs
 from .backends import get_backend, resolve_backend_name
-from .errors import FlagError, TrainingDiverged, TrainingInterrupted, WriteError
+from .errors import Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
 from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all
+from .hints import continuation
 from .input_data import read_data_sets
 from .log import Log
 from .memory import check_memory
@@ -64,14 +65,15 @@ def check_resumable(flags, checkpoint, log):
     saved = checkpoint.flags
     for flag in ("hidden1", "hidden2"):
         if getattr(flags, flag) != saved[flag]:
-            raise FlagError(f"--{flag} {getattr(flags, flag)} does not match the checkpoint {checkpoint.path}, "
+            raise FlagError(Flag(flag, getattr(flags, flag)), f" does not match the checkpoint {checkpoint.path}, "
                             f"which has {flag} = {saved[flag]}")
     if flags.dataset != saved["dataset"] or flags.fake_data != saved["fake_data"]:
-        raise FlagError(f"--dataset {flags.dataset}{' --fake_data' if flags.fake_data else ''} does not match the "
-                        f"checkpoint {checkpoint.path}, trained on {saved['dataset']}"
+        raise FlagError(Flag("dataset", flags.dataset), *((" ", Flag("fake_data")) if flags.fake_data else ()),
+                        f" does not match the checkpoint {checkpoint.path}, trained on {saved['dataset']}"
                         f"{' fake data' if saved['fake_data'] else ''}")
     if flags.seed is not None and flags.seed != saved["seed"]:
-        raise FlagError(f"--seed {flags.seed} does not match the checkpoint {checkpoint.path} (seed {saved['seed']})")
+        raise FlagError(Flag("seed", flags.seed), f" does not match the checkpoint {checkpoint.path} "
+                        f"(seed {saved['seed']})")
     for flag in ("learning_rate", "batch_size"):
         if getattr(flags, flag) != saved[flag]:
             log.note(f"resuming with --{flag} {getattr(flags, flag)} (the checkpoint used {saved[flag]}); "
@@ -107,14 +109,16 @@ def run_training(flags, log=None):
             check_resumable(flags, resume_from, log)
             seed = resume_from.flags["seed"]
             if resume_from.global_step >= flags.max_steps:
-                log.note(f"nothing to do: the run in {flags.log_dir} is at step {resume_from.global_step}, "
-                         f"--max_steps is {flags.max_steps}")
+                log.note(f"nothing to do: the run in {flags.log_dir} has taken its {resume_from.global_step} steps "
+                         f"({checkpoints.step_words(resume_from.global_step)} is saved), --max_steps is "
+                         f"{flags.max_steps}")
                 return TrainingResult(log_dir=flags.log_dir)
         else:
             seed = flags.seed if flags.seed is not None else random_seed()
         backend_name, why = resolve_backend_name(flags.backend)
         if flags.cuda_graph == "on" and backend_name != "cuda":
-            raise FlagError(f"--cuda_graph on needs the cuda backend; this run would use {backend_name} ({why})")
+            raise FlagError(Flag("cuda_graph", "on"), f" needs the cuda backend; this run would use {backend_name} "
+                            f"({why})")
         backend = get_backend(backend_name)
         check_memory(backend, flags)
         data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
@@ -214,5 +218,5 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
         if signals.received is not None:  # the step is done: save it (unless just saved) and stop
             saved = saved or save(step)[1]
             raise TrainingInterrupted(signals.received, step, saved, result,
-                                      f"interrupted at step {step}; saved {os.path.basename(saved)}; continue with "
-                                      "--resume")
+                                      (f"interrupted at step {step}; saved {os.path.basename(saved)}; to continue: ",
+                                       continuation(flags)))

@@ -165,7 +165,7 @@ def test_eval_prints_one_line_of_it(run, capsys, mnist_dir):
                  "seed 7", "--learning_rate 0.01", "--batch_size 50", f"--log_dir {log_dir}"):
         assert part in described[0], part
     assert "--fake_data" not in described[0]  # a switch that is off is not typed
-    assert lines[0] == f"Evaluating {log_dir / 'model.ckpt-999.safetensors'} (global_step 1000)"
+    assert lines[0] == f"Evaluating {log_dir / 'model.ckpt-999.safetensors'} (step 999)"
 
 
 def test_provenance_is_gathered_at_the_first_checkpoint_not_before_the_first_step(tmp_path, mnist_dir, monkeypatch):
