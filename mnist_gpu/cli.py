@@ -107,6 +107,9 @@ def main_exit():
         if stream is not None:  # an encoding that cannot show a character shows its escape instead
             stream.reconfigure(errors="backslashreplace")
     code = main()
+    from .numba_cache import remove_private_folder
+
+    remove_private_folder()
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:

@@ -10,10 +10,10 @@ import numpy as np
 
 from . import model as mnist
 from . import runs
-from .backends import get_backend
 from .errors import FlagError
 from .input_data import read_data_sets
 from .log import Log
+from .numba_cache import get_backend
 from .steps import DeviceSplit
 
 SPLITS = (("train", "Training"), ("validation", "Validation"), ("test", "Test"))
@@ -105,7 +105,7 @@ def run_evaluation(flags, log=None):
     data_sets = read_data_sets(flags.input_data_dir, saved["fake_data"], dataset=saved["dataset"],
                                source_url=flags.source_url)
     check_batch_size(batch_size, data_sets)
-    backend = get_backend(flags.backend)
+    backend = get_backend(flags.backend, log.note)
     report = None
     if flags.report is not None:  # after every check that can refuse the command: a refused one leaves no folder
         from .report import ReportFolder

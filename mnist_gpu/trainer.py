@@ -21,13 +21,14 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import model as mnist
 from . import runs
-from .backends import get_backend, resolve_backend_name
+from .backends import resolve_backend_name
 from .errors import Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
 from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all
 from .hints import continuation
 from .input_data import read_data_sets
 from .log import Log
 from .memory import check_memory
+from .numba_cache import get_backend
 from .steps import DeviceSplit
 from .stop_signals import StopSignals
 from .summaries import Summaries
@@ -119,7 +120,7 @@ def run_training(flags, log=None):
         if flags.cuda_graph == "on" and backend_name != "cuda":
             raise FlagError(Flag("cuda_graph", "on"), f" needs the cuda backend; this run would use {backend_name} "
                             f"({why})")
-        backend = get_backend(backend_name)
+        backend = get_backend(backend_name, log.note)
         check_memory(backend, flags)
         data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
         data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, seed=data_seed,
