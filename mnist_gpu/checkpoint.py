@@ -85,6 +85,14 @@ def write(path, checkpoint):
 
 def read(path):
     """Load and verify a checkpoint: its hash, then its schema; any violation raises CheckpointError naming the file."""
+    try:  # safetensors reports a file it may not read as "No such file or directory": ask the OS first
+        if stat.S_ISREG(os.stat(path).st_mode):
+            with open(path, "rb"):
+                pass
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read: {failure_reason(error)}") from None
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
     import safetensors
