@@ -81,6 +81,18 @@ def check_resumable(flags, checkpoint, log):
                      "the run will differ from an uninterrupted one")
 
 
+def note_other_backend(checkpoint, backend_name, log):
+    """A resume on another backend than the checkpoint's goes on, saying that the run will differ in its last bits."""
+    record = checkpoint.provenance if isinstance(checkpoint.provenance, dict) else {}
+    earlier = record.get("backend", {}).get("name") if isinstance(record.get("backend"), dict) else None
+    if isinstance(earlier, str) and earlier != backend_name:
+        from .provenance import _printable
+
+        log.note(f"resuming on the {backend_name} backend; {os.path.basename(checkpoint.path)} was trained on the "
+                 f"{_printable(earlier)} backend: the run goes on, but its numbers will not repeat an uninterrupted "
+                 f"{_printable(earlier)} run bit for bit")
+
+
 def describe_run(flags, backend_name, why, seed, data_sets, resume_from):
     """The run's first line: backend (and for auto why), seed, data, log_dir; enough to repeat it."""
     start = f"resuming from step {resume_from.global_step} ({os.path.basename(resume_from.path)})" \
@@ -120,6 +132,8 @@ def run_training(flags, log=None):
         if flags.cuda_graph == "on" and backend_name != "cuda":
             raise FlagError(Flag("cuda_graph", "on"), f" needs the cuda backend; this run would use {backend_name} "
                             f"({why})")
+        if resume_from is not None:
+            note_other_backend(resume_from, backend_name, log)
         backend = get_backend(backend_name, log.note)
         check_memory(backend, flags)
         data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
@@ -148,7 +162,7 @@ def run_training(flags, log=None):
             signals.deferring = True
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
                 train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log,
-                           started)
+                           started, resume_from)
         except BaseException:
             with contextlib.suppress(WriteError):  # the error that stopped training is the one to report
                 summaries.close()
@@ -168,7 +182,7 @@ def check_loss(step, loss_value, earlier_loss, flags):
                                f"--learning_rate (now {flags.learning_rate})")
 
 
-def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, started):
+def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, started, resumed=None):
     steps = model.backend.step_program(model, splits["train"], flags.learning_rate, flags.max_steps,
                                        flags.cuda_graph, note=log.note)
     earlier_loss = None
@@ -184,7 +198,7 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
         if first:  # gathered at the first checkpoint: nothing of it delays the first step line
             from .provenance import gather, hparams
 
-            record = gather(flags, model.backend, saved_flags["seed"], started)
+            record = gather(flags, model.backend, saved_flags["seed"], started, resumed)
         path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position,
                                                        provenance=record))
         if first:
