@@ -38,7 +38,7 @@ LOCK_ATTEMPTS = 20  # a folder removed and made again between opening and lockin
 
 def temporary_root():
     """Where mnist_gpu keeps data and runs by default: $TEST_TMPDIR (TensorFlow's convention), else the temp folder."""
-    return os.getenv("TEST_TMPDIR", tempfile.gettempdir())
+    return os.getenv("TEST_TMPDIR") or tempfile.gettempdir()  # set but empty ("") is not a folder: not used
 
 
 def default_root():
