@@ -77,18 +77,20 @@ def test_a_tiny_jpeg_claiming_7000_by_7000_is_refused_at_once(tmp_path):
     data[frame + 5:frame + 9] = (7000).to_bytes(2, "big") + (7000).to_bytes(2, "big")
     path = tmp_path / "liar.jpg"
     path.write_bytes(data)
-    measured = subprocess.run(
-        [sys.executable, "-c", "import resource, sys, time\n"
+    measured = subprocess.run(  # a process of its own: its peak resident memory (VmHWM) is this read's
+        [sys.executable, "-c", "import sys, time\n"
+         "import PIL.Image, PIL.JpegImagePlugin\n"
          "from mnist_gpu.images import load_digit\nfrom mnist_gpu.errors import ImageError\n"
          "start = time.perf_counter()\n"
          "try:\n    load_digit(sys.argv[1])\nexcept ImageError as error:\n    print(error)\n"
          "print(time.perf_counter() - start)\n"
-         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n", str(path)],
+         "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])\n",
+         str(path)],
         capture_output=True, text=True, timeout=120)
     message, seconds, kilobytes = measured.stdout.splitlines()
     assert message == (f"{path}: its header says 7000 x 7000 pixels, more than its {len(data)} bytes of JPEG data "
                        "can hold (at most 1024 pixels a byte); the file is damaged")
-    assert float(seconds) < 0.5 and int(kilobytes) < 200_000  # it took 3.6 s and 428 MB
+    assert float(seconds) < 1.0 and int(kilobytes) < 200_000  # it took 3.6 s and 428 MB
 
 
 def test_a_real_photo_sized_jpeg_still_reads(tmp_path):
