@@ -114,12 +114,15 @@ def jpeg_end(data):
             offset += 2 + struct.unpack(">H", data[offset + 2:offset + 4])[0]
             if marker == 0xDA:  # a scan: its entropy-coded data runs to the next marker that is not a restart
                 restarts = 0
-                while offset + 1 < len(data):
-                    if data[offset] == 0xFF and data[offset + 1] != 0:
-                        if not 0xD0 <= data[offset + 1] <= 0xD7:
-                            break
-                        restarts += 1
-                    offset += 1
+                while True:  # in that data 0xFF is only ever a stuffed 0xFF 0x00, a restart, or the next marker
+                    offset = data.find(b"\xff", offset)
+                    if offset < 0 or offset + 1 >= len(data):
+                        return None
+                    following = data[offset + 1]
+                    if following != 0 and not 0xD0 <= following <= 0xD7:
+                        break
+                    restarts += following != 0
+                    offset += 2
     return None
 
 
