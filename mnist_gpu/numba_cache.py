@@ -7,7 +7,8 @@ those can be written (an installation owned by root, run by a user whose HOME is
 Numba refuses to define the kernels at all ("cannot cache function ...: no locator available").
 Then the backend is made again with Numba's cache in a new private folder (mkdtemp: mode 0700,
 this process's own, so no other user can plant code in it), removed when the process exits; the
-kernels are compiled once per run (seconds) instead of loaded.
+kernels are compiled once per run instead of loaded: `--fake_data --max_steps 2` on the cpu
+backend took 12.8-15.5 s instead of 3.7-4.3 s (2026-12-02, the 2-core VM at load 7, 3 runs each).
 """
 import atexit
 import os
