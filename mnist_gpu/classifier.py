@@ -5,8 +5,8 @@ import numpy as np
 
 from . import model as mnist
 from . import runs
-from .backends import get_backend
 from .errors import ImageError
+from .numba_cache import get_backend
 
 
 def is_picture(item):
@@ -91,8 +91,8 @@ def load_checkpoint(path_or_log_dir=None, backend="auto"):
     return classifier(runs.find_checkpoint(path_or_log_dir, note=lambda text: None), backend)
 
 
-def classifier(checkpoint, backend="auto"):
-    model = mnist.Model(get_backend(backend), checkpoint.variables, 1, checkpoint.global_step)
+def classifier(checkpoint, backend="auto", note=None):
+    model = mnist.Model(get_backend(backend, note), checkpoint.variables, 1, checkpoint.global_step)
     return Classifier(model, checkpoint.path, checkpoint.provenance)
 
 
@@ -106,8 +106,8 @@ def run_prediction(flags, log):
     from .images import load_digit
 
     checkpoint = runs.find_checkpoint(flags.checkpoint, log.note)
-    log.note(f"predicting with {checkpoint.path} (global_step {checkpoint.global_step})")
-    model = classifier(checkpoint, flags.backend)
+    log.note(f"predicting with {checkpoint.path} ({runs.checkpoints.step_words(checkpoint.global_step)})")
+    model = classifier(checkpoint, flags.backend, log.note)
     digits, names, failed = [], [], 0
     for name in flags.images:
         try:

@@ -21,12 +21,14 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import model as mnist
 from . import runs
-from .backends import get_backend, resolve_backend_name
-from .errors import FlagError, TrainingDiverged, TrainingInterrupted, WriteError
+from .backends import resolve_backend_name
+from .errors import Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
 from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all
+from .hints import continuation
 from .input_data import read_data_sets
 from .log import Log
 from .memory import check_memory
+from .numba_cache import get_backend
 from .steps import DeviceSplit
 from .stop_signals import StopSignals
 from .summaries import Summaries
@@ -64,18 +66,31 @@ def check_resumable(flags, checkpoint, log):
     saved = checkpoint.flags
     for flag in ("hidden1", "hidden2"):
         if getattr(flags, flag) != saved[flag]:
-            raise FlagError(f"--{flag} {getattr(flags, flag)} does not match the checkpoint {checkpoint.path}, "
+            raise FlagError(Flag(flag, getattr(flags, flag)), f" does not match the checkpoint {checkpoint.path}, "
                             f"which has {flag} = {saved[flag]}")
     if flags.dataset != saved["dataset"] or flags.fake_data != saved["fake_data"]:
-        raise FlagError(f"--dataset {flags.dataset}{' --fake_data' if flags.fake_data else ''} does not match the "
-                        f"checkpoint {checkpoint.path}, trained on {saved['dataset']}"
+        raise FlagError(Flag("dataset", flags.dataset), *((" ", Flag("fake_data")) if flags.fake_data else ()),
+                        f" does not match the checkpoint {checkpoint.path}, trained on {saved['dataset']}"
                         f"{' fake data' if saved['fake_data'] else ''}")
     if flags.seed is not None and flags.seed != saved["seed"]:
-        raise FlagError(f"--seed {flags.seed} does not match the checkpoint {checkpoint.path} (seed {saved['seed']})")
+        raise FlagError(Flag("seed", flags.seed), f" does not match the checkpoint {checkpoint.path} "
+                        f"(seed {saved['seed']})")
     for flag in ("learning_rate", "batch_size"):
         if getattr(flags, flag) != saved[flag]:
             log.note(f"resuming with --{flag} {getattr(flags, flag)} (the checkpoint used {saved[flag]}); "
                      "the run will differ from an uninterrupted one")
+
+
+def note_other_backend(checkpoint, backend_name, log):
+    """A resume on another backend than the checkpoint's goes on, saying that the run will differ in its last bits."""
+    record = checkpoint.provenance if isinstance(checkpoint.provenance, dict) else {}
+    earlier = record.get("backend", {}).get("name") if isinstance(record.get("backend"), dict) else None
+    if isinstance(earlier, str) and earlier != backend_name:
+        from .provenance import _printable
+
+        log.note(f"resuming on the {backend_name} backend; {os.path.basename(checkpoint.path)} was trained on the "
+                 f"{_printable(earlier)} backend: the run goes on, but its numbers will not repeat an uninterrupted "
+                 f"{_printable(earlier)} run bit for bit")
 
 
 def describe_run(flags, backend_name, why, seed, data_sets, resume_from):
@@ -107,15 +122,19 @@ def run_training(flags, log=None):
             check_resumable(flags, resume_from, log)
             seed = resume_from.flags["seed"]
             if resume_from.global_step >= flags.max_steps:
-                log.note(f"nothing to do: the run in {flags.log_dir} is at step {resume_from.global_step}, "
-                         f"--max_steps is {flags.max_steps}")
+                log.note(f"nothing to do: the run in {flags.log_dir} has taken its {resume_from.global_step} steps "
+                         f"({checkpoints.step_words(resume_from.global_step)} is saved), --max_steps is "
+                         f"{flags.max_steps}")
                 return TrainingResult(log_dir=flags.log_dir)
         else:
             seed = flags.seed if flags.seed is not None else random_seed()
         backend_name, why = resolve_backend_name(flags.backend)
         if flags.cuda_graph == "on" and backend_name != "cuda":
-            raise FlagError(f"--cuda_graph on needs the cuda backend; this run would use {backend_name} ({why})")
-        backend = get_backend(backend_name)
+            raise FlagError(Flag("cuda_graph", "on"), f" needs the cuda backend; this run would use {backend_name} "
+                            f"({why})")
+        if resume_from is not None:
+            note_other_backend(resume_from, backend_name, log)
+        backend = get_backend(backend_name, log.note)
         check_memory(backend, flags)
         data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
         data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, seed=data_seed,
@@ -143,7 +162,7 @@ def run_training(flags, log=None):
             signals.deferring = True
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
                 train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log,
-                           started)
+                           started, resume_from)
         except BaseException:
             with contextlib.suppress(WriteError):  # the error that stopped training is the one to report
                 summaries.close()
@@ -163,7 +182,7 @@ def check_loss(step, loss_value, earlier_loss, flags):
                                f"--learning_rate (now {flags.learning_rate})")
 
 
-def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, started):
+def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, started, resumed=None):
     steps = model.backend.step_program(model, splits["train"], flags.learning_rate, flags.max_steps,
                                        flags.cuda_graph, note=log.note)
     earlier_loss = None
@@ -179,7 +198,7 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
         if first:  # gathered at the first checkpoint: nothing of it delays the first step line
             from .provenance import gather, hparams
 
-            record = gather(flags, model.backend, saved_flags["seed"], started)
+            record = gather(flags, model.backend, saved_flags["seed"], started, resumed)
         path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position,
                                                        provenance=record))
         if first:
@@ -214,5 +233,5 @@ def train_loop(flags, model, splits, saver, summaries, saved_flags, result, sign
         if signals.received is not None:  # the step is done: save it (unless just saved) and stop
             saved = saved or save(step)[1]
             raise TrainingInterrupted(signals.received, step, saved, result,
-                                      f"interrupted at step {step}; saved {os.path.basename(saved)}; continue with "
-                                      "--resume")
+                                      (f"interrupted at step {step}; saved {os.path.basename(saved)}; to continue: ",
+                                       continuation(flags)))
