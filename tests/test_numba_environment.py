@@ -13,6 +13,8 @@ import pytest
 
 from mnist_gpu.numba_environment import DEFAULTS
 
+from helpers import needs_numba_cuda
+
 READ_SETTINGS = """
 import json
 from numba.core import config
@@ -34,10 +36,12 @@ def settings_after(first_imports, **environment):
     return json.loads(result.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("first", list(FIRST_IMPORTS))
+@pytest.mark.parametrize("first", [pytest.param(first, marks=needs_numba_cuda) if "numba_cuda" in code else first
+                                   for first, code in FIRST_IMPORTS.items()])  # the kernels' module needs numba-cuda
 def test_numba_reads_the_project_settings_whatever_imports_it_first(first):
     assert settings_after(FIRST_IMPORTS[first]) == [0, 0]
 
 
+@needs_numba_cuda
 def test_a_setting_the_user_made_is_kept():
     assert settings_after(FIRST_IMPORTS["check's versions"], NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS="1") == [0, 1]
