@@ -26,6 +26,14 @@ VARIABLES = ("CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_TF32_OVER
              "NUMBA_CACHE_DIR", "OPENBLAS_NUM_THREADS", "PYTHONPATH")
 
 
+def installed(module):
+    """Whether `module` can be imported; find_spec raises for a dotted name whose parent is missing (cuda.core)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def say(name, value):
     print(f"{name}: {value}", flush=True)
 
@@ -63,7 +71,7 @@ def main(argv):
         say("NVVM", where)
         return 0 if found else 1
     if argv[:1] == ["--missing"]:
-        missing = [name for name in argv[1:] if importlib.util.find_spec(name) is None]
+        missing = [name for name in argv[1:] if not installed(name)]
         say("missing Python packages", ", ".join(missing) if missing else "none")
         return 1 if missing else 0
     say("Python", f"{platform.python_version()} at {sys.executable} (prefix {sys.prefix}, base {sys.base_prefix})")
