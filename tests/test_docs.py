@@ -57,9 +57,14 @@ FOREIGN_FLAGS = {
     "--hypothesis-show-statistics": "pytest (hypothesis)",
     "--no-index": "pip install", "--target": "pip install",
     "--rounds": "python tools/measure_run_cost.py",
+    "--time-limit": "bash bench/gpu_session.sh", "--wheels": "bash bench/gpu_session.sh",
+    "--max-files": "bash bench/gpu_session.sh", "--max-depth": "bash bench/gpu_session.sh",
+    "--max-file-mib": "bash bench/gpu_session.sh", "--max-total-mib": "bash bench/gpu_session.sh",
 }
 OWN_TOOL_SOURCES = {"--json": "mnist_gpu/compile_report.py", "--out": "bench/report.py",
-                    "--update": "tests/test_docs.py", "--rounds": "tools/measure_run_cost.py"}
+                    "--update": "tests/test_docs.py", "--rounds": "tools/measure_run_cost.py",
+                    **{flag: "bench/gpu_session.py" for flag in ("--time-limit", "--wheels", "--max-files",
+                                                                 "--max-depth", "--max-file-mib", "--max-total-mib")}}
 
 
 def markdown_files():
