@@ -59,6 +59,7 @@ NO_GPU = "skipped: no GPU"
 # The bounds on the result files in OUT (options, these the defaults): how many, how deep, how large.
 MAX_FILES, MAX_DEPTH, MAX_FILE_MIB, MAX_TOTAL_MIB = 8, 2, 16, 64
 TERM_WAIT_S, KILL_WAIT_S = 5, 10  # after SIGTERM, then after SIGKILL: how long a killed command is waited for
+NVIDIA_SMI_WAIT_S = 30  # for `nvidia-smi -L`, which tells a GPU session from a rehearsal
 
 # What the stages import; CuPy only where there is a GPU (the rehearsal has none).
 NEEDED_MODULES = ("numpy", "numba", "numba_cuda", "cuda.core", "nvmath", "safetensors", "tensorboardX", "crc32c",
@@ -141,10 +142,20 @@ class Session:
         if shutil.which("nvidia-smi") is None:
             return None
         try:
-            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
+            process = subprocess.Popen(["nvidia-smi", "-L"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       stdin=subprocess.DEVNULL, text=True, errors="replace")
+        except OSError:
             return None
-        return next((line for line in listing.stdout.splitlines() if line.startswith("GPU ")), None)
+        try:
+            listing, _ = process.communicate(timeout=NVIDIA_SMI_WAIT_S)
+        except subprocess.TimeoutExpired:  # a driver that does not answer: a GPU session, whose stages will say why
+            process.kill()
+            try:
+                process.communicate(timeout=KILL_WAIT_S)  # bounded: a process in the driver may not end at once
+            except subprocess.TimeoutExpired:
+                pass
+            return f"nvidia-smi -L did not answer within {NVIDIA_SMI_WAIT_S} s"
+        return next((line for line in listing.splitlines() if line.startswith("GPU ")), None)
 
     def log(self, text=""):
         for line in str(text).splitlines() or [""]:

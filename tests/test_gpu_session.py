@@ -462,3 +462,18 @@ def test_without_out_the_results_go_to_a_new_folder_of_this_users(gpu_session, m
     (out,) = [path for path in tmp_path.iterdir() if path.name.startswith("gpu_session-out-")]
     assert out.stat().st_mode & 0o777 == 0o700 and out.stat().st_uid == os.getuid()
     assert f"output in {out};" in (out / "session.log").read_text().splitlines()[0]
+
+
+def test_an_nvidia_smi_that_does_not_answer_makes_a_gpu_session_within_its_bound(gpu_session, monkeypatch, tmp_path):
+    """A wedged driver: `nvidia-smi -L` hangs. The session does not wait past its bound, and does not take the
+    machine for one without a GPU (a rehearsal would pass): its GPU stages run, and fail in their own words."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "nvidia-smi").write_text("#!/bin/sh\nexec sleep 60\n")
+    (tmp_path / "bin" / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(gpu_session, "NVIDIA_SMI_WAIT_S", 1)
+    start = time.monotonic()
+    session = gpu_session.Session(str(tmp_path / "out"))
+    session.close()
+    assert time.monotonic() - start < 1 + 5
+    assert session.gpu == "nvidia-smi -L did not answer within 1 s"
