@@ -193,7 +193,9 @@ def test_with_a_gpu_claimed_the_gpu_stages_run_their_commands_and_record_how_the
     """The stages' GPU branches, which the rehearsal skips, run here with a GPU claimed where there is none: each
     runs its real commands, which fail in their own words (no CuPy), and the harness records each stage so."""
     (tmp_path / "wheels").mkdir()
-    session = gpu_session.Session(str(tmp_path / "out"), wheels=str(tmp_path / "wheels"))
+    # Four times the default budget, so four times each stage's limit: this machine is slower than a GPU machine.
+    session = gpu_session.Session(str(tmp_path / "out"), 4 * gpu_session.SESSION_LIMIT_S,
+                                  wheels=str(tmp_path / "wheels"))
     session.gpu = "GPU 0: claimed by this test"
     try:
         for name in gpu_session.STAGES:
@@ -242,7 +244,7 @@ def test_a_kernel_whose_types_break_fails_the_compile_stage(gpu_session, monkeyp
         "            scale = 'never'\n"
         "        parameters[index] -= scale * gradients[index]\n")))
     monkeypatch.setattr(gpu_session, "REPOSITORY", str(checkout))  # the session runs what is in this checkout
-    session = gpu_session.Session(str(tmp_path / "out"))
+    session = gpu_session.Session(str(tmp_path / "out"), 4 * gpu_session.SESSION_LIMIT_S)  # a slower machine
     try:
         gpu_session.run_stage(session, "compile", gpu_session.compile_kernels)
     finally:
@@ -444,6 +446,17 @@ def test_the_bounds_given_are_the_bounds_checked(gpu_session, tmp_path):
     assert "large.bin: 1.50 MiB, more than 1 MiB" in bounds and "MiB together, more than 1.4 MiB" in bounds
     code, log = run_session(gpu_session, out, "--max-depth", "3")
     assert "exceed their bounds" not in log.splitlines()[-1] and log.splitlines()[-1].startswith("gpu_session: ")
+
+
+def test_a_larger_time_budget_lengthens_every_stage_in_proportion(gpu_session, monkeypatch, tmp_path):
+    limits = []
+    monkeypatch.setitem(gpu_session.RUNNERS, "setup", lambda session: ("passed", str(session.stage_deadline)))
+    monkeypatch.setattr(gpu_session, "run_stage", lambda session, name, runner, run=gpu_session.run_stage: (
+        run(session, name, runner), limits.append(session.results[-1].limit_seconds)))
+    run_session(gpu_session, tmp_path / "out", "--time-limit", str(2 * gpu_session.SESSION_LIMIT_S))
+    assert limits == [2 * gpu_session.LIMITS["setup"]]
+    run_session(gpu_session, tmp_path / "out", "--time-limit", "300")  # smaller: the stage keeps its own limit
+    assert limits[1] == gpu_session.LIMITS["setup"]
 
 
 def test_the_time_budget_given_caps_the_session(gpu_session, tmp_path):
