@@ -16,6 +16,8 @@ import pytest
 
 from mnist_gpu.backends.cuda_gemm import NO_TRANSPOSE, TRANSPOSE, Cublas, GemmCall, SimulatedCublas
 
+from helpers import needs_packages
+
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
 
 
@@ -121,6 +123,7 @@ def test_cublas_calls_nvmath_as_its_bindings_declare(monkeypatch, generator, tra
     assert calls[-1][0] == "sgemm" and calls[-1][1]["handle"] == 0x4A4D
 
 
+@needs_packages("numba_cuda", "cuda.core")
 def test_numba_cuda_still_launches_the_way_prepared_launches_repeat():
     """PreparedLaunch (cuda_program.py) does once what numba-cuda's launch does per call, with its internals:
     if a numba-cuda release moves them, this fails in CI instead of first on a GPU."""
