@@ -1,16 +1,19 @@
-"""Plain SGD, in place: parameters -= learning_rate * gradients.
+"""Plain SGD, in place, each member at its own learning rate: parameters[k] -= learning_rates[k] * gradients[k].
 
-Shapes: parameters, gradients [P]: the model's three biases and their gradients, packed into one
-flat buffer each (see Model), so one launch updates all of them (P = H1 + H2 + C, padded). The
-weights need no launch of their own: their update rides in the weight-gradient GEMM
-(cuBLAS with alpha = -learning_rate, beta = 1; see CudaBackend.matmul_sgd).
-Launch: one thread per element, blocks_for(P) blocks of THREADS_PER_BLOCK.
+Shapes: parameters, gradients [K, P]: each member's three biases and their gradients, packed into
+one row each (see Model), so one launch updates all of them (P = H1 + H2 + C, padded);
+learning_rates [K]. The weights need no launch of their own: their update rides in the
+weight-gradient GEMM (cuBLAS with alpha = -learning_rate, beta = 1; see CudaBackend.matmul_sgd).
+Launch: one thread per element, blocks_for(K * P) blocks of THREADS_PER_BLOCK.
 """
 from .numba_cuda import cuda
 
 
 @cuda.jit(cache=True)
-def sgd_update_kernel(parameters, gradients, learning_rate):
+def sgd_update_kernel(parameters, gradients, learning_rates):
     index = cuda.grid(1)
-    if index < parameters.shape[0]:
-        parameters[index] -= learning_rate * gradients[index]
+    members, width = parameters.shape
+    if index < members * width:
+        member = index // width
+        column = index - member * width
+        parameters[member, column] -= learning_rates[member] * gradients[member, column]

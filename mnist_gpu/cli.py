@@ -3,7 +3,8 @@
 Exit codes: 0 done; 2 a bad flag (a parse error prints the usage, a refusal at run time one
 line: a log_dir holding a run, or in use by another run); 1 any other expected failure (bad data,
 a checkpoint that fails its checks, no GPU, a file that cannot be written, a diverging loss), one
-line `mnist-gpu: error: ...`; 130 / 143 interrupted by SIGINT / SIGTERM. The flags are flags.py's.
+line `mnist-gpu: error: ...`; 3 a sweep that finished with some members diverged; 130 / 143
+interrupted by SIGINT / SIGTERM. The flags are flags.py's.
 """
 import os
 import sys
@@ -13,6 +14,7 @@ from .flags import COMMAND_HELP, build_parser
 from .log import Log
 
 COMMANDS = tuple(COMMAND_HELP)
+SOME_DIVERGED = 3  # `sweep`: it finished, and at least one member stopped because its loss diverged
 
 
 def error_line(error):
@@ -38,6 +40,11 @@ def main(argv=None):
             from .evaluation import run_evaluation
 
             run_evaluation(flags, Log())
+        elif flags.command == "sweep":
+            from .trainer import run_sweep
+
+            result = run_sweep(flags, Log())
+            return SOME_DIVERGED if result.diverged else 0
         else:
             from .trainer import run_training
 

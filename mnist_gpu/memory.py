@@ -17,14 +17,34 @@ def host_free_memory():
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_memory(backend, flags):
-    """Refuse, before allocating anything, hidden or batch sizes whose buffers cannot fit."""
-    needed = mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size)
+def check_memory(backend, flags, members=1):
+    """Refuse, before allocating anything, hidden or batch sizes (or a population) whose buffers cannot fit."""
+    needed = mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size, members)
     available = backend.free_memory()
-    if needed > available:
-        raise FlagError(f"--hidden1 {flags.hidden1} --hidden2 {flags.hidden2} --batch_size {flags.batch_size} "
-                        f"need about {format_bytes(needed)} for the model and its buffers; the {backend.name} backend "
-                        f"has {format_bytes(available)} free")
+    if needed <= available:
+        return
+    shapes = f"--hidden1 {flags.hidden1} --hidden2 {flags.hidden2} --batch_size {flags.batch_size}"
+    if members == 1:
+        raise FlagError(f"{shapes} need about {format_bytes(needed)} for the model and its buffers; the "
+                        f"{backend.name} backend has {format_bytes(available)} free")
+    fits = largest_population(flags, available)
+    raise FlagError(f"a population of {members} members with {shapes} needs about {format_bytes(needed)}; the "
+                    f"{backend.name} backend has {format_bytes(available)} free, enough for "
+                    f"{fits} member{'' if fits == 1 else 's'}: sweep fewer seeds or learning rates")
+
+
+def largest_population(flags, available):
+    """The most members whose model and buffers fit in `available` bytes (0 if not even one)."""
+    low, high = 0, 1
+    while mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size, high) <= available:
+        low, high = high, high * 2
+    while high - low > 1:  # memory_needed grows with the members: the largest that fits, by bisection
+        middle = (low + high) // 2
+        if mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size, middle) <= available:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def format_bytes(count):

@@ -14,6 +14,7 @@ cached on disk like the kernels (compiling it cost ~0.6 s at the start of every 
 The same library's thread count can be set at any time (`set_threads`, what the tests use), not
 only through OPENBLAS_NUM_THREADS before NumPy loads.
 """
+import contextlib
 import ctypes
 import functools
 import glob
@@ -21,7 +22,7 @@ import os
 
 import llvmlite.binding as llvm
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 
 SYMBOL = "scipy_cblas_sgemm64_"
 ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112
@@ -30,6 +31,11 @@ _enum, _size, _scalar, _pointer = types.int32, types.int64, types.float32, types
 cblas_sgemm = types.ExternalFunction(SYMBOL, types.void(
     _enum, _enum, _enum, _size, _size, _size, _scalar, _pointer, _size, _pointer, _size, _scalar, _pointer, _size))
 SIGNATURE = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32, float32, boolean, boolean)"
+# The members' outputs may be views (evaluation writes each chunk's logits into rows of a larger array).
+MEMBERS_SIGNATURE = ("void(float32[:, :, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
+                     "boolean)")
+SHARED_SIGNATURE = ("void(float32[:, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
+                    "boolean)")
 
 
 @functools.cache
@@ -67,29 +73,71 @@ def set_threads(count):
     return True
 
 
+@contextlib.contextmanager
+def threads_for(count):
+    """Run NumPy's OpenBLAS on `count` threads inside the block, and as before after it."""
+    before = threads()
+    set_threads(count)
+    try:
+        yield
+    finally:
+        if before is not None:
+            set_threads(before)
+
+
 def threads():
     """How many threads NumPy's OpenBLAS runs on now, or None where it is not found."""
     library = _library()
     return None if library is None else library.scipy_openblas_get_num_threads64_()
 
 
+@njit(cache=True)
+def rows_contiguous(matrix):
+    return matrix.strides[1] == 4 and matrix.strides[0] >= 4 * matrix.shape[1]
+
+
+@njit(cache=True)
 def sgemm(a, b, c, alpha, beta, trans_a, trans_b):
-    """c = alpha * op(a) @ op(b) + beta * c, in place; shapes are checked before BLAS sees them."""
+    """c = alpha * op(a) @ op(b) + beta * c, in place, for float32 matrices whose rows are contiguous (a leading
+    dimension is the row stride); shapes and strides are checked before BLAS sees them."""
     rows, inner = (a.shape[1], a.shape[0]) if trans_a else (a.shape[0], a.shape[1])
     inner_b, columns = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
     if inner != inner_b or c.shape[0] != rows or c.shape[1] != columns:
         raise ValueError("sgemm: the shapes of op(a), op(b) and c do not fit")
+    if not (rows_contiguous(a) and rows_contiguous(b) and rows_contiguous(c)):
+        raise ValueError("sgemm: a matrix's rows are not contiguous")
     cblas_sgemm(ROW_MAJOR, TRANSPOSE if trans_a else NO_TRANSPOSE, TRANSPOSE if trans_b else NO_TRANSPOSE,
-                rows, columns, inner, alpha, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
-                beta, c.ctypes.data, c.shape[1])
+                rows, columns, inner, alpha, a.ctypes.data, a.strides[0] // 4, b.ctypes.data, b.strides[0] // 4,
+                beta, c.ctypes.data, c.strides[0] // 4)
+
+
+def sgemm_members(a, b, c, alphas, beta, trans_a, trans_b):
+    """c[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * c[k] for every member k, one member per thread."""
+    for member in prange(c.shape[0]):
+        sgemm(a[member], b[member], c[member], alphas[member], beta, trans_a, trans_b)
+
+
+def sgemm_members_shared(a, b, c, alphas, beta, trans_a, trans_b):
+    """The same with one `a` [M, N] for every member (evaluation's images)."""
+    for member in prange(c.shape[0]):
+        sgemm(a, b[member], c[member], alphas[member], beta, trans_a, trans_b)
+
+
+class Sgemm:
+    """NumPy's OpenBLAS sgemm, compiled for C-contiguous float32 arrays (anything else is a TypeError, never a
+    wrong read): `one` for one member's matrices, `members` for [K, ...] arrays, `shared` with a 2-D `a`."""
+
+    def __init__(self):
+        self.one = njit(SIGNATURE, cache=True)(sgemm.py_func)
+        self.members = njit(MEMBERS_SIGNATURE, cache=True, parallel=True)(sgemm_members)
+        self.shared = njit(SHARED_SIGNATURE, cache=True, parallel=True)(sgemm_members_shared)
 
 
 @functools.cache
 def find_sgemm():
-    """`sgemm` compiled for C-contiguous float32 arrays, or None where NumPy's OpenBLAS is not found."""
+    """An Sgemm, or None where NumPy's OpenBLAS is not found."""
     address = sgemm_address()
     if address is None:
         return None
     llvm.add_symbol(SYMBOL, address)
-    # An explicit signature: anything but C-contiguous float32 is a TypeError, never a wrong read.
-    return njit(SIGNATURE, cache=True)(sgemm)
+    return Sgemm()
