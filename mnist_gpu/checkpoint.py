@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -29,6 +30,7 @@ from .errors import CheckpointError, WriteError
 from .flag_values import non_negative_int, positive_float, positive_int
 from .idx_files import DATASETS
 from .input_data import split_sizes
+from .regular_files import Refused, open_regular, read_at_most, read_bounded, read_exactly, size_words
 
 STATE_FILE = "checkpoint"
 PREFIX = "model.ckpt"
@@ -40,6 +42,10 @@ NAME_PATTERN = re.compile(re.escape(PREFIX) + r"-(0|[1-9][0-9]*)" + re.escape(SU
 STATE_LINE = re.compile(r'(model_checkpoint_path|all_model_checkpoint_paths): "([^"]*)"')
 MAX_STATE_BYTES = 16 * 2 ** 20  # ours take one line (~45 bytes) per kept checkpoint
 LATEST_ATTEMPTS = 5  # reads of a state file that a run keeps changing under a reader
+HEADER_LENGTH_BYTES = 8  # safetensors: the header's length, little-endian
+MAX_HEADER_BYTES = 16 * 2 ** 20  # ours take a few kB (provenance included)
+SLACK_BYTES = 2 ** 20  # read beyond twice what a checkpoint's flags imply (size_limit)
+MAX_BYTES_WITHOUT_FLAGS = 64 * 2 ** 20  # read of a file whose flags say no shape: it fails its hash or its schema
 
 
 @dataclasses.dataclass
@@ -86,29 +92,110 @@ def write(path, checkpoint):
         replace_durably(temporary, path)
 
 
-def read(path):
-    """Load and verify a checkpoint: its hash, then its schema; any violation raises CheckpointError naming the file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    import safetensors
+def read(path, follow_links=True):
+    """Load and verify a checkpoint: its hash, then its schema; any violation raises CheckpointError naming the file.
 
-    try:
-        with safetensors.safe_open(path, framework="numpy") as opened:
-            metadata = dict(opened.metadata() or {})
-            tensors = {name: opened.get_tensor(name) for name in opened.keys()}
-    except Exception as error:  # noqa: BLE001 - safetensors raises several types for damaged files
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({error})") from None
+    Only a regular file is read, at most size_limit bytes of it (read_file); follow_links=False
+    refuses a link at `path` itself (a name from the state file).
+    """
+    metadata, tensors = read_file(path, follow_links)
     recorded = metadata.pop("sha256", None)
-    if metadata.get("format") != FORMAT or recorded is None:
-        found = metadata.get("format")
-        if isinstance(found, str) and found.startswith(FORMAT.rsplit(" ", 1)[0] + " "):
-            raise CheckpointError(f"{path}: format {found!r} is not {FORMAT!r}, the one this mnist_gpu reads")
-        raise CheckpointError(f"{path}: not an mnist_gpu checkpoint (format {found!r})")
     actual = content_hash(tensors, metadata)
     if actual != recorded:
         raise CheckpointError(f"{path}: hash mismatch: contents hash to {actual[:16]}..., "
                               f"the file records {recorded[:16]}...; the file is damaged")
     return check(path, metadata, tensors)
+
+
+def opened(path, follow_links=True):
+    """A descriptor of the regular file `path` and its fstat (regular_files.open_regular), or a CheckpointError."""
+    try:
+        return open_regular(path, follow_links)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    except Refused as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read: {failure_reason(error)}") from None
+
+
+def unreadable(path, why):
+    return CheckpointError(f"{path}: not a readable safetensors checkpoint ({why})")
+
+
+def read_header(path, descriptor, size):
+    """(length of the safetensors header, its metadata) read from the descriptor's start; CheckpointError if none.
+
+    safetensors' layout: an 8-byte little-endian length N, N bytes of JSON (the tensors' dtypes,
+    shapes and offsets, and "__metadata__", strings only), then the tensors' bytes.
+    """
+    prefix = read_exactly(descriptor, HEADER_LENGTH_BYTES)
+    if len(prefix) < HEADER_LENGTH_BYTES:
+        raise unreadable(path, f"{len(prefix)} bytes is too short for a safetensors header")
+    length = int.from_bytes(prefix, "little")
+    if length > MAX_HEADER_BYTES or HEADER_LENGTH_BYTES + length > size:
+        raise unreadable(path, f"its first 8 bytes give a header of {length} bytes, in a file of {size}")
+    try:
+        header = json.loads(read_exactly(descriptor, length))
+    except (ValueError, RecursionError):
+        raise unreadable(path, "its header is not JSON") from None
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not (isinstance(metadata, dict) and all(isinstance(value, str) for value in metadata.values())):
+        raise unreadable(path, "its header is not a safetensors header")
+    return length, dict(metadata)
+
+
+def size_limit(header_length, metadata):
+    """The most bytes a checkpoint with this header is read to: the header, twice the tensors its flags imply, 1 MiB.
+
+    A written checkpoint has exactly the tensors its flags imply; the slack leaves room for the
+    files the schema refuses field by field (a float64 variable, an order of another data set).
+    Flags that do not say a shape (damaged, or crafted) allow MAX_BYTES_WITHOUT_FLAGS.
+    """
+    flags = parse_json(metadata.get("flags", ""))
+    try:
+        shapes = mnist.variable_shapes(flags["hidden1"], flags["hidden2"])
+        train = split_sizes(flags["dataset"], flags["fake_data"])["train"]
+        if not all(FLAG_CHECKS[name][0](flags[name]) for name in ("hidden1", "hidden2", "dataset", "fake_data")):
+            raise ValueError
+    except (TypeError, KeyError, ValueError):
+        return HEADER_LENGTH_BYTES + header_length + MAX_BYTES_WITHOUT_FLAGS
+    implied = sum(4 * math.prod(shape) for shape in shapes.values()) + 8 + 4 * train  # float32s, int64, int32s
+    return HEADER_LENGTH_BYTES + header_length + 2 * implied + SLACK_BYTES
+
+
+def read_file(path, follow_links=True):
+    """(metadata, tensors) of the checkpoint file `path`, its format checked; CheckpointError naming the file.
+
+    Only a regular file is read (regular_files.py: a FIFO, device, socket or folder is refused
+    unread), and only after its header: a file larger than size_limit is refused unread.
+    """
+    descriptor, status = opened(path, follow_links)
+    try:
+        length, metadata = read_header(path, descriptor, status.st_size)
+        found = metadata.get("format")
+        if found != FORMAT or "sha256" not in metadata:
+            if isinstance(found, str) and found.startswith(FORMAT.rsplit(" ", 1)[0] + " "):
+                raise CheckpointError(f"{path}: format {found!r} is not {FORMAT!r}, the one this mnist_gpu reads")
+            raise CheckpointError(f"{path}: not an mnist_gpu checkpoint (format {found!r})")
+        limit = size_limit(length, metadata)
+        if status.st_size > limit:
+            raise CheckpointError(f"{path}: {size_words(status.st_size)}, more than a checkpoint of its flags may "
+                                  f"be ({size_words(limit)}); only its header was read")
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        try:
+            data = read_at_most(descriptor, limit, "a checkpoint of its flags")
+        except Refused as error:
+            raise CheckpointError(f"{path}: {error}") from None
+    finally:
+        os.close(descriptor)
+    from safetensors.numpy import load
+
+    try:
+        tensors = {name: array.copy() for name, array in load(data).items()}  # writable, as safe_open gave them
+    except Exception as error:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise unreadable(path, error) from None
+    return metadata, tensors
 
 
 # The schema. Besides "format" (checked first) and "sha256", the metadata (str values, as safetensors
@@ -244,14 +331,13 @@ def read_state(log_dir):
     """
     path = os.path.join(log_dir, STATE_FILE)
     try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_STATE_BYTES + 1)
+        data = read_bounded(path, MAX_STATE_BYTES, "a state file")
     except FileNotFoundError:
         return []
+    except Refused as error:
+        raise CheckpointError(f"{path}: the state file is {error}") from None
     except OSError as error:
         raise CheckpointError(f"{path}: the state file cannot be read: {failure_reason(error)}") from None
-    if len(data) > MAX_STATE_BYTES:
-        raise CheckpointError(f"{path}: the state file is larger than {MAX_STATE_BYTES >> 20} MB; not a state file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -291,15 +377,19 @@ def checkpoint_name(step):
 
 
 def saved_seed(path):
-    """The seed a checkpoint file's metadata records (its header only), or None if it is no mnist_gpu checkpoint."""
-    import safetensors
-
+    """The seed a checkpoint file's metadata records (its header only, never through a link), or None if it is no
+    mnist_gpu checkpoint."""
     try:
-        with safetensors.safe_open(path, framework="numpy") as opened:
-            metadata = opened.metadata() or {}
+        descriptor, status = opened(path, follow_links=False)
+    except CheckpointError:
+        return None
+    try:
+        metadata = read_header(path, descriptor, status.st_size)[1]
         seed = json.loads(metadata["flags"])["seed"] if metadata.get("format") == FORMAT else None
     except Exception:  # noqa: BLE001 - any file that is not a readable checkpoint of ours
         return None
+    finally:
+        os.close(descriptor)
     return seed if non_negative_int.holds(seed) else None
 
 
@@ -374,7 +464,7 @@ class Saver:
                 try:
                     if os.path.islink(path):  # a name from a file leads nowhere outside its folder
                         raise CheckpointError(f"{path}: a link, not a checkpoint file of this folder; not opened")
-                    found = read(path)
+                    found = read(path, follow_links=False)
                     break
                 except CheckpointError as error:
                     skipped.append(str(error))

@@ -5,14 +5,14 @@ data, backends and checkpoints. `parse_flags(command, **values)` hands keyword a
 very parser the command line uses, so flags built in Python can never differ from typed ones.
 """
 import argparse
-import os
 
 from .backends import BACKEND_NAMES, CUDA_GRAPH_MODES
 from .errors import FlagError
 from .flag_values import learning_rate_list, non_negative_int, positive_float, positive_int, seed_list
 from .idx_files import DATASETS
+from .locations import default_input_data_dir
 from .model import DIVERGED_LOSS
-from .runs import default_root, temporary_root
+from .runs import default_root
 from .version import __version__
 
 
@@ -32,7 +32,7 @@ class Flag:
 
 def data_flags():
     return [
-        Flag("input_data_dir", default=os.path.join(temporary_root(), "mnist_gpu", "input_data"),
+        Flag("input_data_dir", default=default_input_data_dir(),
              help="Directory to put the input data."),
         Flag("backend", choices=BACKEND_NAMES, default="auto",
              help="auto: cuda when a usable GPU and the GPU extras are present, else cpu (fused Numba kernels); "

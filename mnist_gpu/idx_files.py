@@ -5,12 +5,14 @@ re-compressed copy of the original data is accepted and anything else is refused
 """
 import gzip
 import hashlib
+import io
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import DataError
+from .regular_files import Refused, read_bounded
 
 IMAGE_MAGIC = 2051  # IDX: unsigned byte, 3 dimensions
 LABEL_MAGIC = 2049  # IDX: unsigned byte, 1 dimension
@@ -55,17 +57,31 @@ DATASETS = {
 }
 
 
+def gzip_limit(limit):
+    """The most bytes a gzip file of at most `limit` decompressed bytes takes: stored without compression, deflate adds
+    5 bytes per 64 kB block; the gzip header's optional name and comment get 64 kB."""
+    return limit + limit // 1000 + 2 ** 16
+
+
 def decompress(path, limit):
     """The decompressed bytes of a gzip file, up to limit + 1 of them, or a DataError naming the file.
 
-    A file that inflates past `limit` is refused for its size without inflating the rest: a small
-    hostile file that inflates to gigabytes (a "gzip bomb") costs limit bytes of memory, not all of them.
+    Only a regular file is read (a FIFO, device, socket or folder is refused unread:
+    regular_files.py), and only if it is no larger than gzip_limit(limit). A file that inflates past
+    `limit` is refused for its size without inflating the rest: a small hostile file that inflates to
+    gigabytes (a "gzip bomb") costs limit bytes of memory, not all of them.
     """
     try:
-        with gzip.open(path, "rb") as stream:
-            return stream.read(limit + 1)
+        compressed = read_bounded(path, gzip_limit(limit), "a gzip file of this data")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except Refused as error:
+        raise DataError(f"{path}: {error}") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read: {error.strerror or error}") from None
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(compressed), mode="rb") as stream:
+            return stream.read(limit + 1)
     except (OSError, EOFError, zlib.error) as error:
         # Truncated downloads raise EOFError, HTML error pages BadGzipFile (an OSError).
         raise DataError(f"{path}: not a complete gzip file ({error}); expected a gzip-compressed IDX file") from None

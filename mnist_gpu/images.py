@@ -11,11 +11,13 @@ ink at the centre. `prepare` does the same to a picture of any size, colour or b
 4. longer side scaled to 20 pixels (area averaging when shrinking, bicubic when enlarging);
 5. pasted into 28 x 28 with the ink's centre of mass at pixel (14, 14), kept inside the field.
 
-Every image file is hostile until read: only common raster formats are opened (never EPS, which
-Pillow would hand to Ghostscript), the size in the header is checked before any pixel is decoded
-(MAX_PIXELS; Pillow's own decompression-bomb check is made an error), truncated data is an error
-(never padded), and any failure is one ImageError naming the file.
+Every image file is hostile until read: only a regular file of at most MAX_FILE_BYTES is read (a
+FIFO, device, socket or folder is refused unread: regular_files.py), only as a common raster
+format (never EPS, which Pillow would hand to Ghostscript), the size in the header is checked
+before any pixel is decoded (MAX_PIXELS; Pillow's own decompression-bomb check is made an error),
+truncated data is an error (never padded), and any failure is one ImageError naming the file.
 """
+import io
 import os
 import warnings
 
@@ -23,9 +25,11 @@ import numpy as np
 
 from .errors import ImageError
 from .model import IMAGE_SIZE
+from .regular_files import Refused, read_bounded
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # Pillow's names; PPM covers PGM and PBM
 MAX_PIXELS = 50_000_000  # larger images are refused from their header (a 50 MP photo decodes to 150 MB)
+MAX_FILE_BYTES = 8 * MAX_PIXELS  # 8 bytes a pixel (16-bit RGBA), uncompressed: larger files are refused unread
 WORKING_SIDE = 2048  # larger pictures are first reduced (box filter) so that no side passes this
 INK_THRESHOLD = 0.25  # of the strongest ink: pixels this inked or more are the digit; fainter, background
 DIGIT_BOX = 20  # MNIST's digits fill a 20 x 20 box inside the 28 x 28 field
@@ -36,10 +40,11 @@ def read_image(path):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = os.fspath(path)
+    data = read_image_file(name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(name, formats=FORMATS) as image:
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageError(f"{name}: {image.width} x {image.height} pixels is more than this reads "
                                      f"({MAX_PIXELS // 1_000_000} megapixels)")
@@ -47,16 +52,25 @@ def read_image(path):
                 return ImageOps.exif_transpose(image)  # a phone's photo as it was held
     except ImageError:
         raise
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        raise ImageError(f"{name}: cannot be read: {error.strerror}") from None
     except UnidentifiedImageError:
-        if os.path.getsize(name) == 0:
-            raise ImageError(f"{name}: the file is empty (0 bytes)") from None
         raise ImageError(f"{name}: not an image (or not one of {', '.join(FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(f"{name}: refused as a decompression bomb ({error})") from None
     except Exception as error:  # noqa: BLE001 - Pillow's decoders raise many types (OSError, SyntaxError, ...)
         raise ImageError(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
+
+
+def read_image_file(name):
+    """The bytes of the image file `name`: a regular file of at most MAX_FILE_BYTES (regular_files.py), not empty."""
+    try:
+        data = read_bounded(name, MAX_FILE_BYTES, "an image file")
+    except Refused as error:
+        raise ImageError(f"{name}: {error}") from None
+    except OSError as error:
+        raise ImageError(f"{name}: cannot be read: {error.strerror or error}") from None
+    if not data:
+        raise ImageError(f"{name}: the file is empty (0 bytes)")
+    return data
 
 
 def ink(image, name="the image"):

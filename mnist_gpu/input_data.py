@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import data_cache
+from . import data_cache, locations
 from .errors import DataError
 from .idx_files import DATASETS, read_verified
 from .model import IMAGE_PIXELS, PIXEL_SCALE
@@ -166,6 +166,7 @@ def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_opti
     """
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    train_dir = locations.checked_input_data_dir(train_dir)  # the default is this user's alone, or refused
     arrays, sources = {}, []
     for key, expected in DATASETS[dataset].items():
         local = os.path.join(train_dir, expected.name)

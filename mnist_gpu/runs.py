@@ -7,13 +7,14 @@ or a --resume or --overwrite of a run in progress, is refused at once (LogDirInU
 the process that holds the lock where the OS tells (/proc/locks). `eval` and load_checkpoint take
 no lock: they read only checkpoints that the state file has committed, which a run never changes.
 
-Without --log_dir every run gets a new folder under the default root
-(`$TEST_TMPDIR`, else the system's temporary folder, + mnist_gpu/logs/fully_connected_feed), named
-by its start time in UTC to the millisecond (`2026-12-01_08-16-03.123Z`) and made with an exclusive
-mkdir: a second run in the same millisecond takes the next one. So the names sort by start time
-and the newest run is the last name: `--resume` without --log_dir continues the newest run that
-has a checkpoint, `eval` without --checkpoint evaluates the newest valid checkpoint, and
-`tensorboard --logdir ROOT` shows each folder as one run.
+Without --log_dir every run gets a new folder under the default root, a folder of the user's own
+(`$XDG_DATA_HOME/mnist-gpu/runs`, else `~/.local/share/mnist-gpu/runs`: locations.py makes it
+private and checks it on every use), named by its start time in UTC to the millisecond
+(`2026-12-01_08-16-03.123Z`) and made with an exclusive mkdir: a second run in the same
+millisecond takes the next one. So the names sort by start time and the newest run is the last
+name: `--resume` without --log_dir continues the newest run that has a checkpoint, `eval`
+without --checkpoint evaluates the newest valid checkpoint, and `tensorboard --logdir ROOT`
+shows each folder as one run.
 
 A command refused before training writes anything leaves the file system as it found it: the
 folders it made to hold its lock are removed again (unless another run took the lock on them first:
@@ -24,10 +25,10 @@ import fcntl
 import os
 import re
 import stat
-import tempfile
 import time
 
 from . import checkpoint as checkpoints
+from . import locations
 from . import population as populations
 from .durable import ensure_writable_folder, failure_reason, temporary_target
 from .errors import FlagError, LogDirInUse, WriteError
@@ -37,14 +38,11 @@ RUN_FOLDER = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}Z")
 LOCK_ATTEMPTS = 20  # a folder removed and made again between opening and locking it (a refused run's): try again
 
 
-def temporary_root():
-    """Where mnist_gpu keeps data and runs by default: $TEST_TMPDIR (TensorFlow's convention), else the temp folder."""
-    return os.getenv("TEST_TMPDIR", tempfile.gettempdir())
 
 
 def default_root():
-    """The folder that holds one folder per run started without --log_dir."""
-    return os.path.join(temporary_root(), "mnist_gpu", "logs", "fully_connected_feed")
+    """The folder that holds one folder per run started without --log_dir (its path; locations.runs_root checks it)."""
+    return locations.default_runs_root()
 
 
 def run_folder_name(milliseconds):
@@ -56,8 +54,8 @@ def run_folder_name(milliseconds):
 def run_folders(root, note=lambda text: None):
     """Paths of the run folders under root, oldest first ([] when there is no root).
 
-    The default root lies in the shared temporary folder: only real folders (not links) of the user
-    running count; anything else named like a run folder is skipped with a note, never opened.
+    Only real folders (not links) of the user running count; anything else named like a run folder
+    is skipped with a note, never opened.
     """
     try:
         names = os.listdir(root)
@@ -160,7 +158,8 @@ class Run:
 def claim(log_dir, resume=False, overwrite=False, note=None, population=False):
     """Choose the run's log_dir, lock it until the block ends, and check it may be used; yields a Run.
 
-    log_dir None: a new run folder under default_root(), or with resume the newest run there.
+    log_dir None: a new run folder under the default root (checked: locations.runs_root), or with
+    resume the newest run there.
     Refusals (an existing run without --resume or --overwrite, nothing to resume, a log_dir in
     use) are FlagErrors; a checkpoint that cannot be used is a CheckpointError. A population's
     run (`sweep`) resumes from its population file (population.read) instead of a checkpoint.
@@ -169,7 +168,7 @@ def claim(log_dir, resume=False, overwrite=False, note=None, population=False):
     if resume and overwrite:
         raise FlagError("--resume and --overwrite exclude each other")
     if log_dir is None and resume:
-        log_dir = newest_run(default_root(), note, population)
+        log_dir = newest_run(locations.runs_root(create=False), note, population)
     if log_dir is not None and os.path.exists(log_dir) and not os.path.isdir(log_dir):
         raise WriteError(f"--log_dir {log_dir} is a file, not a folder")
     if resume and not os.path.isdir(log_dir):
@@ -178,7 +177,7 @@ def claim(log_dir, resume=False, overwrite=False, note=None, population=False):
     run, lock = None, None
     try:
         if log_dir is None:
-            log_dir = new_run_folder(default_root(), created)
+            log_dir = new_run_folder(locations.runs_root(), created)
         lock = locked_folder(log_dir, created, note)
         ensure_writable_folder(log_dir, "--log_dir")
         run = Run(log_dir, checked_for_use(log_dir, resume, overwrite, note, population))
@@ -341,9 +340,9 @@ def newest_checkpoint(root, note):
 
 def find_checkpoint(path_or_log_dir, note):
     """What a --checkpoint flag names (a file, or a log_dir's newest valid checkpoint), or without one the newest
-    valid checkpoint of the runs under default_root(); noting each newer checkpoint skipped, and why."""
+    valid checkpoint of the runs under the default root; noting each newer checkpoint skipped, and why."""
     if path_or_log_dir is None:
-        return newest_checkpoint(default_root(), note)
+        return newest_checkpoint(locations.runs_root(create=False), note)
     if os.path.isdir(path_or_log_dir):
         return latest_checkpoint(path_or_log_dir, note)
     return checkpoints.read(path_or_log_dir)

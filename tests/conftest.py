@@ -49,6 +49,17 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_default_folders(tmp_path_factory):
+    """The per-user default folders (mnist_gpu/locations.py: the data cache, the runs made without --log_dir) in a
+    folder of the test session's own, for this process and the ones it starts: no test writes the real home."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+        patch.setenv("XDG_DATA_HOME", str(home / "data"))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def numpy_backend():
     return NumpyBackend()

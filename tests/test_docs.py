@@ -443,7 +443,7 @@ def test_quoted_excerpts_are_in_the_files_they_quote(path):
 
 
 def test_every_flag_of_every_command_is_in_cli_md_with_its_default_and_choices():
-    from mnist_gpu.runs import temporary_root
+    from mnist_gpu.locations import cache_home, data_home
 
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     lines = text.splitlines()
@@ -466,7 +466,7 @@ def test_every_flag_of_every_command_is_in_cli_md_with_its_default_and_choices()
             default_cell, row_text = documented[flag][1], " ".join(documented[flag])
             default = action.default
             if isinstance(default, str):
-                default = default.replace(temporary_root(), "$TMPDIR")
+                default = default.replace(cache_home(), "$XDG_CACHE_HOME").replace(data_home(), "$XDG_DATA_HOME")
             if default is False:
                 assert default_cell == "off", (command, flag, default_cell)
             elif default is None:

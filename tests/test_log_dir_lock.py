@@ -150,11 +150,11 @@ def test_latest_reads_the_state_file_again_when_a_save_pruned_what_it_listed(tmp
     read = checkpoints.read
     raced = threading.Event()
 
-    def read_after_a_save(path):
+    def read_after_a_save(path, **options):
         if not raced.is_set():
             raced.set()
             saver.save(3, sample_checkpoint(4))  # commits model.ckpt-3 and deletes model.ckpt-1
-        return read(path)
+        return read(path, **options)
 
     monkeypatch.setattr(checkpoints, "read", read_after_a_save)
     latest, skipped = checkpoints.Saver(str(tmp_path)).latest()

@@ -137,7 +137,7 @@ def bad_files(folder):
             "truncated.png": "not a readable image", "truncated.jpg": "not a readable image",
             "huge.png": "refused as a decompression bomb", "large.png": f"{side} x {side} pixels is more than",
             "bomb.png": "refused as a decompression bomb", "drawing.eps": "not an image",
-            "folder.png": "cannot be read", "missing.png": "cannot be read",
+            "folder.png": "a folder, not a regular file; nothing was read", "missing.png": "cannot be read",
             "wide-palette.png": "no digit in it", "wide-1-bit.png": "no digit in it",
             "tall-16-bit.png": "no digit in it", "infinite.tif": "holds NaN or infinite pixel values"}
 
@@ -181,7 +181,7 @@ def test_a_missing_checkpoint_is_one_line(tmp_path, capsys, picture_files):
 def test_without_a_checkpoint_predict_and_load_checkpoint_use_the_newest_run(tmp_path, capsys, monkeypatch, mnist_dir,
                                                                             picture_files):
     """As `mnist-gpu eval` without --checkpoint: the newest valid checkpoint of the runs made without --log_dir."""
-    monkeypatch.setenv("TEST_TMPDIR", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     code, lines, error = run_main(capsys, "predict", picture_files["original"][0])
     assert code == 2 and lines == [] and "no run under" in error
     for seed in ("3", "4"):

@@ -19,9 +19,9 @@ FIRST_LINE = re.compile(r"mnist-gpu: training on the numpy backend \(asked for\)
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    """The default root, under a TEST_TMPDIR of the test's own."""
-    monkeypatch.setenv("TEST_TMPDIR", str(tmp_path))
-    return tmp_path / "mnist_gpu" / "logs" / "fully_connected_feed"
+    """The default root, under an XDG_DATA_HOME of the test's own."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    return tmp_path / "mnist-gpu" / "runs"
 
 
 def first_line(error):
@@ -101,8 +101,8 @@ def test_eval_without_checkpoint_takes_the_newest_valid_checkpoint_under_the_roo
 
 
 def test_resume_and_eval_take_only_real_run_folders_of_this_user(root, capsys, tmp_path):
-    """The default root lies in the shared temporary folder: a link or another user's folder named like a newer run
-    folder is skipped with a note, never opened."""
+    """A link or another user's folder named like a newer run folder is skipped with a note, never opened (the
+    root is private, so only root could plant them, or an XDG_DATA_HOME in a shared folder)."""
     if os.geteuid() != 0:
         pytest.skip("making a folder of another user's needs root")
     assert run_main(capsys, *FAST, "--max_steps", "5")[0] == 0
