@@ -1,7 +1,6 @@
 """Plain SGD, in place, each member at its own learning rate: parameters[k] -= learning_rates[k] * gradients[k].
 
-Shapes: parameters, gradients [K, P]: each member's three biases and their gradients, packed into
-one row each (see Model), so one launch updates all of them (P = H1 + H2 + C, padded);
+Shapes: parameters, gradients [K, P]: a bias of every member and its gradient (P = H1, H2 or C);
 learning_rates [K]. The weights need no launch of their own: their update rides in the
 weight-gradient GEMM (cuBLAS with alpha = -learning_rate, beta = 1; see CudaBackend.matmul_sgd).
 Launch: one thread per element, blocks_for(K * P) blocks of THREADS_PER_BLOCK.

@@ -31,10 +31,10 @@ def do_eval(model, split, logits=None):
     The tutorial's examples: steps_per_epoch = N // batch_size whole batches. Rows are
     independent in inference, so they are computed mnist.evaluation_rows at a time (a model
     sharing the variables, with its own buffers): the same examples and counts, far fewer calls.
-    Every member sees the same rows. `logits`, a backend array [K, evaluated_examples, C], keeps
-    every example's logits (for the pictures and the ensemble): each chunk's inference writes
-    straight into its rows, so keeping them copies nothing. Returns (examples, correct: a host int
-    array [K]).
+    Every member sees the same rows. `logits`, an EvaluationPictures, keeps every member's logits of
+    every example (for the pictures and the ensemble): each chunk's inference writes straight into
+    a buffer of its own, kept, so keeping them copies nothing. Returns (examples, correct: a host
+    int array [K]).
     """
     backend = model.backend
     num_examples = evaluated_examples(split.data_set, model.batch_size)
@@ -50,7 +50,7 @@ def do_eval(model, split, logits=None):
             images, labels = images[:len(rows)], labels[:len(rows)]
         split.gather(backend, rows, images, labels)
         if logits is not None:
-            evaluator.logits = logits[:, start:start + len(rows)]
+            evaluator.logits = logits.chunk(start, len(rows))
         counts.append(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
     return num_examples, np.sum([backend.to_host(count) for count in counts], axis=0, dtype=np.int64)
 
@@ -72,23 +72,30 @@ def evaluate_all(model, splits, log=None, test_logits=None, prefixes=("",)):
 class EvaluationPictures:
     """The test set's confusion matrix and misclassified digits at each evaluation (confusion.py, pictures.py).
 
-    The test split's logits of every member are kept in one backend buffer [K, N, C] during its
-    evaluation and copied to the host once (to_host): for a member's matrix, one predicted class
-    per example, argmax (see confusion.py for how that differs from the tutorial's in_top_k count),
-    and for the ensemble of members.
+    The test split's logits of every member are kept during its evaluation, a backend buffer [K,
+    rows, C] for each chunk of rows that do_eval computes (allocated once, reused by every
+    evaluation), and copied to the host at once (host_logits): for a member's matrix, one predicted
+    class per example, argmax (see confusion.py for how that differs from the tutorial's in_top_k
+    count), and for the ensemble of members.
     """
 
     def __init__(self, model, split):
-        self.split = split
-        self.logits = model.backend.empty((model.members, evaluated_examples(split.data_set, model.batch_size),
-                                           mnist.NUM_CLASSES))
+        self.split, self.backend, self.members = split, model.backend, model.members
+        self.chunks = {}  # the chunk's first row -> its logits [K, rows, C]
 
-    def host_logits(self, backend):
-        return backend.to_host(self.logits)
+    def chunk(self, start, rows):
+        """The buffer that keeps the logits of rows start .. start + rows - 1."""
+        if start not in self.chunks or self.chunks[start].shape[1] != rows:
+            self.chunks[start] = self.backend.empty((self.members, rows, mnist.NUM_CLASSES))
+        return self.chunks[start]
+
+    def host_logits(self, backend=None):
+        """Every member's logits of the evaluated examples, [K, N, C] on the host."""
+        return np.concatenate([self.backend.to_host(self.chunks[start]) for start in sorted(self.chunks)], axis=1)
 
     def draw(self, host_logits, when):
         """(confusion.Confusion, pictures.Pictures, the matrix as Markdown) of one member's logits [N, C] of the
-        evaluation that just filled self.logits. Imported here, at the first evaluation: none of it is needed
+        evaluation that just kept them. Imported here, at the first evaluation: none of it is needed
         before the first step."""
         from . import pictures
         from .confusion import Confusion, text_summary
@@ -126,10 +133,10 @@ def run_evaluation(flags, log=None):
     splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
     pictures = EvaluationPictures(model, splits["test"]) if flags.report else None
     results = {split: (examples, int(correct[0])) for split, (examples, correct)
-               in evaluate_all(model, splits, log, pictures.logits if pictures else None).items()}
+               in evaluate_all(model, splits, log, pictures).items()}
     if pictures:
         # Titled as the run's own pictures of this checkpoint were (saved after step global_step - 1): the same PNGs.
-        found, drawn, _ = pictures.draw(pictures.host_logits(backend)[0], f"at step {checkpoint.global_step - 1}"
+        found, drawn, _ = pictures.draw(pictures.host_logits()[0], f"at step {checkpoint.global_step - 1}"
                                         if checkpoint.global_step else "")
         from .report import write_report
 

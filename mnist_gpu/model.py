@@ -97,28 +97,6 @@ def memory_needed(hidden1_units, hidden2_units, batch_size, members=1):
     return members * per_member + evaluation
 
 
-ALIGNMENT = 64  # elements: each packed bias starts on a 256-byte boundary
-
-
-def packed(backend, values):
-    """One backend buffer [K, P] holding `values` ({name: host array [K, n]}) member by member, and {name: view
-    [K, n] of it}, each view aligned: the members' biases (or their gradients) as one array, for one SGD op.
-
-    Filled on the host and uploaded once (backend.asarray): no element-wise copy runs outside the
-    backend's own ops (on a GPU, CuPy would run it on whichever stream is current).
-    """
-    offsets, total = {}, 0
-    for name, value in values.items():
-        offsets[name] = total
-        total += -(-value.shape[1] // ALIGNMENT) * ALIGNMENT
-    members = next(iter(values.values())).shape[0]
-    host = np.zeros((members, total), backend.dtype)
-    for name, value in values.items():
-        host[:, offsets[name]:offsets[name] + value.shape[1]] = value
-    flat = backend.asarray(host)
-    return flat, {name: flat[:, offsets[name]:offsets[name] + value.shape[1]] for name, value in values.items()}
-
-
 class Model:
     """K networks' variables [K, ...], their learning rates, bias gradients and every per-batch buffer, on one backend.
 
@@ -133,16 +111,12 @@ class Model:
         self.global_step = global_step
         host = {name: np.asarray(value) for name, value in variables.items()}
         self.members = host["hidden1/weights"].shape[0]
-        self.learning_rates = np.asarray(learning_rates, np.float32).reshape(self.members)
-        # Weight gradients are never stored: each goes straight into its SGD step (matmul_sgd).
-        # The biases and their gradients each live in one buffer [K, P], so their SGD is one op.
-        biases = {name: value for name, value in host.items() if name.endswith("/biases")}
-        self.flat_biases, bias_views = packed(backend, biases)
-        self.flat_bias_gradients, self.bias_gradients = packed(backend, {name: np.zeros_like(value)
-                                                                         for name, value in biases.items()})
+        self.learning_rates = np.asarray(learning_rates, np.float32).reshape(self.members)  # host floats: ops take them
         # Copies in the tutorial's order: the model never shares the caller's arrays.
-        self.variables = {name: bias_views[name] if name in biases else backend.asarray(value.copy())
-                          for name, value in host.items()}
+        self.variables = {name: backend.asarray(value.copy()) for name, value in host.items()}
+        # Weight gradients are never stored: each goes straight into its SGD step (matmul_sgd). Bias gradients are.
+        self.bias_gradients = {name: backend.zeros(value.shape) for name, value in host.items()
+                               if name.endswith("/biases")}
         self.active = backend.asarray(np.ones(self.members, np.int32) if active is None
                                       else np.asarray(active, np.int32))
         self._allocate_batch_buffers(batch_size)
@@ -223,8 +197,8 @@ def training(model, images):
     backend.relu_backward_bias_grad(model.grad_hidden1, model.hidden1, out=model.grad_hidden1,
                                     bias_grad=bias_gradients["hidden1/biases"])
     backend.matmul_sgd(images, model.grad_hidden1, variables["hidden1/weights"], rates, trans_a=True)
-    # All three biases of every member in one op.
-    backend.sgd_update(model.flat_biases, model.flat_bias_gradients, rates)
+    for name, gradient in bias_gradients.items():
+        backend.sgd_update(variables[name], gradient, rates)
     model.global_step += 1
 
 

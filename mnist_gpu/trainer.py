@@ -436,14 +436,14 @@ class TrainingLoop:
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self, step):
         model, log = self.model, self.log
-        found = evaluate_all(model, self.splits, log, self.test_logits.logits,
+        found = evaluate_all(model, self.splits, log, self.test_logits,
                              [member.prefix for member in self.members])
         for index, (member, summaries) in enumerate(zip(self.members, self.summaries, strict=True)):
             member.evaluations[step] = {split: (examples, int(correct[index]))
                                         for split, (examples, correct) in found.items()}
             for split, (examples, correct) in member.evaluations[step].items():
                 summaries.add_precision(step, split, correct / examples)
-        host_logits = self.test_logits.host_logits(model.backend)
+        host_logits = self.test_logits.host_logits()
         if not self.population:  # the pictures of a run of one; a member's are `eval --report` away
             _, drawn, table = self.test_logits.draw(host_logits[0], f"at step {step}")
             self.summaries[0].add_pictures(step, drawn, table)
