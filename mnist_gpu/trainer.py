@@ -159,7 +159,7 @@ def run_training(flags, log=None):
             seed = flags.seed if flags.seed is not None else random_seed()
         member = Member("", seed, flags.learning_rate, flags.log_dir)
         resumed = None if resume_from is None else (resume_from.global_step, [resume_from])
-        loop = train(flags, [member], run, resumed, signals, log, started)
+        loop = train(flags, [member], run, resumed, signals, log, started, population=False)
         if loop is None:
             return TrainingResult()  # --max_steps 0: nothing was written
         result = loop.results()[0]
@@ -194,7 +194,7 @@ def run_sweep(flags, log=None):
             learning_rates = flags.learning_rate if flags.learning_rate is not None else (0.01,)
             members = populations.grid(seeds, learning_rates, flags.log_dir)
             resumed = None
-        loop = train(flags, members, run, resumed, signals, log, started)
+        loop = train(flags, members, run, resumed, signals, log, started, population=True)
         if loop is None:
             return SweepResult()
         return SweepResult(members=loop.results(), groups=populations.group_rows(members, loop.ensembles),
@@ -227,8 +227,11 @@ def member_orders(data_set, members, resumed):
     return orders
 
 
-def train(flags, members, run, resumed, signals, log, started):
+def train(flags, members, run, resumed, signals, log, started, population):
     """Train the members to flags.max_steps from scratch or from `resumed` (step, [checkpoint per member]).
+
+    `population`: a sweep's members, each in a folder of its own inside flags.log_dir, which holds the
+    population file and the results; else the tutorial's run, a population of one in flags.log_dir.
 
     Returns the finished TrainingLoop (its results(), model, ensembles), or None when --max_steps 0 leaves nothing
     to do.
@@ -263,14 +266,13 @@ def train(flags, members, run, resumed, signals, log, started):
 
     # Every check has passed: from here on, the log_dir is written.
     run.start_writing(flags.overwrite)
-    population = len(members) > 1
     for member in members:
         if population:
             runs.make_member_folder(member.log_dir)
     savers = [checkpoints.Saver(member.log_dir, flags.max_to_keep, note=log.note) for member in members]
     summaries = [Summaries(member.log_dir, purge_step=global_step if resumed is not None else None)
                  for member in members]
-    loop = TrainingLoop(flags, model, splits, orders, members, savers, summaries, signals, log, started)
+    loop = TrainingLoop(flags, model, splits, orders, members, savers, summaries, signals, log, started, population)
     try:
         signals.deferring = True
         with np.errstate(over="ignore", invalid="ignore"), openblas.threads_for(BLAS_THREADS):
@@ -293,13 +295,13 @@ def init_seed(seed):
 class TrainingLoop:
     """The loop of fully_connected_feed.py for K members: steps, loss lines, checkpoints, evaluations, signals."""
 
-    def __init__(self, flags, model, splits, orders, members, savers, summaries, signals, log, started):
+    def __init__(self, flags, model, splits, orders, members, savers, summaries, signals, log, started, population):
         self.flags, self.model, self.splits, self.members = flags, model, splits, members
         self.savers, self.summaries, self.signals = savers, summaries, signals
         self.log, self.started = log, started
         self.steps = model.backend.step_program(model, splits["train"], orders, flags.max_steps, flags.cuda_graph,
                                                 note=log.note)
-        self.population = len(members) > 1
+        self.population = population
         self.first_step = model.global_step
         self.losses_read = model.global_step  # the next step whose loss the trainer has not read
         self.earlier = [None] * len(members)  # each member's loss at the previous read

@@ -308,13 +308,14 @@ def record_under_simulator():
 
     kernels = {id(kernel): name for (_, name), kernel in cuda_kernels().items()}
     backend = CudaBackend()
-    model = mnist.Model(backend, mnist.initial_variables(128, 32, seed=0), 100)
-    split = DeviceSplit(backend, DataSet(np.zeros((1000, mnist.IMAGE_PIXELS), np.uint8), np.zeros(1000, np.int32)))
-    program = backend.step_program(model, split, 0.01, last_step=1, graph="off", note=lambda line: None)
+    model = mnist.Model(backend, mnist.stacked([mnist.initial_variables(128, 32, seed=0)]), 100, [0.01])
+    data = DataSet(np.zeros((1000, mnist.IMAGE_PIXELS), np.uint8), np.zeros(1000, np.int32))
+    split = DeviceSplit(backend, data)
+    program = backend.step_program(model, split, [data], last_step=1, graph="off", note=lambda line: None)
     names = {id(split.pixels): "pixels", id(split.labels): "all_labels", id(program.index_ring): "index_ring",
-             id(program.step_counter): "step", id(program.loss_ring): "loss_ring", id(program.images): "images",
-             id(program.labels): "labels", id(model.flat_biases): "biases (all three)",
-             id(model.flat_bias_gradients): "bias gradients (all three)"}
+             id(program.step_counter): "step", id(program.loss_ring): "loss_ring", id(model.active): "active",
+             id(program.images): "images", id(program.labels): "labels",
+             id(backend.rates_on_device(model.learning_rates)): "learning_rates"}
     for buffer in ("hidden1", "hidden2", "logits", "grad_logits", "grad_hidden2", "grad_hidden1"):
         names[id(getattr(model, buffer))] = buffer
     names.update({id(value): name for name, value in model.variables.items()})
@@ -323,8 +324,10 @@ def record_under_simulator():
     def name_of(value):
         if id(value) in names:
             return names[id(value)]
-        if isinstance(value, np.ndarray) and value.shape == (1,):
-            return "mean_loss"  # softmax_xent's output, made by the recording
+        if isinstance(value, np.ndarray) and value.base is not None and id(value.base) in names:
+            return names[id(value.base)]  # a view: images and labels flat, as gather_batch_kernel takes them
+        if isinstance(value, np.ndarray) and value.shape == (1,) and value.dtype == np.float32:
+            return "losses"  # softmax_xent's output, made by the recording
         return str(np.float32(value))  # a scalar argument: its float32 value
 
     operations = []
@@ -335,12 +338,13 @@ def record_under_simulator():
                                "arguments": [name_of(argument) for argument in operation.arguments]})
         else:
             a, b, out = operation.buffers
-            transa, transb, m, n, k, _, lda, _, ldb, _, ldc = operation.arguments  # cuBLAS's A is our b, its B our a
+            # One member, one call; cuBLAS's A is our b, its B our a.
+            (transa, transb, m, n, k, _, lda, _, _, ldb, _, _, ldc, _, _), = operation.calls
             operations.append({"gemm": {
                 "a": [name_of(a), list(a.shape)], "b": [name_of(b), list(b.shape)],
                 "out": [name_of(out), list(out.shape)], "transa": transa, "transb": transb, "m": m, "n": n, "k": k,
                 "lda": lda, "ldb": ldb, "ldc": ldc,
-                "alpha": float(operation.scalars[0]), "beta": float(operation.scalars[1])}})
+                "alpha": float(operation.scalars[0, 0]), "beta": float(operation.scalars[0, 1])}})
     return {"compile_launches": record_launches()["launches"], "program": operations}
 
 
@@ -538,14 +542,14 @@ def test_the_numpy_step_in_the_walkthrough_is_the_models_step(generator):
             variables[name] = (generator.standard_normal(variables[name].shape) * 0.1).astype(np.float32)
     images = generator.random((batch, mnist.IMAGE_PIXELS), dtype=np.float32)
     labels = generator.integers(0, mnist.NUM_CLASSES, batch).astype(np.int32)
-    model = mnist.Model(NumpyBackend(), variables, batch)
-    expected_loss = float(mnist.train_step(model, images, labels, 0.1))
+    model = mnist.Model(NumpyBackend(), mnist.stacked([variables]), batch, [0.1])
+    expected_loss = float(mnist.train_step(model, images[None], labels[None])[0])
     mine = {name: value.copy() for name, value in variables.items()}
     loss = namespace["numpy_step"](images, labels, *(mine[f"{layer}/{kind}"] for layer in mnist.LAYERS
                                                       for kind in ("weights", "biases")), 0.1)
     assert math.isclose(float(loss), expected_loss, rel_tol=1e-5)
     for name, value in model.host_variables().items():
-        np.testing.assert_allclose(mine[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(mine[name], value[0], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 @pytest.fixture(scope="module")
