@@ -161,6 +161,29 @@ def cuda_step_rows(data):
     return rows
 
 
+def population_groups(data):
+    return {benchmark["group"] for benchmark in data["benchmarks"] if "bench_population.py" in
+            benchmark.get("fullname", "")}
+
+
+def population_rows(data):
+    """Per population step group and K: the step, a member's share of it (/ K), and that share over K = 1's step."""
+    found = {}
+    for benchmark in data["benchmarks"]:
+        members = benchmark.get("extra_info", {}).get("members")
+        if members is not None:
+            found.setdefault(benchmark["group"], {})[members] = benchmark["stats"]["median"]
+    rows = []
+    for group, by_members in found.items():
+        solo = by_members.get(1)
+        for members, seconds in sorted(by_members.items()):
+            rows.append([group.split(" (")[0].replace("population step, ", ""), str(members), format_time(seconds),
+                         format_time(seconds / members), ratio(seconds / members, solo) if solo else "-"])
+    sweeps = [[group, variant, format_time(seconds)] for group, times in medians(data).items()
+              if group in population_groups(data) and group not in found for variant, seconds in times.items()]
+    return rows, sweeps
+
+
 def op_rows(table, skipped=()):
     rows = []
     for group, times in table.items():
@@ -223,7 +246,17 @@ def write_markdown(data, path, chart_name, command):
         ["shape", "way", "step", "host issue", "GPU time", "ran"], cuda_step_rows(data))
     lines += section("Per op", "Each op alone, every backend in one group.",
                      ["op and shape", "numpy", "cpu", "cuda", "cpu speed-up", "cuda speed-up"],
-                     op_rows(table, run_groups(data) | gpu_time_groups(data)))
+                     op_rows(table, run_groups(data) | gpu_time_groups(data) | population_groups(data)))
+    steps, sweeps = population_rows(data)
+    lines += section("Populations: K members in one step",
+                     "bench/bench_population.py: a step of K members (B=100, 784-128-32-10) finished, each member's "
+                     "share (the step / K), and that share over the step of one member (K = 1) timed in the same "
+                     "group. The targets: cpu at most 0.8x at K = 16; cuda at K = 1024 at most 3 ms a step as a graph.",
+                     ["backend", "K", "step", "per member", "per member / K=1 step"], steps)
+    lines += section("A sweep against its solo runs",
+                     "The 16 tutorial runs (--seed 1-16, cpu) as one `mnist-gpu sweep` and as 16 `mnist-gpu` commands "
+                     "one after the other, whole commands. The target: the sweep at most 0.5x.",
+                     ["what", "way", "median"], sweeps)
     lines += section("The whole run and its pieces", "bench/bench_run.py: the tutorial's run in this process and as "
                      "a fresh `mnist-gpu` process, start-up, data loading, one evaluation, one checkpoint.",
                      ["what", "variant", "median"], run_rows(data))

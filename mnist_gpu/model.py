@@ -174,7 +174,7 @@ def loss(model, logits, labels):
 
 
 def training(model, images):
-    """Backprop from model.grad_logits (set by `loss`) and plain SGD, each member at its learning rate; global_step += 1.
+    """Backprop from model.grad_logits (set by `loss`), plain SGD at each member's learning rate; global_step += 1.
 
     As in TF's minimize(), every gradient is computed from the variables as they were before
     this step: a layer's weights are updated only after their last use (the GEMM that carries
@@ -214,5 +214,5 @@ def train_step(model, images, labels):
 
 
 def evaluation(model, logits, labels):
-    """How many of the labels [R] each member has as its top prediction (tf.nn.in_top_k with k=1): [K] on the backend."""
+    """How many of the labels [R] each member predicts (tf.nn.in_top_k with k=1): [K], on the backend."""
     return model.backend.in_top_k(logits, labels, 1)

@@ -18,7 +18,6 @@ what mnist_gpu adds (the run's description, notes) goes to stderr. Both go throu
 """
 import contextlib
 import copy
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -123,9 +122,9 @@ def describe_run(flags, backend_name, why, members, data_sets, resume_step):
     if len(members) == 1:
         seeds = f"seed {members[0].seed}"
     else:
-        rates = dict.fromkeys(member.learning_rate for member in members)
-        seeds = (f"{len(members)} members (seeds {','.join(str(seed) for seed in dict.fromkeys(m.seed for m in members))}"
-                 f" x learning rates {','.join(repr(rate) for rate in rates)})")
+        rates = ",".join(repr(rate) for rate in dict.fromkeys(member.learning_rate for member in members))
+        seeds = ",".join(str(seed) for seed in dict.fromkeys(member.seed for member in members))
+        seeds = f"{len(members)} members (seeds {seeds} x learning rates {rates})"
     return (f"{start} on the {backend_name} backend ({why}), {seeds}, data: {data_sets.source}, "
             f"log_dir {flags.log_dir}")
 
@@ -197,6 +196,9 @@ def run_sweep(flags, log=None):
         loop = train(flags, members, run, resumed, signals, log, started, population=True)
         if loop is None:
             return SweepResult()
+        for line in populations.results_markdown(populations.member_rows(members),
+                                                 populations.group_rows(members, loop.ensembles)).splitlines():
+            log.line(line)
         return SweepResult(members=loop.results(), groups=populations.group_rows(members, loop.ensembles),
                            log_dir=flags.log_dir)
 
@@ -357,7 +359,7 @@ class TrainingLoop:
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self):
-        flags, log = self.flags, self.log
+        flags = self.flags
         for step in range(self.model.global_step, flags.max_steps):
             start_time = time.time()  # before the batch is drawn, as in the tutorial
             self.steps.run(step)
@@ -381,7 +383,8 @@ class TrainingLoop:
             if self.signals.received is not None:  # the step is done: save it (unless just saved) and stop
                 self.read_losses(step)
                 saved = saved or self.save(step)
-                raise TrainingInterrupted(self.signals.received, step, saved, None, self.interrupted_message(step, saved))
+                raise TrainingInterrupted(self.signals.received, step, saved, None,
+                                          self.interrupted_message(step, saved))
 
     def print_losses(self, step, current, duration):
         """The tutorial's step line for each member still training (and its loss event); whether one blew up."""

@@ -187,7 +187,8 @@ def test_arrays_keep_integer_types_and_ops_refuse_float_labels(candidate):
     logits = candidate.asarray(np.zeros((1, 3, 10), np.float32))
     float_labels = candidate.asarray(np.array([[1.0, 2.0, 3.0]]))
     with pytest.raises(TypeError, match="labels must be an integer array .*, got float32"):
-        candidate.softmax_xent(logits, float_labels, candidate.empty((1, 3, 10)), candidate.asarray(np.ones(1, np.int32)))
+        candidate.softmax_xent(logits, float_labels, candidate.empty((1, 3, 10)),
+                               candidate.asarray(np.ones(1, np.int32)))
     with pytest.raises(TypeError, match="labels must be an integer array .*, got float32"):
         candidate.in_top_k(logits, float_labels[0], 1)
 

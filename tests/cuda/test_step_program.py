@@ -26,12 +26,12 @@ def data_set(seed=11):
                    generator.integers(0, mnist.NUM_CLASSES, ROWS).astype(np.int32), seed=seed)
 
 
-def orders(members=len(RATES)):
+def orders(members=3):
     """Each member's DataSet: the same rows, its own order."""
     return [data_set(seed=11 + member) for member in range(members)]
 
 
-def initial_variables(members=len(RATES)):
+def initial_variables(members=3):
     stacked = []
     for member in range(members):
         variables = mnist.initial_variables(HIDDEN1, HIDDEN2, seed=3 + member)
