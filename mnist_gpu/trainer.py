@@ -18,6 +18,7 @@ what mnist_gpu adds (the run's description, notes) goes to stderr. Both go throu
 """
 import contextlib
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -116,9 +117,13 @@ def check_population_resumable(flags, found, path):
                             f"members have {flag} {','.join(map(str, saved))}")
 
 
-def describe_run(flags, backend_name, why, members, data_sets, resume_step):
+def describe_run(flags, backend_name, why, members, data_sets, resumed):
     """The run's first line: backend (and for auto why), seeds, data, log_dir; enough to repeat it."""
-    start = "training" if resume_step is None else f"resuming from step {resume_step}"
+    if resumed is None:
+        start = "training"
+    else:
+        step, saved = resumed
+        start = f"resuming from step {step} ({os.path.basename(saved[0].path) if len(saved) == 1 else 'every member'})"
     if len(members) == 1:
         seeds = f"seed {members[0].seed}"
     else:
@@ -246,7 +251,7 @@ def train(flags, members, run, resumed, signals, log, started, population):
     data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, dataset=flags.dataset,
                                source_url=flags.source_url)
     check_batch_size(flags.batch_size, data_sets)
-    log.note(describe_run(flags, backend_name, why, members, data_sets, None if resumed is None else resumed[0]))
+    log.note(describe_run(flags, backend_name, why, members, data_sets, resumed))
     if flags.max_steps == 0:
         log.note("nothing to do: --max_steps 0 (no step, no checkpoint, no event file; the log_dir is left as "
                  "it was)")
@@ -289,6 +294,17 @@ def train(flags, members, run, resumed, signals, log, started, population):
     return loop
 
 
+def divergence(step, loss, earlier=None):
+    """Why a member's loss at `step` (and 100 steps before, `earlier`) means it diverged, or None: the loss is NaN or
+    infinite, or above DIVERGED_LOSS at both reads."""
+    if not math.isfinite(loss):
+        return f"loss is {loss} at step {step}"
+    if earlier is not None and min(loss, earlier) > mnist.DIVERGED_LOSS:
+        return (f"loss is {loss:.4g} at step {step} and was {earlier:.4g} 100 steps before, far above ln 10 = 2.30 "
+                "where training starts: it diverged")
+    return None
+
+
 def init_seed(seed):
     """The seed of a run's initial variables: the second child of its seed (the first orders its data)."""
     return np.random.SeedSequence(seed).spawn(2)[1]
@@ -324,11 +340,12 @@ class TrainingLoop:
             if member.stopped is not None:
                 continue
             member.last_loss = float(losses[-1, index])
-            bad = np.flatnonzero(~np.isfinite(losses[:, index]))
-            if len(bad):
-                at = step + 1 - len(losses) + int(bad[0])
-                member.stopped = {"step": at, "why": f"loss is {losses[bad[0], index]} at step {at}"}
-                newly = True
+            for offset, loss in enumerate(losses[:, index]):
+                why = divergence(step + 1 - len(losses) + offset, float(loss))
+                if why:
+                    member.stopped = {"step": step + 1 - len(losses) + offset, "why": why}
+                    newly = True
+                    break
         return losses[-1], newly
 
     def check_blow_up(self, step, current):
@@ -336,10 +353,9 @@ class TrainingLoop:
         newly = False
         for index, member in enumerate(self.members):
             earlier, loss = self.earlier[index], float(current[index])
-            if member.stopped is None and earlier is not None and min(loss, earlier) > mnist.DIVERGED_LOSS:
-                member.stopped = {"step": step, "why": f"loss is {loss:.4g} at step {step} and was {earlier:.4g} 100 "
-                                                       "steps before, far above ln 10 = 2.30 where training starts: "
-                                                       "it diverged"}
+            why = divergence(step, loss, earlier)
+            if member.stopped is None and why:
+                member.stopped = {"step": step, "why": why}
                 newly = True
             self.earlier[index] = loss
         return newly
@@ -400,9 +416,8 @@ class TrainingLoop:
         return self.check_blow_up(step, current)
 
     def interrupted_message(self, step, saved):
-        command = "mnist-gpu sweep" if self.population else "mnist-gpu"
-        return (f"interrupted at step {step}; saved {os.path.basename(saved)}; continue with {command} --resume "
-                f"--log_dir {self.flags.log_dir}")
+        how = f"mnist-gpu sweep --resume --log_dir {self.flags.log_dir}" if self.population else "--resume"
+        return f"interrupted at step {step}; saved {os.path.basename(saved)}; continue with {how}"
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def save(self, step):
