@@ -21,6 +21,7 @@ from importlib import metadata
 import numpy as np
 
 from . import model as mnist
+from . import numba_cache
 from .backends import BACKEND_NAMES, get_backend
 from .backends.gpu_probe import why_no_cuda_device
 from .errors import BackendUnavailable
@@ -413,7 +414,7 @@ def usable_backends(say):
         if name in ("auto", "numpy"):
             continue
         try:
-            backend = get_backend(name)
+            backend = numba_cache.get_backend(name, say)
         except (BackendUnavailable, ImportError) as error:
             say(f"backend {name}: not usable: {error}")
             continue

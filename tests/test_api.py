@@ -33,7 +33,7 @@ def test_keywords_get_the_command_lines_defaults_and_checks():
                                    if name != "command"}
     with pytest.raises(TypeError, match="unknown flag 'hiden1'"):
         mnist_gpu.train(hiden1=5)
-    with pytest.raises(FlagError, match="argument --learning_rate: expected a finite number > 0, got '-1'"):
+    with pytest.raises(FlagError, match="^argument learning_rate: expected a finite number > 0, got '-1'$"):
         mnist_gpu.train(learning_rate=-1)
     with pytest.raises(TypeError, match="fake_data must be True or False"):
         mnist_gpu.train(fake_data="yes")

@@ -187,7 +187,8 @@ def test_eval_report_writes_the_same_pictures_and_a_markdown_report(run, tmp_pat
     assert pairs == [(-true, -guess, count) for count, true, guess in top]
     assert "![The confusion matrix](confusion_matrix.png)" in markdown
     assert re.search(r"Precision @ 1, the tutorial's count .*: 0\.\d{4} \(\d+ correct\)", markdown.replace("\n", " "))
-    assert f"global_step {classifier.global_step}" in markdown and "made by mnist_gpu" in markdown
+    assert f"step {classifier.global_step - 1} ({classifier.global_step} training steps)" in markdown
+    assert "made by mnist_gpu" in markdown
 
 
 def test_eval_report_into_a_file_is_one_error_line(run, tmp_path, capsys, mnist_dir):

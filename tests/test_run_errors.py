@@ -62,7 +62,8 @@ def test_sizes_that_cannot_fit_are_refused_before_anything_is_allocated(tmp_path
     assert code == 2
     line = one_error_line(error)
     assert re.fullmatch(r"mnist-gpu: error: --hidden1 100000000 --hidden2 4 --batch_size 100 need about [\d.]+ TB "
-                        r"for the model and its buffers; the numpy backend has [\d.]+ [KMGT]?B free", line), line
+                        r"for the model and its buffers, with the rest of the run; this process may take [\d.]+ "
+                        r"[KMGT]?B more: the host's available memory \(MemAvailable\)", line), line
     assert not (tmp_path / "run").exists()
 
 
@@ -102,5 +103,5 @@ def test_a_reader_that_leaves_does_not_stop_the_run(tmp_path):
     process.stdout.close()
     error = process.stderr.read()
     assert process.wait() == 0, error
-    assert "stdout was closed; training goes on" in error and "Traceback" not in error
+    assert "stdout was closed by its reader; the command goes on" in error and "Traceback" not in error
     assert checkpoints.Saver(str(tmp_path)).latest()[0].global_step == 3000
