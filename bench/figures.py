@@ -45,27 +45,33 @@ def shown(figure):
     return f"{number}x" if figure["unit"] == "x" else f"{number} {figure['unit']}"
 
 
+def load_average():
+    """The 1-minute load average ("?" where the OS has none): how busy a shared machine was."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
+
+
 def machine(device=None):
-    """The machine in a few words: CPU model and cores, the GPU (or none), and how busy it was."""
+    """The machine in a few words: CPU model and cores, the GPU (or none), and how busy it was at the start
+    (a measuring command adds the load at its end)."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    load = f"; load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
-    return f"{model}, {os.cpu_count()} cores, {device or 'no GPU'}{load}"
+    return f"{model}, {os.cpu_count()} cores, {device or 'no GPU'}; load average {load_average()} at the start"
 
 
 def commit():
-    """The checkout's commit, with "+changes" when tracked files differ from it ("unknown" outside git)."""
+    """The checkout's commit, with "+changes" when tracked files other than Markdown differ from it ("unknown" outside
+    git)."""
     def git(*arguments):
         return subprocess.run(["git", "-C", REPOSITORY, *arguments], capture_output=True, text=True)
 
     head = git("rev-parse", "--short", "HEAD")
     if head.returncode != 0:
         return "unknown"
-    changed = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)*.md").stdout.strip()
     return head.stdout.strip() + ("+changes" if changed else "")
 
 

@@ -426,7 +426,7 @@ def main(argv=None):
     measured = figures_of(data)
     if measured:
         path = os.path.join(options.out, "figures.json")
-        figures.record(measured, shown, machine, path)
+        figures.record(measured, shown, f"{machine}, {figures.load_average()} at the end", path)
         print(f"bench.report: recorded {', '.join(sorted(measured))} in {path}")
     if code:
         print(f"bench.report: pytest exited with {code} (some benchmarks failed); the report holds those that ran")

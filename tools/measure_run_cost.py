@@ -175,7 +175,7 @@ def main():
                                            "what the pictures and provenance add to that run"),
         "evaluation_pictures": (*figures.seconds(drawing), "one evaluation's pictures: confusion, two PNGs, table"),
         "provenance_gather": (*figures.seconds(gathering), "gathering the provenance in a git checkout"),
-    }, " ".join(["python -m tools.measure_run_cost", *sys.argv[1:]]), machine)
+    }, " ".join(["python -m tools.measure_run_cost", *sys.argv[1:]]), f"{machine}, {figures.load_average()} at the end")
 
 
 if __name__ == "__main__":
