@@ -450,10 +450,19 @@ def shown(figure):
     return f"{value:.2f}x" if unit == "x" else f"{value:g} {unit}"
 
 
+def quoted_figures():
+    """The names of the figures the docs quote."""
+    return {name for path in markdown_files() for name in FIGURE.findall(path.read_text(encoding="utf-8"))}
+
+
 def figures_table(figures):
-    """performance.md's list of every figure: one table per measuring run, headed by its command, date and machine."""
+    """performance.md's list of every figure the docs quote: a table per measuring run, headed by its command, date,
+    commit and machine."""
     runs = {}
+    quoted = quoted_figures()
     for name, figure in sorted(figures.items()):
+        if name not in quoted:
+            continue
         runs.setdefault((figure["command"], figure["date"], figure["commit"], figure["machine"]), []).append(
             (name, figure))
     lines = []
@@ -614,6 +623,14 @@ def test_the_backend_interface_table_lists_the_protocols_methods():
     assert documented == methods
 
 
+def test_the_docs_fit_their_limits():
+    sizes = {path.name: len(path.read_text(encoding="utf-8")) for path in DOCS.glob("*.md")}
+    assert sum(sizes.values()) <= DOCS_LIMIT, f"docs/ has {sum(sizes.values())} characters ({sizes}); at most " \
+        f"{DOCS_LIMIT}"
+    assert sizes["walkthrough.md"] <= WALKTHROUGH_LIMIT, f"walkthrough.md has {sizes['walkthrough.md']} characters; " \
+        f"at most {WALKTHROUGH_LIMIT}: one sitting"
+
+
 @pytest.mark.parametrize("path", markdown_files(), ids=relative)
 def test_every_quoted_figure_is_the_one_in_the_results_file(path):
     assert figure_problems(path, load_figures()) == []
@@ -626,6 +643,11 @@ def test_every_figure_is_listed_with_its_command_date_and_machine():
         assert {"value", "unit", "what", "command", "date", "machine", "commit"} <= set(figure), name
         assert DATE.fullmatch(figure["date"]), name
     assert generated((DOCS / "performance.md").read_text(encoding="utf-8"), "figures") == figures_table(figures)
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=relative)
+def test_dates_sit_only_in_the_results_file_and_beside_measured_tables(path):
+    assert stray_dates(path) == []
 
 
 def test_the_afternoon_read_counts_its_lines():
