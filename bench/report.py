@@ -5,7 +5,8 @@
     python -m bench.report TESTS... [PYTEST OPTIONS]   # given benchmarks, e.g. bench/bench_step.py::test_x[...]
 
 Output goes to bench/results/<date>T<time>-<device>.{md,png,json} (or --out FOLDER): a report
-never replaces an earlier one. Every number is a median over many rounds from ONE run, and
+never replaces an earlier one. The figures the docs quote are recorded in FOLDER/figures.json
+(bench/figures.py), replacing only those this run measured. Every number is a median over many rounds from ONE run, and
 ratios compare variants timed in that same run.
 """
 import argparse
