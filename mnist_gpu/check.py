@@ -1,4 +1,4 @@
-"""`mnist-gpu check`: what to run first on a new machine (and first on a lent GPU).
+"""`mnist-gpu check`: what to run first on a new machine, a GPU machine above all.
 
 It prints the versions that matter and where the CUDA libraries were found, says for every
 backend whether it is usable here and why not, and for each usable backend runs every op against

@@ -6,9 +6,10 @@ from mnist_gpu.backends.cpu_backend import CpuBackend
 from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.check import OP_CASES, TRAINING_STEPS
 
-from helpers import run_main
+from helpers import needs_cuda_packages, run_main
 
 
+@needs_cuda_packages  # without them the cuda line names the missing package, not the missing GPU
 def test_check_passes_here_and_says_why_cuda_is_not_usable(capsys):
     code, lines, _ = run_main(capsys, "check")
     assert code == 0, "\n".join(lines)

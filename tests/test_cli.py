@@ -9,7 +9,7 @@ import pytest
 from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.cli import main
 
-from helpers import run_main
+from helpers import needs_cuda_packages, run_main
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -62,6 +62,7 @@ def test_diverging_loss_stops_with_a_message(mnist_dir, tmp_path, capsys):
 
 
 @pytest.mark.skipif(gpu_available(), reason="this machine has a usable GPU")
+@needs_cuda_packages
 def test_cuda_backend_without_a_gpu_says_what_is_missing(tmp_path, capsys):
     code = main(["--fake_data", "--max_steps", "1", "--log_dir", str(tmp_path), "--backend", "cuda"])
     assert code == 1

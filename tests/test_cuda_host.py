@@ -17,6 +17,8 @@ import pytest
 
 from mnist_gpu.backends.cuda_gemm import NO_TRANSPOSE, TRANSPOSE, Cublas, GemmCall, SimulatedCublas
 
+from helpers import needs_packages
+
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
 
 
@@ -139,6 +141,7 @@ def test_cublas_calls_nvmath_as_its_bindings_declare(monkeypatch, generator, tra
     assert [named["batch_count"] for _, named in calls[-2:]] == [2, 1]
 
 
+@needs_packages("numba_cuda", "cuda.core")
 def test_numba_cuda_still_launches_the_way_prepared_launches_repeat():
     """PreparedLaunch (cuda_program.py) does once what numba-cuda's launch does per call, with its internals:
     if a numba-cuda release moves them, this fails in CI instead of first on a GPU."""

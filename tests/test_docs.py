@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import needs_cuda_packages, needs_numba_cuda
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 DOCS = REPOSITORY / "docs"
 README = REPOSITORY / "README.md"
@@ -65,9 +67,14 @@ FOREIGN_FLAGS = {
     "--no-index": "pip install", "--target": "pip install",
     "--rounds": "python tools/measure_run_cost.py",
     "--max-steps": "a typo cli.md shows refused", "--lr": "a typo cli.md shows refused",
+    "--time-limit": "bash bench/gpu_session.sh", "--wheels": "bash bench/gpu_session.sh",
+    "--max-files": "bash bench/gpu_session.sh", "--max-depth": "bash bench/gpu_session.sh",
+    "--max-file-mib": "bash bench/gpu_session.sh", "--max-total-mib": "bash bench/gpu_session.sh",
 }
 OWN_TOOL_SOURCES = {"--json": "mnist_gpu/compile_report.py", "--out": "bench/report.py",
-                    "--update": "tests/test_docs.py", "--rounds": "tools/measure_run_cost.py"}
+                    "--update": "tests/test_docs.py", "--rounds": "tools/measure_run_cost.py",
+                    **{flag: "bench/gpu_session.py" for flag in ("--time-limit", "--wheels", "--max-files",
+                                                                 "--max-depth", "--max-file-mib", "--max-total-mib")}}
 
 
 def markdown_files():
@@ -604,6 +611,7 @@ def without_quoted_blocks(text):
     return "\n".join(lines)
 
 
+@needs_numba_cuda  # the kernels are read from their modules
 def test_kernels_the_docs_name_exist():
     names = kernel_names()
     for path in markdown_files():
@@ -697,12 +705,14 @@ def recording():
     return simulator_recording()
 
 
+@needs_numba_cuda  # recorded in the simulator
 def test_the_step_program_and_gemm_tables_are_the_programs(recording):
     walkthrough = (DOCS / "walkthrough.md").read_text(encoding="utf-8")
     assert generated(walkthrough, "step-program") == step_program_table(recording["program"])
     assert generated(walkthrough, "gemm-calls") == gemm_table(recording["program"])
 
 
+@needs_numba_cuda
 def test_the_compiler_table_has_every_launched_kernel_with_its_argument_types(recording):
     from mnist_gpu.compile_report import markdown
 
@@ -711,6 +721,7 @@ def test_the_compiler_table_has_every_launched_kernel_with_its_argument_types(re
     assert compile_rows(table) == recorded_compile_rows(recording["compile_launches"])
 
 
+@needs_cuda_packages  # the documented output says why cuda is not usable where they are installed
 def test_the_check_output_is_what_mnist_gpu_check_prints():
     from mnist_gpu.backends.gpu_probe import why_no_cuda_device
     from mnist_gpu.check import run_check

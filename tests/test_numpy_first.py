@@ -14,6 +14,7 @@ import pytest
 from mnist_gpu.backends import openblas
 
 from conftest import REPOSITORY
+from helpers import needs_cuda_packages
 
 
 def test_blas_runs_on_one_thread_in_the_test_process():
@@ -24,6 +25,7 @@ def test_blas_runs_on_one_thread_in_the_test_process():
 
 
 @pytest.mark.slow
+@needs_cuda_packages  # it runs test_check.py, whose first test needs them, and wants no skip
 def test_part_of_the_suite_passes_with_a_numpy_importing_plugin_loaded_first():
     environment = dict(os.environ, OPENBLAS_NUM_THREADS="2")  # what NumPy's OpenBLAS starts with there
     result = subprocess.run(

@@ -6,7 +6,7 @@ import pytest
 
 from mnist_gpu.backends.gpu_probe import gpu_available
 
-from helpers import run_main, snapshot, without_timings
+from helpers import needs_numba_cuda, run_main, snapshot, without_timings
 
 FAST = ["--fake_data", "--hidden1", "8", "--hidden2", "4"]
 
@@ -22,7 +22,7 @@ def test_the_first_line_says_backend_seed_data_and_log_dir(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("missing, why", [
-    ({"nvmath"}, "nvmath-python is not installed"),
+    pytest.param({"nvmath"}, "nvmath-python is not installed", marks=needs_numba_cuda),  # only nvmath missing
     ({"numba_cuda", "nvmath"}, "numba-cuda and nvmath-python are not installed"),
     (set(), None)])
 def test_auto_picks_cuda_only_when_its_packages_are_installed_too(monkeypatch, missing, why):
