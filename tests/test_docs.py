@@ -356,12 +356,12 @@ def record_under_simulator():
         else:
             a, b, out = operation.buffers
             # One member, one call; cuBLAS's A is our b, its B our a.
-            (transa, transb, m, n, k, _, lda, _, _, ldb, _, _, ldc, _, _), = operation.calls
+            transa, transb, m, n, k, _, lda, _, _, ldb, _, _, ldc, _, _ = operation.arguments
             operations.append({"gemm": {
                 "a": [name_of(a), list(a.shape)], "b": [name_of(b), list(b.shape)],
                 "out": [name_of(out), list(out.shape)], "transa": transa, "transb": transb, "m": m, "n": n, "k": k,
                 "lda": lda, "ldb": ldb, "ldc": ldc,
-                "alpha": float(operation.scalars[0, 0]), "beta": float(operation.scalars[0, 1])}})
+                "alpha": float(operation.scalars[0]), "beta": float(operation.scalars[1])}})
     return {"compile_launches": record_launches()["launches"], "program": operations}
 
 

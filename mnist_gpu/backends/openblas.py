@@ -33,9 +33,9 @@ cblas_sgemm = types.ExternalFunction(SYMBOL, types.void(
 SIGNATURE = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32, float32, boolean, boolean)"
 # The members' outputs may be views (evaluation writes each chunk's logits into rows of a larger array).
 MEMBERS_SIGNATURE = ("void(float32[:, :, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
-                     "boolean)")
+                     "boolean, int32[::1])")
 SHARED_SIGNATURE = ("void(float32[:, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
-                    "boolean)")
+                    "boolean, int32[::1])")
 
 
 @functools.cache
@@ -111,16 +111,19 @@ def sgemm(a, b, c, alpha, beta, trans_a, trans_b):
                 beta, c.ctypes.data, c.strides[0] // 4)
 
 
-def sgemm_members(a, b, c, alphas, beta, trans_a, trans_b):
-    """c[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * c[k] for every member k, one member per thread."""
+def sgemm_members(a, b, c, alphas, beta, trans_a, trans_b, active):
+    """c[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * c[k] for every member k with active[k] != 0, one member per
+    thread; the others are left as they are."""
     for member in prange(c.shape[0]):
-        sgemm(a[member], b[member], c[member], alphas[member], beta, trans_a, trans_b)
+        if active[member] != 0:
+            sgemm(a[member], b[member], c[member], alphas[member], beta, trans_a, trans_b)
 
 
-def sgemm_members_shared(a, b, c, alphas, beta, trans_a, trans_b):
+def sgemm_members_shared(a, b, c, alphas, beta, trans_a, trans_b, active):
     """The same with one `a` [M, N] for every member (evaluation's images)."""
     for member in prange(c.shape[0]):
-        sgemm(a, b[member], c[member], alphas[member], beta, trans_a, trans_b)
+        if active[member] != 0:
+            sgemm(a, b[member], c[member], alphas[member], beta, trans_a, trans_b)
 
 
 class Sgemm:
