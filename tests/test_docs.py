@@ -336,6 +336,8 @@ def record_under_simulator():
     for buffer in ("hidden1", "hidden2", "logits", "grad_logits", "grad_hidden2", "grad_hidden1"):
         names[id(getattr(model, buffer))] = buffer
     names.update({id(value): name for name, value in model.variables.items()})
+    names.update({id(backend.scratch(value.shape)): f"d {name}" for name, value in model.variables.items()
+                  if name.endswith("weights")})  # each weight's gradient (matmul_sgd), made while recording
     names.update({id(value): f"d {name}" for name, value in model.bias_gradients.items()})
 
     def name_of(value):
