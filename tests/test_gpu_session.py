@@ -233,7 +233,7 @@ def test_a_kernel_whose_types_break_fails_the_compile_stage(gpu_session, monkeyp
     takes that branch), so the step program's launches are recorded as ever, and Numba's typing for NVVM refuses it."""
     checkout = tmp_path / "checkout"
     for folder in ("mnist_gpu", "kernels"):
-        shutil.copytree(os.path.join(REPOSITORY, folder), checkout / folder,
+        shutil.copytree(os.path.join(REPOSITORY, folder), checkout / folder, symlinks=True,  # mnist_gpu/kernels
                         ignore=shutil.ignore_patterns("__pycache__", "*.gz"))
     kernel = checkout / "kernels" / "sgd_update.py"
     line = "        parameters[index] -= learning_rate * gradients[index]\n"
