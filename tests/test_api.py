@@ -58,7 +58,7 @@ def test_predict_labels_images_in_every_accepted_form(trained, mnist_dir):
     assert classifier.predict(test.pixels[:0]).shape == (0,)
     # The same model's evaluation counts what predict gets right (no exact ties in float logits).
     assert int(np.count_nonzero(labels == test.labels)) == \
-        mnist.evaluation(reference, logits, test.labels)
+        mnist.evaluation(reference, logits[None], test.labels)[0]
 
 
 def test_predict_refuses_what_it_cannot_read(trained):
