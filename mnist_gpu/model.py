@@ -115,7 +115,8 @@ class Model:
         self.learning_rates = np.asarray(learning_rates, np.float32).reshape(self.members)  # host floats: ops take them
         # Copies in the tutorial's order: the model never shares the caller's arrays.
         self.variables = {name: backend.asarray(value.copy()) for name, value in host.items()}
-        # Weight gradients are never stored: each goes straight into its SGD step (matmul_sgd). Bias gradients are.
+        # Bias gradients live here; a weight gradient goes to its SGD step inside matmul_sgd (the cuda backend
+        # keeps it in a scratch buffer between its GEMM and its SGD kernel).
         self.bias_gradients = {name: backend.zeros(value.shape) for name, value in host.items()
                                if name.endswith("/biases")}
         self.active = backend.asarray(np.ones(self.members, np.int32) if active is None
@@ -179,8 +180,9 @@ def training(model, images):
 
     As in TF's minimize(), every gradient is computed from the variables as they were before
     this step: a layer's weights are updated only after their last use (the GEMM that carries
-    the gradient back to the layer below). Each weight gradient op(a) @ op(b) goes straight
-    into its update (matmul_sgd: W -= lr * input^T @ grad_output, one GEMM on the fast backends).
+    the gradient back to the layer below). Each weight gradient op(a) @ op(b) goes to its update
+    (matmul_sgd: W -= lr * input^T @ grad_output; on cpu one GEMM per member, on cuda a gradient
+    GEMM for all members, then the SGD kernel).
     A member that does not train (model.active) keeps its variables exactly: the SGD ops skip it (a
     product with its gradient could be NaN: inf activations times a zero gradient).
     """

@@ -6,7 +6,7 @@ every launch) while the GPU works well under 0.1 ms. So the step is built once, 
 
     gather_batch   images, labels <- rows index_ring[step % R_index] of the split (on the device)
     train_step     the model's one step (model.py) for every member, recorded through the backend:
-                   8 kernels, 8 GEMMs (each GEMM one strided-batched call per learning rate)
+                   its kernels and 8 GEMMs (each GEMM one strided-batched call for all members)
     advance_step   loss_ring[step % R_loss] <- the members' losses; step += 1
 
 where `step` is a counter in device memory. Every buffer is allocated once, here; nothing in a
