@@ -29,7 +29,7 @@ from . import checkpoint as checkpoints
 from . import model as mnist
 from . import population as populations
 from . import runs
-from .backends import openblas, resolve_backend_name
+from .backends import blas_library, resolve_backend_name
 from .errors import CheckpointError, Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
 from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all
 from .hints import continuation
@@ -303,7 +303,7 @@ def train(flags, members, run, resumed, signals, log, started, population):
                         None if resumed is None else resumed[1])
     try:
         signals.deferring = True
-        with np.errstate(over="ignore", invalid="ignore"), openblas.threads_for(BLAS_THREADS):
+        with np.errstate(over="ignore", invalid="ignore"), blas_library.threads_for(BLAS_THREADS):
             loop.run()
     except BaseException:
         for each in summaries:

@@ -250,13 +250,13 @@ def test_a_kernel_whose_types_break_fails_the_compile_stage(gpu_session, monkeyp
         shutil.copytree(os.path.join(REPOSITORY, folder), checkout / folder, symlinks=True,  # mnist_gpu/kernels
                         ignore=shutil.ignore_patterns("__pycache__", "*.gz"))
     kernel = checkout / "kernels" / "sgd_update.py"
-    line = "        parameters[index] -= learning_rate * gradients[index]\n"
+    line = "            parameters[member, column] -= learning_rates[member] * gradients[member, column]\n"
     assert kernel.read_text().count(line) == 1
     kernel.write_text(kernel.read_text().replace(line, (
-        "        scale = learning_rate\n"
-        "        if index < 0:\n"
-        "            scale = 'never'\n"
-        "        parameters[index] -= scale * gradients[index]\n")))
+        "            scale = learning_rates[member]\n"
+        "            if index < 0:\n"
+        "                scale = 'never'\n"
+        "            parameters[member, column] -= scale * gradients[member, column]\n")))
     monkeypatch.setattr(gpu_session, "REPOSITORY", str(checkout))  # the session runs what is in this checkout
     session = gpu_session.Session(str(tmp_path / "out"), 4 * gpu_session.SESSION_LIMIT_S)  # a slower machine
     try:

@@ -101,9 +101,9 @@ class SimulatedCublas:
     CBLAS_TRANSPOSE = {NO_TRANSPOSE: 111, TRANSPOSE: 112}
 
     def __init__(self):
-        from . import openblas
+        from . import blas_library
 
-        address = openblas.sgemm_address()
+        address = blas_library.sgemm_address()
         if address is None:
             raise BackendUnavailable("the simulated CUDA backend needs NumPy's bundled OpenBLAS for its GEMMs; "
                                      "this NumPy has none")
