@@ -321,9 +321,11 @@ def record_under_simulator():
     from mnist_gpu.backends.cuda_launch import KernelLaunch
     from mnist_gpu.compile_report import cuda_kernels, record_launches
     from mnist_gpu.input_data import DataSet
+    from mnist_gpu.kernels import numba_cuda
     from mnist_gpu.steps import DeviceSplit
 
     kernels = {id(kernel): name for (_, name), kernel in cuda_kernels().items()}
+    numba_cuda.SIMULATED_BLOCKS = 2 ** 31  # recorded, never run: the grids a GPU gets
     backend = CudaBackend()
     model = mnist.Model(backend, mnist.stacked([mnist.initial_variables(128, 32, seed=0)]), 100, [0.01])
     data = DataSet(np.zeros((1000, mnist.IMAGE_PIXELS), np.uint8), np.zeros(1000, np.int32))

@@ -158,6 +158,12 @@ class CudaBackend:
         threads = self.kernels_module.THREADS_PER_BLOCK
         return self.kernels_module.blocks_for(count, threads), threads
 
+    def stride_grid(self, count):
+        """(blocks, threads) for a grid-stride kernel: one thread per item on a GPU; in the simulator, which starts a
+        Python thread per simulated thread, at most SIMULATED_BLOCKS blocks whose threads loop over the items."""
+        blocks, threads = self.grid(count)
+        return (min(blocks, self.kernels_module.SIMULATED_BLOCKS) if self.simulated else blocks), threads
+
     def step_program(self, model, split, orders, last_step, graph="auto", note=print):
         """The training step as a program of prepared operations, eager or one CUDA graph (cuda_program.py)."""
         from .cuda_program import StepProgram
@@ -186,13 +192,13 @@ class CudaBackend:
     def gather_rows(self, table, indices, out):
         """out[...] = table[indices]; `indices` are host integers ([K, B] or [R]), flattened for the kernel."""
         out_2d = out.reshape(indices.size, -1)
-        self.launch(self.gather.gather_rows_kernel, *self.grid(out_2d.size),
+        self.launch(self.gather.gather_rows_kernel, *self.stride_grid(out_2d.size),
                     table.reshape(len(table), -1), self._device_indices(indices), out_2d)
 
     def gather_images(self, pixels, indices, out):
         """out[...] = pixels[indices] * PIXEL_SCALE, uint8 to float32 in the same pass (rows flattened)."""
         out_2d = out.reshape(indices.size, -1)
-        self.launch(self.gather.gather_images_kernel, *self.grid(out_2d.size),
+        self.launch(self.gather.gather_images_kernel, *self.stride_grid(out_2d.size),
                     pixels, self._device_indices(indices), PIXEL_SCALE, out_2d)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
@@ -241,7 +247,7 @@ class CudaBackend:
         return losses
 
     def sgd_update(self, parameter, grad, learning_rates, active):
-        self.launch(self.sgd.sgd_update_kernel, *self.grid(parameter.size),
+        self.launch(self.sgd.sgd_update_kernel, *self.stride_grid(parameter.size),
                     parameter, grad, self.rates_on_device(learning_rates), active)
 
     def in_top_k(self, logits, labels, k=1):

@@ -78,7 +78,7 @@ class StepProgram:
         self.positions = {}  # step -> the members' data positions after drawing its batches (this window's steps)
         self.upload_done = None  # an event after the last window's upload (GPU)
         with backend.recording() as operations:
-            backend.launch(step_ring.gather_batch_kernel, *backend.grid(rows * mnist.IMAGE_PIXELS),
+            backend.launch(step_ring.gather_batch_kernel, *backend.stride_grid(rows * mnist.IMAGE_PIXELS),
                            split.pixels, split.labels, self.index_ring, self.step_counter, mnist.PIXEL_SCALE,
                            self.images.reshape(rows, mnist.IMAGE_PIXELS), self.labels.reshape(rows))
             # The model's own step, recorded on a copy so the recording does not count as a step.
