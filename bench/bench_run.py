@@ -144,7 +144,7 @@ def test_one_evaluation(benchmark, backend_name, data_sets):
     """The tutorial's three eval blocks once: 55000 + 5000 + 10000 examples."""
     benchmark.group = "one evaluation (train, validation, test: 70000 examples, B=100)"
     backend = backend_or_skip(backend_name)
-    model = mnist.Model(backend, mnist.initial_variables(128, 32, seed=0), 100)
+    model = mnist.Model(backend, mnist.stacked([mnist.initial_variables(128, 32, seed=0)]), 100, [0.01])
     splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
     evaluate_all(model, splits, Log(verbose=False))  # compile and warm up
     benchmark(evaluate_all, model, splits, Log(verbose=False))

@@ -13,9 +13,10 @@ package's version; where cuBLAS and the CUDA runtime were found), compile (every
 and nvJitLink for sm_75/80/90 with the argument types the step program passes, recorded while Numba's
 simulator runs a training step, the step program and an evaluation), check (`mnist-gpu check`: on a
 GPU it passes only if the cuda backend is usable and every op and training check matches NumPy),
-tests (the GPU tests), tutorial (the tutorial's run timed on cuda as a graph, cuda eager and cpu),
-bench (short step benchmarks: host and GPU time per step, op by op, eager program and graph, B=100
-and B=1000, and their report).
+tests (the GPU tests), tutorial (the tutorial's run timed on cuda as a graph, cuda eager and cpu, and
+a sweep of 1024 tutorial members on cuda), bench (short step benchmarks: host and GPU time per step,
+op by op, eager program and graph, B=100 and B=1000; the population step of K = 1 to 4096 members;
+and their report).
 
 Each stage runs under a time limit (LIMITS, in proportion to a --time-limit above the default 470 s, and never
 past the session's end): a stage that
@@ -54,7 +55,7 @@ from importlib import metadata
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("setup", "environment", "compile", "check", "tests", "tutorial", "bench")
 # Seconds each stage may take on one H200 machine; together the default budget, SESSION_LIMIT_S (--time-limit).
-LIMITS = {"setup": 45, "environment": 30, "compile": 45, "check": 75, "tests": 135, "tutorial": 60, "bench": 80}
+LIMITS = {"setup": 45, "environment": 30, "compile": 45, "check": 65, "tests": 115, "tutorial": 75, "bench": 95}
 SESSION_LIMIT_S = 470
 NO_GPU = "skipped: no GPU"
 # The bounds on the result files in OUT (options, these the defaults): how many, how deep, how large.
@@ -70,16 +71,21 @@ NEEDED_MODULES = ("numpy", "numba", "numba_cuda", "cuda.core", "nvmath", "safete
 GPU_TESTS = ("tests/cuda",
              "tests/test_training_end_to_end.py::test_tutorial_defaults_reach_the_published_accuracy[cuda]",
              "tests/test_cuda_host.py")
-TUTORIAL_RUNS = (("cuda graph", ("--backend", "cuda", "--cuda_graph", "on")),
-                 ("cuda eager", ("--backend", "cuda", "--cuda_graph", "off")),
-                 ("cpu", ("--backend", "cpu")))
+# The tutorial's run (seed 1) each way, and a population of 1024 tutorial members (seeds 1-1024) as one command.
+SWEEP_MEMBERS = 1024
+TUTORIAL_RUNS = (("cuda graph", ("--backend", "cuda", "--cuda_graph", "on", "--seed", "1")),
+                 ("cuda eager", ("--backend", "cuda", "--cuda_graph", "off", "--seed", "1")),
+                 ("cpu", ("--backend", "cpu", "--seed", "1")),
+                 (f"cuda sweep of {SWEEP_MEMBERS}", ("sweep", "--backend", "cuda", "--seed", f"1-{SWEEP_MEMBERS}")))
 # The short step benchmarks: a finished step and the host's time to issue it (launch-only), op by op, as the
 # eager step program and as its CUDA graph, beside the GEMM floor; and the GPU's time per step (CUDA events).
 BENCHMARKS = tuple(f"bench/bench_step.py::test_training_step[{batch}-128-32-{variant}]" for batch in (100, 1000)
                    for variant in ("cuda", "cuda-launch-only", "cuda-eager", "cuda-eager-launch-only", "cuda-graph",
                                    "cuda-graph-launch-only", "cuda-gemm-floor")) + \
     tuple(f"bench/bench_step.py::test_gpu_time_per_step[{batch}-{variant}]" for batch in (100, 1000)
-          for variant in ("cuda", "cuda-eager", "cuda-graph"))
+          for variant in ("cuda", "cuda-eager", "cuda-graph")) + \
+    tuple(f"bench/bench_population.py::test_population_step_on_a_gpu[{graph}-{members}]"
+          for graph, sizes in (("on", (1, 16, 256, 1024, 4096)), ("off", (1, 256, 4096))) for members in sizes)
 BENCHMARK_OPTIONS = ("--benchmark-max-time=0.5",)
 # A compile problem as mnist_gpu.compile_report prints it: "<kernel> sm_<cc>: <problem>".
 COMPILE_PROBLEM = re.compile(r"\w+ sm_\d+: .+")
@@ -90,6 +96,10 @@ CUDA_TRAINING_CHECKS = ("100 training steps", "100 steps, eager program", "100 s
 ENVIRONMENT_FACTS = ("GPU", "package numpy", "package numba-cuda", "nvcc", "NVVM", "nvJitLink", "libdevice", "cuBLAS",
                      "CUDA runtime")
 EVAL_LINE = re.compile(r"  Num examples: (\d+)  Num correct: (\d+)  Precision @ 1: (\d\.\d{4})")
+# A sweep's row per learning rate in its results table: rate, members, test mean ± std, min, max, validation mean,
+# diverged, ensemble.
+SWEEP_ROW = re.compile(r"\| \S+ \| (?P<members>\d+) \| (?P<test>\d\.\d{4} ± \d\.\d{4}) \|.*\| (?P<diverged>\d+) \| "
+                       r"(?P<ensemble>\d\.\d{4}) \|")
 
 
 @dataclass
@@ -423,10 +433,15 @@ def tutorial(session):
             session.log(f"tutorial on {name}: {NO_GPU}")
             parts.append(f"{name}: {NO_GPU}")
             continue
-        finished = session.python_module("mnist_gpu", *flags, "--seed", "1", "--input_data_dir", data,
+        finished = session.python_module("mnist_gpu", *flags, "--input_data_dir", data,
                                          "--log_dir", os.path.join(session.scratch, f"tutorial-{index}"))
         precisions = [match[3] for match in map(EVAL_LINE.fullmatch, finished.lines) if match]
-        if finished.ok:
+        rows = [match for match in map(SWEEP_ROW.fullmatch, finished.lines) if match]
+        if finished.ok and rows:
+            parts.append(f"{name}: {finished.seconds:.2f} s, " + ", ".join(
+                f"{row['members']} members: test {row['test']}, {row['diverged']} diverged, ensemble {row['ensemble']}"
+                for row in rows))
+        elif finished.ok:
             parts.append(f"{name}: {finished.seconds:.2f} s, test precision {precisions[-1] if precisions else '?'}")
         else:
             failed = True

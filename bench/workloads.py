@@ -1,6 +1,6 @@
 """What the benchmarks time: a backend's ops, a whole training step, and the same step's GEMMs alone.
 
-Shapes: B batch, D=784, H1, H2, C=10. Every callable here finishes its GPU work before returning
+Shapes: K members, B batch, D=784, H1, H2, C=10. Every callable here finishes its GPU work before returning
 (backend.synchronize()), so a host timer measures the work and not just its launch.
 """
 import numpy as np
@@ -38,28 +38,38 @@ def training_set(backend, rows=55000, seed=0):
     return backend.asarray(pixels, dtype=np.uint8), backend.asarray(labels, dtype=np.int32)
 
 
-class Step:
-    """One training step as the trainer runs it: batch gather, forward, loss, backprop, SGD."""
+# Random pixels and labels would make the tutorial's 0.01 diverge over thousands of timed steps,
+# and NaN arithmetic can run at a different speed: a tiny rate keeps values sane.
+LEARNING_RATE = 1e-6
 
-    def __init__(self, backend, batch_size, hidden1=128, hidden2=32, seed=0):
+
+def population_model(backend, batch_size, hidden1, hidden2, seed, members):
+    """A model of `members` networks (seeds seed, seed + 1, ...), all at LEARNING_RATE."""
+    variables = mnist.stacked([mnist.initial_variables(hidden1, hidden2, seed + member) for member in range(members)])
+    return mnist.Model(backend, variables, batch_size, [LEARNING_RATE] * members)
+
+
+class Step:
+    """One training step of K members as the trainer runs it: batch gathers, forward, loss, backprop, SGD."""
+
+    def __init__(self, backend, batch_size, hidden1=128, hidden2=32, seed=0, members=1):
         self.backend = backend
         self.batch_size = batch_size
-        self.model = mnist.Model(backend, mnist.initial_variables(hidden1, hidden2, seed), batch_size)
+        self.model = population_model(backend, batch_size, hidden1, hidden2, seed, members)
         self.table_pixels, self.table_labels = training_set(backend)
-        self.images = backend.empty((batch_size, mnist.IMAGE_PIXELS))
-        self.labels = backend.empty((batch_size,), np.int32)
+        self.images = backend.empty((members, batch_size, mnist.IMAGE_PIXELS))
+        self.labels = backend.empty((members, batch_size), np.int32)
         self.generator = np.random.default_rng(seed)
         self.order = self.generator.permutation(len(self.table_labels))
         self.position = 0
-        # Random pixels and labels would make the tutorial's 0.01 diverge over thousands of timed
-        # steps, and NaN arithmetic can run at a different speed: a tiny rate keeps values sane.
-        self.learning_rate = 1e-6
 
     def next_indices(self):
-        if self.position + self.batch_size > len(self.order):
+        """Each member's batch: B rows of one long permutation per member (a stand-in for their own orders)."""
+        rows = self.model.members * self.batch_size
+        if self.position + rows > len(self.order):
             self.position = 0
-        indices = self.order[self.position:self.position + self.batch_size]
-        self.position += self.batch_size
+        indices = self.order[self.position:self.position + rows].reshape(self.model.members, self.batch_size)
+        self.position += rows
         return indices
 
     def enqueue(self):
@@ -68,7 +78,7 @@ class Step:
         indices = self.next_indices()
         backend.gather_images(self.table_pixels, indices, self.images)
         backend.gather_rows(self.table_labels, indices, self.labels)
-        mnist.train_step(self.model, self.images, self.labels, self.learning_rate)
+        mnist.train_step(self.model, self.images, self.labels)
 
     def __call__(self):
         self.enqueue()
@@ -84,13 +94,15 @@ class ProgramStep:
     another way of running than its name says.
     """
 
-    def __init__(self, backend, batch_size, hidden1=128, hidden2=32, graph="on", seed=0):
+    def __init__(self, backend, batch_size, hidden1=128, hidden2=32, graph="on", seed=0, members=1):
         self.backend = backend
-        self.model = mnist.Model(backend, mnist.initial_variables(hidden1, hidden2, seed), batch_size)
-        split = DeviceSplit(backend, DataSet(*host_training_set(seed=seed), seed=seed))
+        self.model = population_model(backend, batch_size, hidden1, hidden2, seed, members)
+        pixels, labels = host_training_set(seed=seed)
+        split = DeviceSplit(backend, DataSet(pixels, labels))
+        orders = [DataSet(pixels, labels, seed=seed + member) for member in range(members)]
         self.notes = []
-        self.program = backend.step_program(self.model, split, 1e-6, last_step=2 ** 31 - 1, graph=graph,
-                                            note=self.note)  # 1e-6: see Step
+        self.program = backend.step_program(self.model, split, orders, last_step=2 ** 31 - 1, graph=graph,
+                                            note=self.note)
         self.step = 0
 
     def note(self, line):
@@ -110,8 +122,8 @@ class ProgramStep:
 class GemmFloor:
     """The 8 GEMMs of one training step alone, on the same backend and shapes: the floor a step can reach."""
 
-    def __init__(self, backend, batch_size, hidden1=128, hidden2=32):
-        step = Step(backend, batch_size, hidden1, hidden2)
+    def __init__(self, backend, batch_size, hidden1=128, hidden2=32, members=1):
+        step = Step(backend, batch_size, hidden1, hidden2, members=members)
         step()  # realistic values in every buffer: uninitialised memory could hold slow denormals or NaNs
         self.backend, model, variables = backend, step.model, step.model.variables
         gradients = {name: backend.zeros(value.shape) for name, value in variables.items() if name.endswith("weights")}

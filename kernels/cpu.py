@@ -11,7 +11,7 @@ Nothing here touches CUDA.
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
 ZERO = np.float32(0.0)
@@ -186,3 +186,72 @@ def in_top_k(logits, labels, k):
         if finite and higher < k:
             count += 1
     return count
+
+
+# -- Members -----------------------------------------------------------------------------------------------
+# A population's arrays carry the member axis first: [K, B, H]. The *_members kernels below run each
+# member's slice through the one-member kernel above, one member per thread (numba's prange; the
+# threads share nothing), so member k computes exactly what a population of one does. The backend
+# calls the one-member kernels directly for K = 1, where a parallel region would only cost time.
+@njit(cache=True, parallel=True)
+def gather_images_members(pixels, indices, scale, out):
+    for member in prange(indices.shape[0]):
+        gather_images(pixels, indices[member], scale, out[member])
+
+
+@njit(cache=True, parallel=True)
+def gather_rows_members(table, indices, out):
+    for member in prange(indices.shape[0]):
+        gather_rows(table, indices[member], out[member])
+
+
+@njit(cache=True, parallel=True)
+def bias_relu_members(x, bias, out):
+    for member in prange(x.shape[0]):
+        bias_relu(x[member], bias[member], out[member])
+
+
+@njit(cache=True, parallel=True)
+def bias_add_members(x, bias, out):
+    for member in prange(x.shape[0]):
+        bias_add(x[member], bias[member], out[member])
+
+
+@njit(cache=True, parallel=True)
+def bias_grad_members(grad, out):
+    for member in prange(grad.shape[0]):
+        bias_grad(grad[member], out[member])
+
+
+@njit(cache=True, parallel=True)
+def relu_backward_bias_grad_members(grad, activation, out, bias_grad):
+    for member in prange(grad.shape[0]):
+        relu_backward_bias_grad(grad[member], activation[member], out[member], bias_grad[member])
+
+
+@njit(cache=True)
+def softmax_xent_member(logits, labels, grad, active, losses, member):
+    """One member's softmax_xent; a member whose loss is not finite stops (active becomes 0)."""
+    losses[member] = softmax_xent(logits[member], labels[member], grad[member])
+    if not np.isfinite(losses[member]):
+        active[member] = 0
+
+
+@njit(cache=True, parallel=True)
+def softmax_xent_members(logits, labels, grad, active, losses):
+    for member in prange(logits.shape[0]):
+        softmax_xent_member(logits, labels, grad, active, losses, member)
+
+
+@njit(cache=True, parallel=True)
+def sgd_update_members(parameters, gradients, learning_rates, active):
+    """Each member that trains (active) by its own rate; a stopped one is left as it is."""
+    for member in prange(parameters.shape[0]):
+        if active[member] != 0:
+            sgd_update(parameters[member], gradients[member], learning_rates[member])
+
+
+@njit(cache=True, parallel=True)
+def in_top_k_members(logits, labels, k, counts):
+    for member in prange(logits.shape[0]):
+        counts[member] = in_top_k(logits[member], labels, k)

@@ -94,6 +94,11 @@ def blocks_for(count, threads=THREADS_PER_BLOCK):
     return max(1, (count + threads - 1) // threads)
 
 
+# The simulator runs each simulated thread as a Python thread (about 0.5 ms each, started and joined): the
+# grid-stride kernels (the gathers, SGD) are launched there with at most this many blocks, each thread looping.
+SIMULATED_BLOCKS = 2
+
+
 def nvvm():
     """(version, library path, how numba-cuda found it) of the libNVVM that compiles our kernels; raises where none
     is found (cuda-pathfinder looks in site-packages, then CUDA_HOME / CUDA_PATH)."""
@@ -105,4 +110,4 @@ def nvvm():
     return version, found.info, found.by
 
 
-__all__ = ["SIMULATED", "THREADS_PER_BLOCK", "blocks_for", "cuda", "float32", "int32", "nvvm"]
+__all__ = ["SIMULATED", "SIMULATED_BLOCKS", "THREADS_PER_BLOCK", "blocks_for", "cuda", "float32", "int32", "nvvm"]

@@ -4,7 +4,7 @@ The NumPy backend is the executable spec; the CUDA backend runs our Numba kernel
 From Python: `train(**flags)` and `load_checkpoint(path).predict(images)` (api.py, classifier.py);
 every error mnist_gpu raises on purpose is a `mnist_gpu.Error` (errors.py).
 """
-from .api import train
+from .api import sweep, train
 from .backends import get_backend
 from .classifier import Classifier, load_checkpoint
 from .errors import (
@@ -28,4 +28,4 @@ from .version import __version__
 __all__ = ["BackendUnavailable", "CheckpointError", "Classifier", "CudaGraphError", "DataError", "DataSet", "Error",
            "FlagError", "ImageError", "LogDirInUse", "TrainingDiverged", "TrainingInterrupted", "TrainingResult",
            "WriteError", "__version__", "evaluation", "get_backend", "inference", "load_checkpoint", "loss",
-           "read_data_sets", "run_training", "train", "training"]
+           "read_data_sets", "run_training", "sweep", "train", "training"]

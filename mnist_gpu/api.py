@@ -6,10 +6,12 @@
     model = mnist_gpu.load_checkpoint("runs/a")
     model.predict(images)                # int32 labels [N]: arrays, or image files ["seven.png", ...]
     model.provenance                     # what made it: versions, commit, device, flags, start time
+    grid = mnist_gpu.sweep(seed=range(1, 17), learning_rate=[0.01, 0.1], log_dir="runs/grid")
+    grid.groups                          # per learning rate: test precision mean +- std, min, max, ensemble
 """
 from .flags import parse_flags
 from .log import Log
-from .trainer import run_training
+from .trainer import run_sweep, run_training
 
 
 def train(*, verbose=True, **flags):
@@ -26,3 +28,15 @@ def train(*, verbose=True, **flags):
     LogDirInUse (a FlagError).
     """
     return run_training(parse_flags("train", **flags), Log(verbose))
+
+
+def sweep(*, verbose=True, **flags):
+    """Train a population like `mnist-gpu sweep`; returns a SweepResult: `members`, one TrainingResult each (its seed,
+    learning_rate, precision, losses, evaluations, log_dir, diverged_at_step), and `groups`, one row per learning
+    rate (results.md's).
+
+    Keyword arguments are the sweep's flags; seed and learning_rate take one value or several
+    (a list, a range): mnist_gpu.sweep(seed=range(16), learning_rate=[0.01, 0.1], log_dir="runs/grid").
+    Errors as for train; a member that diverges is reported in its result, not raised.
+    """
+    return run_sweep(parse_flags("sweep", **flags), Log(verbose))

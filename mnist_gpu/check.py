@@ -26,21 +26,22 @@ from .backends import BACKEND_NAMES, get_backend
 from .backends.gpu_probe import why_no_cuda_device
 from .errors import BackendUnavailable
 
-TUTORIAL_BATCH, TUTORIAL_HIDDEN = 100, 128
+TUTORIAL_BATCH, TUTORIAL_HIDDEN, CHECK_MEMBERS = 100, 128, 3
 TRAINING_STEPS = 100
 TIMING_CALLS = 20
 
 
 @dataclass(frozen=True)
 class OpCase:
-    """One op: how to make host inputs for B rows and width H, and how to call it.
+    """One op: how to make host inputs for K members, B rows and width H, and how to call it.
 
-    `call(backend, inputs)` receives the inputs as the backend's arrays (indices stay on the host,
-    as the trainer passes them) and returns the op's results: arrays it wrote and scalars it returned.
+    `call(backend, inputs)` receives the inputs as the backend's arrays (indices and learning rates
+    stay on the host, as the trainer passes them) and returns the op's results: arrays it wrote
+    and arrays it returned.
     """
 
     name: str
-    make_inputs: object  # (generator, batch, width) -> {name: host array}
+    make_inputs: object  # (generator, members, batch, width) -> {name: host array}
     call: object  # (backend, inputs) -> tuple of results
     exact: bool = False  # element-wise ops must match bit for bit; sums and GEMMs to rounding
     tutorial_width: int = TUTORIAL_HIDDEN  # the width the tutorial runs it at (gathers: a row of D pixels)
@@ -50,36 +51,51 @@ def _floats(generator, shape, scale=1.0):
     return (generator.standard_normal(shape) * scale).astype(np.float32)
 
 
-def _activation_pair(generator, batch, width):
+def _rates(generator, members):
+    """Each member's learning rate, some shared (as a sweep's seeds share theirs)."""
+    return np.array([0.01, 0.01, 0.1, 0.003, 0.1][:members] + [0.05] * max(0, members - 5), np.float32)
+
+
+def _active(members):
+    """Which members train: every third one stopped (the SGD ops must leave it exactly as it is)."""
+    return np.arange(members, dtype=np.int32) % 3 != 2
+
+
+def _activation_pair(generator, members, batch, width):
     # About half the activations exactly zero, as after a ReLU.
-    return {"grad": _floats(generator, (batch, width)),
-            "activation": np.maximum(_floats(generator, (batch, width)), 0)}
+    return {"grad": _floats(generator, (members, batch, width)),
+            "activation": np.maximum(_floats(generator, (members, batch, width)), 0)}
 
 
-def _logits_and_labels(generator, batch, width):
-    return {"logits": _floats(generator, (batch, mnist.NUM_CLASSES), 3.0),
-            "labels": generator.integers(0, mnist.NUM_CLASSES, batch).astype(np.int32)}
+def _logits_and_labels(generator, members, batch, width):
+    return {"logits": _floats(generator, (members, batch, mnist.NUM_CLASSES), 3.0),
+            "labels": generator.integers(0, mnist.NUM_CLASSES, (members, batch)).astype(np.int32),
+            "shared_labels": generator.integers(0, mnist.NUM_CLASSES, batch).astype(np.int32),
+            "active": _active(members)}
 
 
-def _gather_inputs(generator, batch, width):
+def _gather_inputs(generator, members, batch, width):
     rows = 2 * batch + 3
     pixels = generator.integers(0, 256, (rows, width), dtype=np.uint8)
     pixels[0, :3] = (0, 1, 255)[:width]  # the ends of the scale, in the first row gathered
-    indices = generator.integers(0, rows, batch)
-    indices[0] = 0
+    indices = generator.integers(0, rows, (members, batch))
+    indices[0, 0] = 0
     return {"table": _floats(generator, (rows, width)), "pixels": pixels,
             "row_labels": generator.integers(0, mnist.NUM_CLASSES, rows).astype(np.int32), "indices": indices}
 
 
-def _gemm_inputs(trans_a, trans_b):
-    """The model's three GEMM forms: images @ W [B, H]; images^T @ grad [D, H]; grad @ W^T [B, D]."""
-    def make(generator, batch, width):
+def _gemm_inputs(trans_a, trans_b, shared=False):
+    """The model's three GEMM forms: images @ W [K, B, H]; images^T @ grad [K, D, H]; grad @ W^T [K, B, D]; and
+    (shared) evaluation's images [B, D], the same for every member, @ W."""
+    def make(generator, members, batch, width):
         pixels = mnist.IMAGE_PIXELS
         rows, inner, columns = (pixels, batch, width) if trans_a else (batch, width, pixels) if trans_b else \
             (batch, pixels, width)
-        return {"a": _floats(generator, (inner, rows) if trans_a else (rows, inner)),
-                "b": _floats(generator, (columns, inner) if trans_b else (inner, columns)),
-                "parameter": _floats(generator, (rows, columns))}
+        a_shape = (inner, rows) if trans_a else (rows, inner)
+        return {"a": _floats(generator, a_shape if shared else (members, *a_shape)),
+                "b": _floats(generator, (members, *((columns, inner) if trans_b else (inner, columns)))),
+                "parameter": _floats(generator, (members, rows, columns)), "rates": _rates(generator, members),
+                "active": _active(members)}
     return make
 
 
@@ -93,13 +109,14 @@ def _matmul(trans_a, trans_b):
 
 def _matmul_sgd(trans_a, trans_b):
     def call(backend, inputs):
-        backend.matmul_sgd(inputs["a"], inputs["b"], inputs["parameter"], 0.01, trans_a, trans_b)
+        backend.matmul_sgd(inputs["a"], inputs["b"], inputs["parameter"], inputs["rates"], inputs["active"], trans_a,
+                           trans_b)
         return (inputs["parameter"],)
     return call
 
 
 def _unary(operation):
-    """An op of x [B, H] and bias [H] writing out [B, H]."""
+    """An op of x [K, B, H] and bias [K, H] writing out [K, B, H]."""
     def call(backend, inputs):
         out = backend.empty(inputs["x"].shape)
         operation(backend)(inputs["x"], inputs["bias"], out)
@@ -107,55 +124,69 @@ def _unary(operation):
     return call
 
 
-def _x_and_bias(generator, batch, width):
-    return {"x": _floats(generator, (batch, width)), "bias": _floats(generator, width)}
+def _x_and_bias(generator, members, batch, width):
+    return {"x": _floats(generator, (members, batch, width)), "bias": _floats(generator, (members, width))}
 
 
 def _bias_grad(backend, inputs):
-    out = backend.empty(inputs["grad"].shape[1:])
+    out = backend.empty((inputs["grad"].shape[0], inputs["grad"].shape[2]))
     backend.bias_grad(inputs["grad"], out)
     return (out,)
 
 
 def _relu_backward_bias_grad(backend, inputs):
-    masked, bias_grad = backend.empty(inputs["grad"].shape), backend.empty(inputs["grad"].shape[1:])
+    shape = inputs["grad"].shape
+    masked, bias_grad = backend.empty(shape), backend.empty((shape[0], shape[2]))
     backend.relu_backward_bias_grad(inputs["grad"], inputs["activation"], masked, bias_grad)
     return masked, bias_grad
 
 
 def _softmax_xent(backend, inputs):
     grad = backend.empty(inputs["logits"].shape)
-    loss = backend.softmax_xent(inputs["logits"], inputs["labels"], grad)
-    return grad, float(loss)
+    active = inputs["active"]
+    losses = backend.softmax_xent(inputs["logits"], inputs["labels"], grad, active)
+    return grad, losses, active
 
 
 def _in_top_k(backend, inputs):
-    return tuple(int(backend.in_top_k(inputs["logits"], inputs["labels"], k)) for k in (1, 2))
+    return tuple(backend.in_top_k(inputs["logits"], inputs["shared_labels"], k) for k in (1, 2))
 
 
 def _sgd_update(backend, inputs):
-    backend.sgd_update(inputs["parameter"], inputs["grad"], 0.01)
+    backend.sgd_update(inputs["parameter"], inputs["grad"], inputs["rates"], inputs["active"])
     return (inputs["parameter"],)
 
 
+def _sgd_inputs(generator, members, batch, width):
+    return {"parameter": _floats(generator, (members, batch * width + 1)),
+            "grad": _floats(generator, (members, batch * width + 1)), "rates": _rates(generator, members),
+            "active": _active(members)}
+
+
 def _gather_rows(backend, inputs):
-    rows, labels = backend.empty((len(inputs["indices"]), inputs["table"].shape[1])), \
-        backend.empty((len(inputs["indices"]),), np.int32)
-    backend.gather_rows(inputs["table"], inputs["indices"], rows)
-    backend.gather_rows(inputs["row_labels"], inputs["indices"], labels)
-    return rows, labels
+    indices = inputs["indices"]
+    rows, labels = backend.empty((*indices.shape, inputs["table"].shape[1])), backend.empty(indices.shape, np.int32)
+    backend.gather_rows(inputs["table"], indices, rows)
+    backend.gather_rows(inputs["row_labels"], indices, labels)
+    shared = backend.empty(indices.shape[1], np.int32)  # evaluation's rows, the same for every member
+    backend.gather_rows(inputs["row_labels"], indices[0], shared)
+    return rows, labels, shared
 
 
 def _gather_images(backend, inputs):
-    out = backend.empty((len(inputs["indices"]), inputs["pixels"].shape[1]))
-    backend.gather_images(inputs["pixels"], inputs["indices"], out)
-    return (out,)
+    indices = inputs["indices"]
+    out, shared = backend.empty((*indices.shape, inputs["pixels"].shape[1])), \
+        backend.empty((indices.shape[1], inputs["pixels"].shape[1]))
+    backend.gather_images(inputs["pixels"], indices, out)
+    backend.gather_images(inputs["pixels"], indices[0], shared)
+    return out, shared
 
 
 OP_CASES = [
     OpCase("gather_rows", _gather_inputs, _gather_rows, exact=True, tutorial_width=mnist.IMAGE_PIXELS),
     OpCase("gather_images", _gather_inputs, _gather_images, exact=True, tutorial_width=mnist.IMAGE_PIXELS),
     OpCase("matmul", _gemm_inputs(False, False), _matmul(False, False)),
+    OpCase("matmul shared a", _gemm_inputs(False, False, shared=True), _matmul(False, False)),
     OpCase("matmul trans_a", _gemm_inputs(True, False), _matmul(True, False)),
     OpCase("matmul trans_b", _gemm_inputs(False, True), _matmul(False, True)),
     OpCase("matmul_sgd", _gemm_inputs(False, False), _matmul_sgd(False, False)),
@@ -163,24 +194,30 @@ OP_CASES = [
     OpCase("matmul_sgd trans_b", _gemm_inputs(False, True), _matmul_sgd(False, True)),
     OpCase("bias_relu", _x_and_bias, _unary(lambda backend: backend.bias_relu), exact=True),
     OpCase("bias_add", _x_and_bias, _unary(lambda backend: backend.bias_add), exact=True),
-    OpCase("bias_grad", lambda generator, batch, width: {"grad": _floats(generator, (batch, width))}, _bias_grad),
+    OpCase("bias_grad", lambda generator, members, batch, width: {"grad": _floats(generator, (members, batch, width))},
+           _bias_grad),
     OpCase("relu_backward_bias_grad", _activation_pair, _relu_backward_bias_grad),
     OpCase("softmax_xent", _logits_and_labels, _softmax_xent),
     OpCase("in_top_k", _logits_and_labels, _in_top_k, exact=True),
-    OpCase("sgd_update", lambda generator, batch, width: {"parameter": _floats(generator, batch * width + 1),
-                                                         "grad": _floats(generator, batch * width + 1)}, _sgd_update),
+    OpCase("sgd_update", _sgd_inputs, _sgd_update),
 ]
 
 
+HOST_INPUTS = ("indices", "rates")  # what the trainer passes as host arrays
+
+
 def to_backend(backend, inputs):
-    """Fresh backend copies of host inputs (ops write some in place); batch row indices stay host integers."""
-    return {name: value if name == "indices" else backend.asarray(value.copy()) for name, value in inputs.items()}
+    """Fresh backend copies of host inputs (ops write some in place); batch row indices and learning rates stay on
+    the host; a boolean array becomes the backend's int32 (a member's `active`)."""
+    return {name: value.copy() if name in HOST_INPUTS else
+            backend.asarray(value.astype(np.int32) if value.dtype == bool else value.copy())
+            for name, value in inputs.items()}
 
 
 def run_case(case, backend, inputs):
     """The case's results on `backend`, as host values."""
     results = case.call(backend, to_backend(backend, inputs))
-    return [value if isinstance(value, (int, float)) else backend.to_host(value) for value in results]
+    return [backend.to_host(value) for value in results]
 
 
 def mismatch(case, got, expected):
@@ -281,8 +318,9 @@ def time_call(function):
     return statistics.median(times)
 
 
-def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, steps=TRAINING_STEPS, note=print):
-    """`steps` training steps on both backends from the same start and batches.
+def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, steps=TRAINING_STEPS, note=print,
+                      members=CHECK_MEMBERS):
+    """`steps` training steps of a population on both backends from the same start and batches.
 
     graph None: the backend's ops one by one, as the numpy and cpu backends train (HostSteps);
     "off" or "on": its step program, eager or as a CUDA graph (a backend that has one), its notes
@@ -293,23 +331,25 @@ def training_mismatch(backend, reference, graph=None, batch=TUTORIAL_BATCH, step
     from .steps import DeviceSplit, HostSteps
 
     generator = np.random.default_rng(0)
-    variables = mnist.initial_variables(TUTORIAL_HIDDEN, 32, seed=1)
+    variables = mnist.stacked([mnist.initial_variables(TUTORIAL_HIDDEN, 32, seed=seed) for seed in range(members)])
+    rates = [0.01 * (1 + member % 2) for member in range(members)]
     pixels = generator.integers(0, 256, (1000, mnist.IMAGE_PIXELS), dtype=np.uint8)
     labels = generator.integers(0, mnist.NUM_CLASSES, 1000).astype(np.int32)
     results = []
     for each in (backend, reference):
-        model = mnist.Model(each, variables, batch)
-        split = DeviceSplit(each, DataSet(pixels, labels, seed=0))  # the same batches, in TF's order
+        model = mnist.Model(each, variables, batch, rates)
+        split = DeviceSplit(each, DataSet(pixels, labels))
+        orders = [DataSet(pixels, labels, seed=seed) for seed in range(members)]  # the same batches, in TF's order
         if graph is not None and each is backend:
-            stepper = each.step_program(model, split, 0.01, steps + 1 + TIMING_CALLS, graph, note=note)
+            stepper = each.step_program(model, split, orders, steps + 1 + TIMING_CALLS, graph, note=note)
         else:
-            stepper = HostSteps(model, split, 0.01)
+            stepper = HostSteps(model, split, orders)
         for step in range(steps):
-            loss = stepper.run(step)
-        results.append((float(loss), model.host_variables(), stepper))
-    (loss, got, stepper), (expected_loss, expected, _) = results
-    if not np.isclose(loss, expected_loss, rtol=1e-4):
-        return f"final loss {loss:.6f}, numpy {expected_loss:.6f}", stepper
+            stepper.run(step)
+        results.append((stepper.losses(steps - 1, steps)[0], model.host_variables(), stepper))
+    (losses, got, stepper), (expected_losses, expected, _) = results
+    if not np.allclose(losses, expected_losses, rtol=1e-4):
+        return f"final losses {np.round(losses, 6).tolist()}, numpy {np.round(expected_losses, 6).tolist()}", stepper
     for name, value in expected.items():
         if not np.allclose(got[name], value, rtol=1e-3, atol=1e-5):
             return f"{name} differs from numpy by up to {np.abs(got[name] - value).max():.3g}", stepper
@@ -334,7 +374,7 @@ def check_backend(backend, reference, say):
     failures = 0
     generator = np.random.default_rng(2026)
     for case in OP_CASES:
-        inputs = case.make_inputs(generator, TUTORIAL_BATCH, case.tutorial_width)
+        inputs = case.make_inputs(generator, CHECK_MEMBERS, TUTORIAL_BATCH, case.tutorial_width)
         problem = None
         if backend is not reference:
             try:

@@ -59,6 +59,7 @@ class Checkpoint:
     data_position: dict
     path: str = ""
     provenance: dict = dataclasses.field(default_factory=dict)  # what made it (provenance.py)
+    stopped: dict = None  # {"step": s, "why": text}: a member of a population that stopped training at step s
 
 
 def content_hash(tensors, metadata):
@@ -81,6 +82,8 @@ def write(path, checkpoint):
                 "data_position": json.dumps(checkpoint.data_position, sort_keys=True)}
     if checkpoint.provenance:
         metadata["provenance"] = json.dumps(checkpoint.provenance, sort_keys=True)
+    if checkpoint.stopped is not None:
+        metadata["stopped"] = json.dumps(checkpoint.stopped, sort_keys=True)
     metadata["sha256"] = content_hash(tensors, metadata)
     from safetensors.numpy import save_file  # imported when the first checkpoint is written
 
@@ -198,7 +201,8 @@ def read_file(path, follow_links=True):
 # The schema. Besides "format" (checked first) and "sha256", the metadata (str values, as safetensors
 # requires) holds exactly these JSON objects:
 JSON_FIELDS = ("flags", "data_position")
-OPTIONAL_JSON_FIELDS = ("provenance",)  # what made the file (versions, backend, ...): any JSON object
+# What made the file (versions, backend, ...): any JSON object; a stopped member's step and why.
+OPTIONAL_JSON_FIELDS = ("provenance", "stopped")
 FLAG_CHECKS = {  # flag: (holds, what it must be): the command line's own ranges (flag_values.py)
     "hidden1": (positive_int.holds, positive_int.expected),
     "hidden2": (positive_int.holds, positive_int.expected),
@@ -276,7 +280,7 @@ def check(path, metadata, tensors):
             implied = f"flags hidden1 = {flags['hidden1']}, hidden2 = {flags['hidden2']} imply" if name in shapes \
                 else f"{flags['dataset']}{' fake data' if flags['fake_data'] else ''} implies"
             refuse(f"tensor {name}", f"has shape {list(value.shape)}; {implied} {list(shape)}")
-        if dtype == np.float32 and not np.isfinite(value).all():
+        if dtype == np.float32 and not np.isfinite(value).all() and "stopped" not in parsed:
             refuse(f"tensor {name}", "holds NaN or infinite values")
     global_step = int(tensors[STEP_TENSOR])
     if global_step < 0:
@@ -286,9 +290,13 @@ def check(path, metadata, tensors):
         refuse(f"tensor {ORDER_TENSOR}", f"is not a permutation of the training set's {len(order)} rows")
     position = parsed["data_position"]
     check_position(refuse, position, len(order), global_step)
+    stopped = parsed.get("stopped")
+    if stopped is not None and not (set(stopped) == {"step", "why"} and non_negative_int.holds(stopped["step"])
+                                    and stopped["step"] <= global_step and isinstance(stopped["why"], str)):
+        refuse("metadata 'stopped'", f"is not {{\"step\": 0..{global_step}, \"why\": text}}")
     variables = {name: tensors[name] for name in shapes}
     return Checkpoint(variables=variables, global_step=global_step, flags=flags, data_order=order,
-                      data_position=position, path=path, provenance=parsed.get("provenance", {}))
+                      data_position=position, path=path, provenance=parsed.get("provenance", {}), stopped=stopped)
 
 
 def check_position(refuse, position, examples, global_step):

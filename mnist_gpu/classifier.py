@@ -5,7 +5,7 @@ import numpy as np
 
 from . import model as mnist
 from . import runs
-from .errors import ImageError
+from .errors import CheckpointError, ImageError
 from .numba_cache import get_backend
 
 
@@ -76,7 +76,7 @@ class Classifier:
         for start in range(0, len(images), rows):
             batch = images[start:start + rows]
             model = self.model.resized(len(batch))
-            logits[start:start + len(batch)] = backend.to_host(mnist.inference(model, backend.asarray(batch)))
+            logits[start:start + len(batch)] = backend.to_host(mnist.inference(model, backend.asarray(batch)))[0]
         return logits
 
 
@@ -92,7 +92,12 @@ def load_checkpoint(path_or_log_dir=None, backend="auto"):
 
 
 def classifier(checkpoint, backend="auto", note=None):
-    model = mnist.Model(get_backend(backend, note), checkpoint.variables, 1, checkpoint.global_step)
+    """A Classifier of the checkpoint's network (a model of one member); a diverged member's is refused."""
+    if not all(np.isfinite(value).all() for value in checkpoint.variables.values()):
+        raise CheckpointError(f"{checkpoint.path}: a member that stopped at step {checkpoint.stopped['step']} "
+                              f"({checkpoint.stopped['why']}); its variables are not finite, so it predicts nothing")
+    model = mnist.Model(get_backend(backend, note), mnist.stacked([checkpoint.variables]), 1,
+                        [checkpoint.flags["learning_rate"]], checkpoint.global_step)
     return Classifier(model, checkpoint.path, checkpoint.provenance)
 
 

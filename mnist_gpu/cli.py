@@ -1,13 +1,13 @@
-"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags), `mnist-gpu eval`, `predict`, `check`.
+"""Command line: `mnist-gpu [train] FLAGS` (the tutorial's flags), `mnist-gpu sweep`, `eval`, `predict`, `check`.
 
 Exit codes: 0 done; 2 a bad flag (one line: a flag argparse refuses, with the nearest known flag
 for a typo, or a refusal at run time: a log_dir holding a run, or in use by another run); 1 any
 other expected failure (bad data, a checkpoint that fails its checks, no GPU, a file that cannot
-be written, a diverging loss, too little memory), one line `mnist-gpu: error: ...`; 130 / 143
-interrupted by SIGINT / SIGTERM. Lost output never changes what a command does (log.py): `train`
-exits with its run's code; `eval`, `predict` and `check`, whose result is what they print, exit 1
-when stdout could not take it, except when its reader closed it on purpose (`| head`).
-The flags are flags.py's.
+be written, a diverging loss, too little memory), one line `mnist-gpu: error: ...`; 3 a sweep that
+finished with some members diverged; 130 / 143 interrupted by SIGINT / SIGTERM. Lost output never
+changes what a command does (log.py): `train` and `sweep` exit with their run's code; `eval`,
+`predict` and `check`, whose result is what they print, exit 1 when stdout could not take it,
+except when its reader closed it on purpose (`| head`). The flags are flags.py's.
 """
 import os
 import sys
@@ -18,6 +18,7 @@ from .flags import COMMAND_HELP, parse_command_line
 from .log import Log
 
 COMMANDS = tuple(COMMAND_HELP)
+SOME_DIVERGED = 3  # `sweep`: it finished, and at least one member stopped because its loss diverged
 
 
 def error_line(error):
@@ -50,7 +51,7 @@ def main(argv=None):
         output.write_line("stderr", "mnist-gpu: interrupted; nothing was saved")
         return 130
     why = output.lost_output()
-    if why is not None and flags.command != "train":
+    if why is not None and flags.command not in ("train", "sweep"):
         error_line(f"stdout {why}: what `{flags.command}` printed was lost")
         return max(code, 1)
     return code
@@ -70,6 +71,10 @@ def run(flags, log):
         from .evaluation import run_evaluation
 
         run_evaluation(flags, log)
+    elif flags.command == "sweep":
+        from .trainer import run_sweep
+
+        return SOME_DIVERGED if run_sweep(flags, log).diverged else 0
     else:
         from .trainer import run_training
 

@@ -132,11 +132,13 @@ def record_launches():
     data_set = DataSet(generator.integers(0, 256, (7, mnist.IMAGE_PIXELS), dtype=np.uint8),
                        generator.integers(0, mnist.NUM_CLASSES, 7).astype(np.int32), seed=0)
     split = DeviceSplit(backend, data_set)
-    model = mnist.Model(backend, mnist.initial_variables(5, 4, seed=0), batch)
-    images, labels = backend.empty((batch, mnist.IMAGE_PIXELS)), backend.empty((batch,), np.int32)
-    split.gather(backend, data_set.next_batch_indices(batch), images, labels)
-    mnist.train_step(model, images, labels, 0.01)
-    program = backend.step_program(model, split, 0.01, last_step=model.global_step + 1, graph="off")
+    members = 2
+    model = mnist.Model(backend, mnist.stacked([mnist.initial_variables(5, 4, seed=seed) for seed in range(members)]),
+                        batch, [0.01] * members)
+    images, labels = backend.empty((members, batch, mnist.IMAGE_PIXELS)), backend.empty((members, batch), np.int32)
+    split.gather(backend, np.stack([data_set.next_batch_indices(batch) for _ in range(members)]), images, labels)
+    mnist.train_step(model, images, labels)
+    program = backend.step_program(model, split, [data_set] * members, last_step=model.global_step + 1, graph="off")
     program.run(model.global_step)
     with contextlib.redirect_stdout(io.StringIO()):
         do_eval(model, split)

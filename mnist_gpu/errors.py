@@ -48,14 +48,16 @@ class Flag:
 
 class Command:
     """A whole training command to run, from keyword flags: `PROGRAM --name value ...` in the shell's words,
-    or `mnist_gpu.train(name=value, ...)`. `program` is how the command line started this process."""
+    or `mnist_gpu.train(name=value, ...)` (`function`: train or sweep). `program` is how the command line started
+    this process (with `sweep` after it for a sweep)."""
 
-    def __init__(self, program, **flags):
-        self.program, self.flags = program, flags
+    def __init__(self, program, function="train", **flags):
+        self.program, self.function, self.flags = program, function, flags
 
     def render(self, form):
         if form == PYTHON:
-            return "mnist_gpu.train(" + ", ".join(f"{name}={value!r}" for name, value in self.flags.items()) + ")"
+            return f"mnist_gpu.{self.function}(" + ", ".join(f"{name}={value!r}" for name, value in
+                                                             self.flags.items()) + ")"
         words = [self.program]
         for name, value in self.flags.items():
             words += [f"--{name}"] if value is True else [f"--{name}", shell_word(str(value))]

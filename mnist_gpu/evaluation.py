@@ -24,22 +24,24 @@ def evaluated_examples(data_set, batch_size):
     return data_set.num_examples // batch_size * batch_size
 
 
-def do_eval(model, split, log=None, logits=None):
-    """Precision @ 1 over the split's first whole batches, in order (training's order untouched).
+def do_eval(model, split, logits=None):
+    """Each member's Precision @ 1 over the split's first whole batches, in order (training's order untouched).
 
     The tutorial's examples: steps_per_epoch = N // batch_size whole batches. Rows are
     independent in inference, so they are computed mnist.evaluation_rows at a time (a model
     sharing the variables, with its own buffers): the same examples and counts, far fewer calls.
-    `logits`, a backend array [evaluated_examples, C], keeps every example's logits (for the
-    pictures): each chunk's inference writes straight into its rows, so keeping them copies nothing.
+    Every member sees the same rows. `logits`, an EvaluationPictures, keeps every member's logits of
+    every example (for the pictures and the ensemble): each chunk's inference writes straight into
+    a buffer of its own, kept, so keeping them copies nothing. Returns (examples, correct: a host
+    int array [K]).
     """
-    backend, log = model.backend, log or Log()
+    backend = model.backend
     num_examples = evaluated_examples(split.data_set, model.batch_size)
-    chunk = min(mnist.evaluation_rows(model.batch_size, *model.hidden_units), num_examples)
+    chunk = min(mnist.evaluation_rows(model.batch_size, *model.hidden_units, model.members), num_examples)
     evaluator = model.resized(chunk)
     images = backend.empty((chunk, mnist.IMAGE_PIXELS))
     labels = backend.empty((chunk,), dtype=np.int32)
-    counts = []  # backend scalars, read once every chunk is queued: on a GPU the host waits once per split
+    counts = []  # [K] each, read once every chunk is queued: on a GPU the host waits once per split
     for start in range(0, num_examples, chunk):
         rows = np.arange(start, min(start + chunk, num_examples))
         if len(rows) < chunk:  # the last, shorter chunk: a model of its size
@@ -47,43 +49,58 @@ def do_eval(model, split, log=None, logits=None):
             images, labels = images[:len(rows)], labels[:len(rows)]
         split.gather(backend, rows, images, labels)
         if logits is not None:
-            evaluator.logits = logits[start:start + len(rows)]
+            evaluator.logits = logits.chunk(start, len(rows))
         counts.append(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
-    true_count = sum(int(count) for count in counts)
-    precision = true_count / num_examples
-    log.line("  Num examples: %d  Num correct: %d  Precision @ 1: %0.04f" % (num_examples, true_count, precision))
-    return num_examples, true_count
+    return num_examples, np.sum([backend.to_host(count) for count in counts], axis=0, dtype=np.int64)
 
 
-def evaluate_all(model, splits, log=None, test_logits=None):
-    """The tutorial's three eval blocks; returns {split: (examples, correct)}. test_logits: see do_eval."""
+def evaluate_all(model, splits, log=None, test_logits=None, prefixes=("",)):
+    """The tutorial's three eval blocks, each member's lines after its prefix; returns {split: (examples, correct
+    [K])}. test_logits: see do_eval."""
     log, results = log or Log(), {}
     for name, title in SPLITS:
-        log.line(f"{title} Data Eval:")
-        results[name] = do_eval(model, splits[name], log, test_logits if name == "test" else None)
+        results[name] = do_eval(model, splits[name], test_logits if name == "test" else None)
+        examples, correct = results[name]
+        for prefix, true_count in zip(prefixes, correct, strict=True):
+            log.line(f"{prefix}{title} Data Eval:")
+            log.line("%s  Num examples: %d  Num correct: %d  Precision @ 1: %0.04f"
+                     % (prefix, examples, true_count, true_count / examples))
     return results
 
 
 class EvaluationPictures:
     """The test set's confusion matrix and misclassified digits at each evaluation (confusion.py, pictures.py).
 
-    The test split's logits are kept in one backend buffer during its evaluation and copied to the
-    host once (to_host) for the matrix: one predicted class per example, argmax (see confusion.py
-    for how that differs from the tutorial's in_top_k count).
+    The test split's logits of every member are kept during its evaluation, a backend buffer [K,
+    rows, C] for each chunk of rows that do_eval computes (allocated once, reused by every
+    evaluation), and copied to the host at once (host_logits): for a member's matrix, one predicted
+    class per example, argmax (see confusion.py for how that differs from the tutorial's in_top_k
+    count), and for the ensemble of members.
     """
 
     def __init__(self, model, split):
-        self.split = split
-        self.logits = model.backend.empty((evaluated_examples(split.data_set, model.batch_size), mnist.NUM_CLASSES))
+        self.split, self.backend, self.members = split, model.backend, model.members
+        self.chunks = {}  # the chunk's first row -> its logits [K, rows, C]
 
-    def draw(self, backend, when):
-        """(confusion.Confusion, pictures.Pictures, the matrix as Markdown) of the evaluation that just filled
-        self.logits. Imported here, at the first evaluation: none of it is needed before the first step."""
+    def chunk(self, start, rows):
+        """The buffer that keeps the logits of rows start .. start + rows - 1."""
+        if start not in self.chunks or self.chunks[start].shape[1] != rows:
+            self.chunks[start] = self.backend.empty((self.members, rows, mnist.NUM_CLASSES))
+        return self.chunks[start]
+
+    def host_logits(self, backend=None):
+        """Every member's logits of the evaluated examples, [K, N, C] on the host."""
+        return np.concatenate([self.backend.to_host(self.chunks[start]) for start in sorted(self.chunks)], axis=1)
+
+    def draw(self, host_logits, when):
+        """(confusion.Confusion, pictures.Pictures, the matrix as Markdown) of one member's logits [N, C] of the
+        evaluation that just kept them. Imported here, at the first evaluation: none of it is needed
+        before the first step."""
         from . import pictures
         from .confusion import Confusion, text_summary
 
-        data_set, count = self.split.data_set, len(self.logits)
-        found = Confusion.from_logits(backend.to_host(self.logits), data_set.labels[:count])
+        data_set, count = self.split.data_set, len(host_logits)
+        found = Confusion.from_logits(host_logits, data_set.labels[:count])
         return found, pictures.draw(found, data_set.pixels[:count], when), text_summary(found)
 
 
@@ -112,15 +129,18 @@ def run_evaluation(flags, log=None):
 
         report = ReportFolder(flags.report)
     try:
-        model = mnist.Model(backend, checkpoint.variables, batch_size, checkpoint.global_step)
+        model = mnist.Model(backend, mnist.stacked([checkpoint.variables]), batch_size,
+                            [checkpoint.flags["learning_rate"]], checkpoint.global_step)
         log.line(f"Evaluating {checkpoint.path} ({runs.checkpoints.step_words(checkpoint.global_step)})")
         log.note(f"{os.path.basename(checkpoint.path)}: {describe(checkpoint.provenance)}")
         splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
         pictures = EvaluationPictures(model, splits["test"]) if report else None
-        results = evaluate_all(model, splits, log, pictures.logits if pictures else None)
+        results = {split: (examples, int(correct[0])) for split, (examples, correct)
+                   in evaluate_all(model, splits, log, pictures).items()}
         if report:
             # Titled as the run's own pictures of this checkpoint were: the same PNGs.
-            found, drawn, _ = pictures.draw(backend, f"at {runs.checkpoints.step_words(checkpoint.global_step)}"
+            found, drawn, _ = pictures.draw(pictures.host_logits()[0],
+                                            f"at {runs.checkpoints.step_words(checkpoint.global_step)}"
                                             if checkpoint.global_step else "")
             written = report.write(checkpoint, found, drawn, results["test"])
             log.note(f"wrote {', '.join(written)} in {flags.report}")

@@ -2,6 +2,7 @@
 checks a saved flag against them (a checkpoint can hold no value that the command line would refuse).
 """
 import argparse
+import collections
 import math
 
 
@@ -28,3 +29,39 @@ class NumberRange:
 positive_int = NumberRange(int, lambda value: value > 0, "a positive integer")
 non_negative_int = NumberRange(int, lambda value: value >= 0, "an integer >= 0")
 positive_float = NumberRange(float, lambda value: math.isfinite(value) and value > 0, "a finite number > 0")
+
+
+MAX_MEMBERS = 65536  # values a list flag may hold: a population's members are the grid of its lists
+
+
+class NumberList:
+    """A list flag's type: values of `item` (a NumberRange) separated by commas, integers also as ranges A-B
+    (`--seed 1-16,20`). Parses to a tuple, in the order given; a value given twice is refused."""
+
+    def __init__(self, item):
+        self.item = item
+        self.expected = f"{item.expected}, or several separated by commas" + \
+            (" (A-B: every integer from A to B)" if item.kind is int else "")
+
+    def __call__(self, text):
+        values = []
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-") if self.item.kind is int else (part.strip(), "", "")
+            if dash and first:
+                low, high = self.item(first), self.item(last)
+                if high < low or high - low >= MAX_MEMBERS:
+                    raise argparse.ArgumentTypeError(f"expected a range A-B with A <= B, at most {MAX_MEMBERS} "
+                                                     f"values, got {part.strip()!r}")
+                values += range(low, high + 1)
+            else:
+                values.append(self.item(part.strip()))
+            if len(values) > MAX_MEMBERS:
+                raise argparse.ArgumentTypeError(f"more than {MAX_MEMBERS} values in {text[:40]!r}")
+        repeated = sorted(value for value, count in collections.Counter(values).items() if count > 1)
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{repeated[0]} is given more than once in {text[:40]!r}")
+        return tuple(values)
+
+
+seed_list = NumberList(non_negative_int)
+learning_rate_list = NumberList(positive_float)

@@ -12,7 +12,7 @@ import sys
 from .backends import BACKEND_NAMES, CUDA_GRAPH_MODES
 from .errors import NAME, FlagError
 from .errors import Flag as NamedFlag
-from .flag_values import non_negative_int, positive_float, positive_int
+from .flag_values import learning_rate_list, non_negative_int, positive_float, positive_int, seed_list
 from .idx_files import DATASETS
 from .locations import default_input_data_dir
 from .model import DIVERGED_LOSS
@@ -81,6 +81,20 @@ def training_flags():
     ]
 
 
+def sweep_flags():
+    """Every training flag; --seed and --learning_rate take lists, and the members are their grid."""
+    lists = {
+        "seed": Flag("seed", type=seed_list, default=None,
+                     help="Seeds, separated by commas, integers also as ranges A-B (1-16): each learning rate is "
+                     "trained with each seed. Without it, one random seed of at most 10 digits."),
+        "learning_rate": Flag("learning_rate", type=learning_rate_list, default=None,
+                              help="Learning rates, separated by commas (default 0.01). A member whose loss "
+                              "diverges stops training at that step and the others train on; the command then exits "
+                              "with 3."),
+    }
+    return [lists.get(flag.name, flag) for flag in training_flags()]
+
+
 def checkpoint_flag():
     return Flag("checkpoint", default=None,
                 help="A model.ckpt-<step>.safetensors file, or a log_dir (its latest valid checkpoint). Without it, "
@@ -109,9 +123,12 @@ def prediction_flags():
     ]
 
 
-COMMAND_FLAGS = {"train": training_flags, "eval": evaluation_flags, "predict": prediction_flags}
+COMMAND_FLAGS = {"train": training_flags, "sweep": sweep_flags, "eval": evaluation_flags,
+                 "predict": prediction_flags}
 COMMAND_HELP = {
     "train": "train and evaluate the tutorial's network (the default command)",
+    "sweep": "train a population: every learning rate with every seed (--seed 1-16 --learning_rate 0.01,0.1) in one "
+             "step program, each member its own run folder, then a results table",
     "eval": "evaluate a saved checkpoint on the train, validation and test sets",
     "predict": "label digits in image files with a saved checkpoint: one line per image, its label and probability",
     "check": "versions, which backends are usable here, and every op and 100 training steps of each against the "
@@ -211,5 +228,6 @@ def parse_flags(command="train", **values):
                 raise TypeError(f"{name} must be True or False, got {value!r}")
             argv += [f"--{name}"] if value else []
         elif value is not None:
-            argv += [f"--{name}", str(value)]
+            items = list(value) if isinstance(value, (list, tuple, range)) else [value]
+            argv += [f"--{name}", ",".join(str(item) for item in items)]
     return parser.parse_args(argv)

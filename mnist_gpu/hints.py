@@ -32,14 +32,17 @@ def program():
     return shell_word(os.path.abspath(script))
 
 
-def continuation(flags):
-    """The Command that continues the run of `flags` (a train Namespace whose log_dir is the run's folder)."""
-    from .flags import training_flags
+def continuation(flags, command="train"):
+    """The Command that continues the run of `flags` (a train or sweep Namespace whose log_dir is the run's folder).
 
-    defaults = {flag.name: flag.options.get("default", False if flag.switch else None) for flag in training_flags()}
+    A sweep repeats neither its seeds nor its learning rates: its population file holds its members."""
+    from .flags import COMMAND_FLAGS
+
+    defaults = {flag.name: flag.options.get("default", False if flag.switch else None)
+                for flag in COMMAND_FLAGS[command]() if command != "sweep" or flag.name != "learning_rate"}
     given = {"resume": True, "log_dir": os.path.abspath(flags.log_dir)}
     for name, value in vars(flags).items():
         if name in NOT_REPEATED or name not in defaults or value == defaults[name] or value is None:
             continue
         given[name] = os.path.abspath(value) if name in PATH_FLAGS else value
-    return Command(program(), **given)
+    return Command(program() + ("" if command == "train" else f" {command}"), function=command, **given)

@@ -116,6 +116,12 @@ class DataSets:
     source: str = ""
 
 
+def train_order_seed(seed):
+    """The seed of a run's training order: a run's seed spawns (data, initial variables); the data's seed spawns one
+    per split, train first (read_data_sets(seed=...) draws the same)."""
+    return np.random.SeedSequence(seed).spawn(2)[0].spawn(3)[0]
+
+
 def _spawn_seeds(seed, count):
     sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     return sequence.spawn(count)

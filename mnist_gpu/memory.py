@@ -115,25 +115,47 @@ def host_free_memory():
     return min(left for left, _ in host_limits())
 
 
-def check_memory(backend, flags):
-    """Refuse, before allocating anything, hidden or batch sizes whose buffers cannot fit.
+def check_memory(backend, flags, members=1):
+    """Refuse, before allocating anything, hidden or batch sizes (or a population) whose buffers cannot fit.
 
     On the host the whole run counts (RUN_HOST_BYTES beyond the model), against the tightest of
-    the host's limits (host_limits), which the message names; on a GPU, its free memory.
+    the host's limits (host_limits), which the message names; on a GPU, its free memory. A
+    population's message names how many members would fit.
     """
-    needed = mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size)
+    needed = mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size, members)
     if backend.name == "cuda":
         available, why = backend.free_memory(), f"the {backend.name} backend has {{}} free"
-        rest = ""
+        rest, extra = "", 0
     else:
-        needed += RUN_HOST_BYTES
+        extra = RUN_HOST_BYTES
         available, limit = min(host_limits())
         why = f"this process may take {{}} more: {limit}"
         rest = ", with the rest of the run"
-    if needed > available:
-        raise FlagError(Flag("hidden1", flags.hidden1), " ", Flag("hidden2", flags.hidden2), " ",
-                        Flag("batch_size", flags.batch_size), f" need about {format_bytes(needed)} for the model "
-                        f"and its buffers{rest}; " + why.format(format_bytes(available)))
+    if needed + extra <= available:
+        return
+    shapes = (Flag("hidden1", flags.hidden1), " ", Flag("hidden2", flags.hidden2), " ",
+              Flag("batch_size", flags.batch_size))
+    if members == 1:
+        raise FlagError(*shapes, f" need about {format_bytes(needed + extra)} for the model and its buffers{rest}; "
+                        + why.format(format_bytes(available)))
+    fits = largest_population(flags, available - extra)
+    raise FlagError(f"a population of {members} members with ", *shapes,
+                    f" needs about {format_bytes(needed + extra)}{rest}; " + why.format(format_bytes(available)) +
+                    f", enough for {fits} member{'' if fits == 1 else 's'}: sweep fewer seeds or learning rates")
+
+
+def largest_population(flags, available):
+    """The most members whose model and buffers fit in `available` bytes (0 if not even one)."""
+    low, high = 0, 1
+    while mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size, high) <= available:
+        low, high = high, high * 2
+    while high - low > 1:  # memory_needed grows with the members: the largest that fits, by bisection
+        middle = (low + high) // 2
+        if mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size, middle) <= available:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def out_of_memory(error):

@@ -29,6 +29,7 @@ import time
 
 from . import checkpoint as checkpoints
 from . import locations
+from . import population as populations
 from .durable import ensure_writable_folder, failure_reason, temporary_target
 from .errors import NAME, Flag, FlagError, LogDirInUse, WriteError
 from .summaries import EVENT_FILE_PREFIX
@@ -76,9 +77,12 @@ def run_folders(root, note=lambda text: None):
     return folders
 
 
+POPULATION_FILES = (populations.POPULATION_FILE, populations.RESULTS_CSV, populations.RESULTS_MD)
+
+
 def is_run_file(name):
-    """A checkpoint, the state file or an event file."""
-    return (name == checkpoints.STATE_FILE or name.startswith(EVENT_FILE_PREFIX)
+    """A checkpoint, the state file or an event file; a population's file or results."""
+    return (name == checkpoints.STATE_FILE or name.startswith(EVENT_FILE_PREFIX) or name in POPULATION_FILES
             or checkpoints.NAME_PATTERN.fullmatch(name) is not None)
 
 
@@ -89,6 +93,29 @@ def run_files(log_dir):
     return sorted(name for name in os.listdir(log_dir)
                   if (is_run_file(name) or is_run_file(temporary_target(name) or ""))
                   and not os.path.isdir(os.path.join(log_dir, name)))
+
+
+def member_folders(log_dir):
+    """Names of the population members' folders in log_dir: real folders (not links) named like a member."""
+    if not os.path.isdir(log_dir):
+        return []
+    return sorted(name for name in os.listdir(log_dir) if populations.MEMBER_NAME.fullmatch(name)
+                  and stat.S_ISDIR(os.lstat(os.path.join(log_dir, name)).st_mode))
+
+
+def make_member_folder(path):
+    """A member's folder inside the population's (locked) folder: made, or an existing real folder of this user's."""
+    try:
+        os.mkdir(path)
+        return
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise WriteError(f"the member folder {path} cannot be made: {failure_reason(error)}") from None
+    status = os.lstat(path)
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.geteuid():
+        raise WriteError(f"{path} is not a member folder of this user's (a link, a file, or another user's); "
+                         "not written")
 
 
 def plural(count, noun):
@@ -112,23 +139,30 @@ class Run:
         temporaries of a save that was killed are deleted in any case.
         """
         self.writing = True
-        for name in run_files(self.log_dir):
-            if overwrite or temporary_target(name):
-                path = os.path.join(self.log_dir, name)
-                try:
-                    os.remove(path)
-                except OSError as error:
-                    raise WriteError(f"deleting {path} failed: {failure_reason(error)}") from None
+        folders = [self.log_dir] + ([os.path.join(self.log_dir, name) for name in member_folders(self.log_dir)]
+                                    if overwrite else [])
+        for folder in folders:
+            for name in run_files(folder):
+                if overwrite or temporary_target(name):
+                    path = os.path.join(folder, name)
+                    try:
+                        os.remove(path)
+                    except OSError as error:
+                        raise WriteError(f"deleting {path} failed: {failure_reason(error)}") from None
+            if folder != self.log_dir:
+                with contextlib.suppress(OSError):  # a file of someone else's left in it: the folder stays
+                    os.rmdir(folder)
 
 
 @contextlib.contextmanager
-def claim(log_dir, resume=False, overwrite=False, note=None):
+def claim(log_dir, resume=False, overwrite=False, note=None, population=False):
     """Choose the run's log_dir, lock it until the block ends, and check it may be used; yields a Run.
 
     log_dir None: a new run folder under the default root (checked: locations.runs_root), or with
     resume the newest run there.
     Refusals (an existing run without --resume or --overwrite, nothing to resume, a log_dir in
-    use) are FlagErrors; a checkpoint that cannot be used is a CheckpointError.
+    use) are FlagErrors; a checkpoint that cannot be used is a CheckpointError. A population's
+    run (`sweep`) resumes from its population file (population.read) instead of a checkpoint.
     """
     note = note or (lambda text: None)
     if resume and overwrite:
@@ -136,7 +170,7 @@ def claim(log_dir, resume=False, overwrite=False, note=None):
     if log_dir == "":
         raise FlagError(Flag("log_dir", NAME), " is empty: name a folder, or leave it out for a new run folder")
     if log_dir is None and resume:
-        log_dir = newest_run(locations.runs_root(create=False), note)
+        log_dir = newest_run(locations.runs_root(create=False), note, population)
     if log_dir is not None and os.path.exists(log_dir) and not os.path.isdir(log_dir):
         raise WriteError(Flag("log_dir", NAME), f" {log_dir} is a file, not a folder")
     if resume and not os.path.isdir(log_dir):
@@ -154,7 +188,7 @@ def claim(log_dir, resume=False, overwrite=False, note=None):
             created.clear()
             raise
         ensure_writable_folder(log_dir, Flag("log_dir", NAME))
-        run = Run(log_dir, checked_for_use(log_dir, resume, overwrite, note))
+        run = Run(log_dir, checked_for_use(log_dir, resume, overwrite, note, population))
         yield run
     finally:
         # A command that stops before writing takes back the folders it made (parents too), removed while it
@@ -172,12 +206,14 @@ def remove_folders(created):
             os.rmdir(folder)
 
 
-def checked_for_use(log_dir, resume, overwrite, note):
-    """The checkpoint to resume from (None without --resume); refuses a log_dir holding a run unless asked to."""
-    existing = run_files(log_dir)
+def checked_for_use(log_dir, resume, overwrite, note, population=False):
+    """The checkpoint (a population: its population file) to resume from (None without --resume); refuses a log_dir
+    holding a run unless asked to."""
+    existing = run_files(log_dir) + [f"{name}/" for name in member_folders(log_dir)]
     if existing and not (resume or overwrite):
         files = f"({plural(len(existing), 'file')}: {', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''})"
-        if not os.path.exists(os.path.join(log_dir, checkpoints.STATE_FILE)):  # a run that never saved (diverged)
+        committed = populations.POPULATION_FILE if population else checkpoints.STATE_FILE
+        if not os.path.exists(os.path.join(log_dir, committed)):  # a run that never saved (diverged)
             raise FlagError(Flag("log_dir", log_dir), f" holds a run that saved no checkpoint {files}: nothing to "
                             "resume; pass ", Flag("overwrite"), " to delete it and start fresh, or another ",
                             Flag("log_dir", NAME))
@@ -186,6 +222,12 @@ def checked_for_use(log_dir, resume, overwrite, note):
                         " to delete it and start fresh")
     if not resume:
         return None
+    if population:
+        found = populations.read(log_dir)
+        if found is None:
+            raise FlagError(Flag("resume"), ": ", Flag("log_dir", log_dir), " has no population to continue (no "
+                            f"{populations.POPULATION_FILE})")
+        return found
     if not checkpoints.read_state(log_dir):
         raise FlagError(Flag("resume"), ": ", Flag("log_dir", log_dir), " has no checkpoint to continue from")
     return latest_checkpoint(log_dir, note)
@@ -286,11 +328,13 @@ def lock_holder(descriptor):
     return None
 
 
-def newest_run(root, note):
-    """The newest run folder under root that has a checkpoint (for --resume without --log_dir), saying which."""
+def newest_run(root, note, population=False):
+    """The newest run folder under root that has a checkpoint, or for a population its population file (for
+    --resume without --log_dir), saying which."""
     folders = run_folders(root, note)
+    committed = populations.POPULATION_FILE if population else checkpoints.STATE_FILE
     for age, folder in enumerate(reversed(folders)):
-        if os.path.exists(os.path.join(folder, checkpoints.STATE_FILE)):
+        if os.path.exists(os.path.join(folder, committed)):
             newer = f" ({plural(age, 'newer folder')} without a checkpoint)" if age else ""
             note(f"--resume without --log_dir: continuing the newest run under {root}, {os.path.basename(folder)}"
                  f"{newer}")

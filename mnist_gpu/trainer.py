@@ -1,13 +1,20 @@
-"""The tutorial's driver (fully_connected_feed.py): train, log, checkpoint, evaluate, and resume.
+"""The tutorial's driver (fully_connected_feed.py): train, log, checkpoint, evaluate, and resume, for a population.
 
-A run's files in log_dir are its checkpoints (see checkpoint.py) and TensorBoard event files
-(see summaries.py); which log_dir, its lock, and what may be done to it are runs.py's. An existing
-run is never deleted silently: --resume continues it exactly, --overwrite replaces it. Every check
-happens before the first write, so a refused command changes nothing. SIGINT and SIGTERM during
-training finish the step, save it, and stop.
+A population is K members (population.py) trained by one step program; the tutorial's run
+(`mnist-gpu`, run_training) is a population of one, `mnist-gpu sweep` (run_sweep) the grid of its
+seeds and learning rates. Each member's files are its checkpoints (checkpoint.py) and TensorBoard
+event files (summaries.py) in its own folder; which folder, its lock, and what may be done to it
+are runs.py's. An existing run is never deleted silently: --resume continues it exactly,
+--overwrite replaces it. Every check happens before the first write, so a refused command changes
+nothing. SIGINT and SIGTERM during training finish the step, save it, and stop.
 
-stdout carries exactly the tutorial's lines; what mnist_gpu adds (the run's description, notes)
-goes to stderr. Both go through a Log, which a silent run (verbose=False) replaces.
+A member whose loss is not finite stops updating at that very step (the step program's loss op
+gates it on the device), and one whose loss blew up and stayed up (above 10 ln 10 at two reads)
+is stopped by the trainer; either is reported as diverged with its step, and the others train on.
+A population of one that diverges is a TrainingDiverged error, as the tutorial's run always was.
+
+stdout carries exactly the tutorial's lines (in a population, each after its member's name);
+what mnist_gpu adds (the run's description, notes) goes to stderr. Both go through a Log.
 """
 import contextlib
 import copy
@@ -20,30 +27,36 @@ import numpy as np
 
 from . import checkpoint as checkpoints
 from . import model as mnist
+from . import population as populations
 from . import runs
-from .backends import resolve_backend_name
-from .errors import Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
+from .backends import blas_library, resolve_backend_name
+from .errors import CheckpointError, Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
 from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all
 from .hints import continuation
-from .input_data import read_data_sets
+from .input_data import DataSet, read_data_sets, train_order_seed
 from .log import Log
 from .memory import check_memory
 from .numba_cache import get_backend
+from .population import Member
 from .steps import DeviceSplit
 from .stop_signals import StopSignals
 from .summaries import Summaries
 
 SEED_DIGITS = 10  # a seed chosen at random has at most this many digits: a person can retype it
+BLAS_THREADS = 1  # OpenBLAS runs on one thread while training: the numbers do not depend on the machine's cores
 
 
 @dataclass
 class TrainingResult:
-    """What a run printed, as numbers, and the trained model."""
+    """What a run (or a member of a population) printed, as numbers, and for a run of one the trained model."""
 
     losses: dict = field(default_factory=dict)  # step -> loss
     evaluations: dict = field(default_factory=dict)  # step -> {"train"|"validation"|"test": (examples, correct)}
     model: mnist.Model = None
     log_dir: str = ""  # where the run's checkpoints and events are (a new folder per run without --log_dir); "" if none
+    seed: int = None
+    learning_rate: float = None
+    diverged_at_step: int = None  # a member that stopped training because its loss diverged
 
     @property
     def precision(self):
@@ -54,11 +67,23 @@ class TrainingResult:
         return {split: correct / examples for split, (examples, correct) in last.items()}
 
 
-def model_flags(flags, seed):
+@dataclass
+class SweepResult:
+    """A population's results: one TrainingResult per member, and one row per learning rate (results.md's)."""
+
+    members: list = field(default_factory=list)
+    groups: list = field(default_factory=list)
+    log_dir: str = ""
+
+    @property
+    def diverged(self):
+        return [member for member in self.members if member.diverged_at_step is not None]
+
+
+def model_flags(flags, seed, learning_rate):
     """The flags a checkpoint records: what shapes the model and what an exact resume must repeat."""
     return {"hidden1": flags.hidden1, "hidden2": flags.hidden2, "batch_size": flags.batch_size,
-            "learning_rate": flags.learning_rate, "seed": seed, "dataset": flags.dataset,
-            "fake_data": flags.fake_data}
+            "learning_rate": learning_rate, "seed": seed, "dataset": flags.dataset, "fake_data": flags.fake_data}
 
 
 def check_resumable(flags, checkpoint, log):
@@ -81,6 +106,20 @@ def check_resumable(flags, checkpoint, log):
                      "the run will differ from an uninterrupted one")
 
 
+def check_population_resumable(flags, found, path):
+    """Refuse a sweep --resume whose flags do not describe the population in `found` (its population file)."""
+    for flag in populations.SHARED_FLAGS:
+        if getattr(flags, flag) != found["flags"][flag]:
+            raise FlagError(Flag(flag, getattr(flags, flag)), f" does not match the population {path}, which has "
+                            f"{flag} = {found['flags'][flag]}")
+    for flag, key in (("seed", "seed"), ("learning_rate", "learning_rate")):
+        given = getattr(flags, flag)
+        saved = tuple(dict.fromkeys(member[key] for member in found["members"]))
+        if given is not None and sorted(given) != sorted(saved):
+            raise FlagError(Flag(flag, ",".join(map(str, given))), f" does not match the population {path}, whose "
+                            f"members have {flag} {','.join(map(str, saved))}")
+
+
 def note_other_backend(checkpoint, backend_name, log):
     """A resume on another backend than the checkpoint's goes on, saying that the run will differ in its last bits."""
     record = checkpoint.provenance if isinstance(checkpoint.provenance, dict) else {}
@@ -93,11 +132,20 @@ def note_other_backend(checkpoint, backend_name, log):
                  f"{_printable(earlier)} run bit for bit")
 
 
-def describe_run(flags, backend_name, why, seed, data_sets, resume_from):
-    """The run's first line: backend (and for auto why), seed, data, log_dir; enough to repeat it."""
-    start = f"resuming from step {resume_from.global_step} ({os.path.basename(resume_from.path)})" \
-        if resume_from is not None else "training"
-    return (f"{start} on the {backend_name} backend ({why}), seed {seed}, data: {data_sets.source}, "
+def describe_run(flags, backend_name, why, members, data_sets, resumed):
+    """The run's first line: backend (and for auto why), seeds, data, log_dir; enough to repeat it."""
+    if resumed is None:
+        start = "training"
+    else:
+        step, saved = resumed
+        start = f"resuming from step {step} ({os.path.basename(saved[0].path) if len(saved) == 1 else 'every member'})"
+    if len(members) == 1:
+        seeds = f"seed {members[0].seed}"
+    else:
+        rates = ",".join(repr(rate) for rate in dict.fromkeys(member.learning_rate for member in members))
+        seeds = ",".join(str(seed) for seed in dict.fromkeys(member.seed for member in members))
+        seeds = f"{len(members)} members (seeds {seeds} x learning rates {rates})"
+    return (f"{start} on the {backend_name} backend ({why}), {seeds}, data: {data_sets.source}, "
             f"log_dir {flags.log_dir}")
 
 
@@ -109,9 +157,10 @@ def random_seed():
 
 
 def run_training(flags, log=None):
-    """Train up to flags.max_steps, logging, checkpointing and evaluating like the tutorial. Returns a TrainingResult.
+    """The tutorial's run: train up to flags.max_steps, logging, checkpointing and evaluating. A TrainingResult.
 
-    `flags` is the Namespace the command line parses (cli.parse_flags builds one from keywords).
+    A population of one, in flags.log_dir (a new run folder without it). `flags` is the Namespace
+    the command line parses (flags.parse_flags builds one from keywords).
     """
     log, started = log or Log(), time.time()
     with StopSignals() as signals, runs.claim(flags.log_dir, flags.resume, flags.overwrite, log.note) as run:
@@ -120,118 +169,347 @@ def run_training(flags, log=None):
         resume_from = run.resume_from
         if resume_from is not None:
             check_resumable(flags, resume_from, log)
-            seed = resume_from.flags["seed"]
             if resume_from.global_step >= flags.max_steps:
                 log.note(f"nothing to do: the run in {flags.log_dir} has taken its {resume_from.global_step} steps "
                          f"({checkpoints.step_words(resume_from.global_step)} is saved), --max_steps is "
                          f"{flags.max_steps}")
                 return TrainingResult(log_dir=flags.log_dir)
+            seed = resume_from.flags["seed"]
         else:
             seed = flags.seed if flags.seed is not None else random_seed()
-        backend_name, why = resolve_backend_name(flags.backend)
-        if flags.cuda_graph == "on" and backend_name != "cuda":
-            raise FlagError(Flag("cuda_graph", "on"), f" needs the cuda backend; this run would use {backend_name} "
-                            f"({why})")
-        if resume_from is not None:
-            note_other_backend(resume_from, backend_name, log)
-        backend = get_backend(backend_name, log.note)
-        check_memory(backend, flags)
-        data_seed, init_seed = np.random.SeedSequence(seed).spawn(2)
-        data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, seed=data_seed,
-                                   dataset=flags.dataset, source_url=flags.source_url)
-        check_batch_size(flags.batch_size, data_sets)
-        log.note(describe_run(flags, backend_name, why, seed, data_sets, resume_from))
-        if flags.max_steps == 0:
-            log.note("nothing to do: --max_steps 0 (no step, no checkpoint, no event file; the log_dir is left as "
-                     "it was)")
-            return TrainingResult()  # log_dir "": nothing was written (a folder made for the lock is gone again)
-        if resume_from is not None:
-            variables, global_step = resume_from.variables, resume_from.global_step
-            data_sets.train.restore_position(resume_from.data_order, resume_from.data_position)
+        member = Member("", seed, flags.learning_rate, flags.log_dir)
+        resumed = None if resume_from is None else (resume_from.global_step, [resume_from])
+        loop = train(flags, [member], run, resumed, signals, log, started, population=False)
+        if loop is None:
+            return TrainingResult()  # --max_steps 0: nothing was written
+        result = loop.results()[0]
+        result.model = loop.model
+        if member.stopped is not None:
+            raise TrainingDiverged(f"{member.stopped['why']}; try a smaller --learning_rate (now "
+                                   f"{flags.learning_rate})")
+        return result
+
+
+def run_sweep(flags, log=None):
+    """`mnist-gpu sweep`: the grid of --seed and --learning_rate trained as one population. A SweepResult."""
+    log, started = log or Log(), time.time()
+    with StopSignals() as signals, runs.claim(flags.log_dir, flags.resume, flags.overwrite, log.note,
+                                              population=True) as run:
+        flags = copy.copy(flags)
+        flags.log_dir = run.log_dir
+        found = run.resume_from
+        if found is not None:
+            path = os.path.join(flags.log_dir, populations.POPULATION_FILE)
+            check_population_resumable(flags, found, path)
+            members = [Member(saved["name"], saved["seed"], saved["learning_rate"],
+                              os.path.join(flags.log_dir, saved["name"])) for saved in found["members"]]
+            if found["global_step"] >= flags.max_steps:
+                log.note(f"nothing to do: the population in {flags.log_dir} has taken its {found['global_step']} "
+                         f"steps ({checkpoints.step_words(found['global_step'])} is saved), --max_steps is "
+                         f"{flags.max_steps}")
+                return SweepResult(log_dir=flags.log_dir)
+            resumed = (found["global_step"], [read_member_checkpoint(member, found["global_step"])
+                                              for member in members])
         else:
-            variables, global_step = mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed), 0
-        model = mnist.Model(backend, variables, flags.batch_size, global_step)
-        splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+            seeds = flags.seed if flags.seed is not None else (random_seed(),)
+            learning_rates = flags.learning_rate if flags.learning_rate is not None else (0.01,)
+            members = populations.grid(seeds, learning_rates, flags.log_dir)
+            resumed = None
+        loop = train(flags, members, run, resumed, signals, log, started, population=True)
+        if loop is None:
+            return SweepResult()
+        for line in populations.results_markdown(populations.member_rows(members),
+                                                 populations.group_rows(members, loop.ensembles)).splitlines():
+            log.line(line)
+        return SweepResult(members=loop.results(), groups=populations.group_rows(members, loop.ensembles),
+                           log_dir=flags.log_dir)
 
-        # Every check has passed: from here on, log_dir is written.
-        run.start_writing(flags.overwrite)
-        saver = checkpoints.Saver(flags.log_dir, flags.max_to_keep, note=log.note)
-        result = TrainingResult(model=model, log_dir=flags.log_dir)
-        summaries = Summaries(flags.log_dir, purge_step=global_step if resume_from is not None else None)
-        try:
-            signals.deferring = True
-            with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported once, below
-                train_loop(flags, model, splits, saver, summaries, model_flags(flags, seed), result, signals, log,
-                           started, resume_from)
-        except BaseException:
+
+def read_member_checkpoint(member, global_step):
+    """A member's checkpoint of the population's committed global_step, which an exact resume starts from (saved
+    after step global_step - 1, whose number names the file)."""
+    path = os.path.join(member.log_dir, checkpoints.checkpoint_name(global_step - 1))
+    try:
+        checkpoint = checkpoints.read(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"the population's members all saved global_step {global_step}, but {error}") from None
+    if checkpoint.global_step != global_step or checkpoint.flags["seed"] != member.seed or \
+            checkpoint.flags["learning_rate"] != member.learning_rate:
+        raise CheckpointError(f"{path}: not {member.name}'s checkpoint of global_step {global_step}")
+    return checkpoint
+
+
+def member_orders(data_set, members, resumed):
+    """Each member's DataSet over the training split's rows: its own order, as its solo run would draw it."""
+    orders = []
+    for index, member in enumerate(members):
+        order = DataSet(data_set.pixels, data_set.labels, seed=train_order_seed(member.seed))
+        if resumed is not None:
+            checkpoint = resumed[1][index]
+            order.restore_position(checkpoint.data_order, checkpoint.data_position)
+        orders.append(order)
+    return orders
+
+
+def train(flags, members, run, resumed, signals, log, started, population):
+    """Train the members to flags.max_steps from scratch or from `resumed` (step, [checkpoint per member]).
+
+    `population`: a sweep's members, each in a folder of its own inside flags.log_dir, which holds the
+    population file and the results; else the tutorial's run, a population of one in flags.log_dir.
+
+    Returns the finished TrainingLoop (its results(), model, ensembles), or None when --max_steps 0 leaves nothing
+    to do.
+    """
+    backend_name, why = resolve_backend_name(flags.backend)
+    if flags.cuda_graph == "on" and backend_name != "cuda":
+        raise FlagError(Flag("cuda_graph", "on"), f" needs the cuda backend; this run would use {backend_name} "
+                        f"({why})")
+    for checkpoint in (resumed[1][:1] if resumed is not None else ()):
+        note_other_backend(checkpoint, backend_name, log)
+    backend = get_backend(backend_name, log.note)
+    check_memory(backend, flags, len(members))
+    data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, dataset=flags.dataset,
+                               source_url=flags.source_url)
+    check_batch_size(flags.batch_size, data_sets)
+    log.note(describe_run(flags, backend_name, why, members, data_sets, resumed))
+    if flags.max_steps == 0:
+        log.note("nothing to do: --max_steps 0 (no step, no checkpoint, no event file; the log_dir is left as "
+                 "it was)")
+        return None
+    if resumed is not None:
+        global_step, saved = resumed
+        variables = mnist.stacked([checkpoint.variables for checkpoint in saved])
+        for member, checkpoint in zip(members, saved, strict=True):
+            member.stopped = checkpoint.stopped
+    else:
+        global_step = 0
+        variables = mnist.stacked([mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed(member.seed))
+                                   for member in members])
+    active = [member.stopped is None for member in members]
+    model = mnist.Model(backend, variables, flags.batch_size, [member.learning_rate for member in members],
+                        global_step, active)
+    splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+    orders = member_orders(data_sets.train, members, resumed)
+
+    # Every check has passed: from here on, the log_dir is written.
+    run.start_writing(flags.overwrite)
+    for member in members:
+        if population:
+            runs.make_member_folder(member.log_dir)
+    savers = [checkpoints.Saver(member.log_dir, flags.max_to_keep, note=log.note) for member in members]
+    summaries = [Summaries(member.log_dir, purge_step=global_step if resumed is not None else None)
+                 for member in members]
+    loop = TrainingLoop(flags, model, splits, orders, members, savers, summaries, signals, log, started, population,
+                        None if resumed is None else resumed[1])
+    try:
+        signals.deferring = True
+        with np.errstate(over="ignore", invalid="ignore"), blas_library.threads_for(BLAS_THREADS):
+            loop.run()
+    except BaseException:
+        for each in summaries:
             with contextlib.suppress(WriteError):  # the error that stopped training is the one to report
-                summaries.close()
-            raise
-        summaries.close()
-    return result
+                each.close()
+        raise
+    for each in summaries:
+        each.close()
+    return loop
 
 
-def check_loss(step, loss_value, earlier_loss, flags):
-    """Stop a run whose loss is NaN or infinite, or above DIVERGED_LOSS at this and the previous read."""
-    if not math.isfinite(loss_value):
-        raise TrainingDiverged(f"loss is {loss_value} at step {step}; try a smaller --learning_rate "
-                               f"(now {flags.learning_rate})")
-    if earlier_loss is not None and min(loss_value, earlier_loss) > mnist.DIVERGED_LOSS:
-        raise TrainingDiverged(f"loss is {loss_value:.4g} at step {step} and was {earlier_loss:.4g} 100 steps before, "
-                               f"far above ln 10 = 2.30 where training starts: it diverged; try a smaller "
-                               f"--learning_rate (now {flags.learning_rate})")
+def divergence(step, loss, earlier=None):
+    """Why a member's loss at `step` (and 100 steps before, `earlier`) means it diverged, or None: the loss is NaN or
+    infinite, or above DIVERGED_LOSS at both reads."""
+    if not math.isfinite(loss):
+        return f"loss is {loss} at step {step}"
+    if earlier is not None and min(loss, earlier) > mnist.DIVERGED_LOSS:
+        return (f"loss is {loss:.4g} at step {step} and was {earlier:.4g} 100 steps before, far above ln 10 = 2.30 "
+                "where training starts: it diverged")
+    return None
 
 
-def train_loop(flags, model, splits, saver, summaries, saved_flags, result, signals, log, started, resumed=None):
-    steps = model.backend.step_program(model, splits["train"], flags.learning_rate, flags.max_steps,
-                                       flags.cuda_graph, note=log.note)
-    earlier_loss = None
-    first_step = model.global_step
-    test_pictures = EvaluationPictures(model, splits["test"])
-    record = None  # what made the run (provenance.py)
+def init_seed(seed):
+    """The seed of a run's initial variables: the second child of its seed (the first orders its data)."""
+    return np.random.SeedSequence(seed).spawn(2)[1]
 
-    def save(step):
-        nonlocal record
-        variables = model.host_variables()
-        order, position = steps.position(step)
-        first = record is None
-        if first:  # gathered at the first checkpoint: nothing of it delays the first step line
-            from .provenance import gather, hparams
 
-            record = gather(flags, model.backend, saved_flags["seed"], started, resumed)
-        path = saver.save(step, checkpoints.Checkpoint(variables, model.global_step, saved_flags, order, position,
-                                                       provenance=record))
-        if first:
-            summaries.add_run(first_step, record, hparams(record))
-        return variables, path
+class TrainingLoop:
+    """The loop of fully_connected_feed.py for K members: steps, loss lines, checkpoints, evaluations, signals."""
 
-    for step in range(model.global_step, flags.max_steps):
-        start_time = time.time()  # before the batch is drawn, as in the tutorial
-        loss_value = steps.run(step)
-        evaluate = (step + 1) % 1000 == 0 or step + 1 == flags.max_steps
-        if step % 100 == 0:
-            loss_value = float(loss_value)  # reading the loss waits for the step to finish
-            duration = time.time() - start_time
-            log.line("Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration))
-            check_loss(step, loss_value, earlier_loss, flags)
-            earlier_loss = loss_value
+    def __init__(self, flags, model, splits, orders, members, savers, summaries, signals, log, started, population,
+                 resumed=None):
+        self.flags, self.model, self.splits, self.members = flags, model, splits, members
+        self.savers, self.summaries, self.signals = savers, summaries, signals
+        self.log, self.started = log, started
+        self.steps = model.backend.step_program(model, splits["train"], orders, flags.max_steps, flags.cuda_graph,
+                                                note=log.note)
+        self.population = population
+        self.resumed = resumed  # each member's checkpoint this run continues (None: a run from scratch)
+        self.first_step = model.global_step
+        self.losses_read = model.global_step  # the next step whose loss the trainer has not read
+        self.earlier = [None] * len(members)  # each member's loss at the previous read
+        self.test_logits = EvaluationPictures(model, splits["test"])
+        self.records = None  # what made each member (provenance.py), gathered at the first checkpoint
+        self.ensembles = {}  # learning rate -> the test precision of its members' ensemble, at the last evaluation
+
+    # -- losses and divergence -----------------------------------------------------------------------------
+    def read_losses(self, step):
+        """Read the losses of every step up to `step`; stop members whose loss was not finite (the device already
+        stopped updating them at that step) or blew up. Returns the members' losses at `step`."""
+        if self.losses_read > step:
+            return None, False
+        losses = self.steps.losses(self.losses_read, step + 1)
+        self.losses_read = step + 1
+        newly = False
+        for index, member in enumerate(self.members):
+            if member.stopped is not None:
+                continue
+            member.last_loss = float(losses[-1, index])
+            for offset, loss in enumerate(losses[:, index]):
+                why = divergence(step + 1 - len(losses) + offset, float(loss))
+                if why:
+                    member.stopped = {"step": step + 1 - len(losses) + offset, "why": why}
+                    newly = True
+                    break
+        return losses[-1], newly
+
+    def check_blow_up(self, step, current):
+        """Stop members whose loss is above DIVERGED_LOSS at this and the previous read (100 steps apart)."""
+        newly = False
+        for index, member in enumerate(self.members):
+            earlier, loss = self.earlier[index], float(current[index])
+            why = divergence(step, loss, earlier)
+            if member.stopped is None and why:
+                member.stopped = {"step": step, "why": why}
+                newly = True
+            self.earlier[index] = loss
+        return newly
+
+    def note_stopped(self, newly):
+        """Tell the step program which members train on, and say which stopped; True when none trains any more."""
+        if not newly:
+            return False
+        self.model.set_active([member.stopped is None for member in self.members])
+        for member in self.members:
+            if member.stopped is not None and not member.stopped.get("noted"):
+                member.stopped["noted"] = True
+                if self.population:
+                    self.log.note(f"{member.name} diverged ({member.stopped['why']}): it stops training there, "
+                                  "the others train on")
+        return all(member.stopped is not None for member in self.members)
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self):
+        flags = self.flags
+        for step in range(self.model.global_step, flags.max_steps):
+            start_time = time.time()  # before the batch is drawn, as in the tutorial
+            self.steps.run(step)
+            evaluate = (step + 1) % 1000 == 0 or step + 1 == flags.max_steps
+            if step % 100 == 0 or evaluate:
+                current, newly = self.read_losses(step)  # reading the losses waits for the step to finish
+                if step % 100 == 0:
+                    duration = time.time() - start_time
+                    newly |= self.print_losses(step, current, duration)
+                if self.note_stopped(newly):
+                    if not self.population:
+                        return  # the run of one diverged: nothing is saved (run_training reports it)
+                    self.log.note(f"every member has stopped training (step {step}): the population ends here")
+                    self.save(step)
+                    self.evaluate(step)
+                    return
+            saved = None
+            if evaluate:
+                saved = self.save(step)
+                self.evaluate(step)
+            if self.signals.received is not None:  # the step is done: save it (unless just saved) and stop
+                self.read_losses(step)
+                saved = saved or self.save(step)
+                raise TrainingInterrupted(self.signals.received, step, saved, None,
+                                          self.interrupted_message(step, saved))
+
+    def print_losses(self, step, current, duration):
+        """The tutorial's step line for each member still training (and its loss event); whether one blew up."""
+        for index, member in enumerate(self.members):
+            if member.stopped is not None and member.stopped["step"] < step:
+                continue
+            loss = float(current[index])
+            self.log.line("%sStep %d: loss = %.2f (%.3f sec)" % (member.prefix, step, loss, duration))
             if step == 0:  # after the first line, not before it: writing it imports tensorboardX
-                summaries.add_graph()
-            summaries.add_loss(step, loss_value)
-            result.losses[step] = loss_value
-        elif evaluate and not math.isfinite(float(loss_value)):
-            check_loss(step, float(loss_value), None, flags)  # never save a NaN model
-        saved = None
-        if evaluate:
-            variables, saved = save(step)
-            summaries.add_histograms(step, variables)
-            result.evaluations[step] = evaluate_all(model, splits, log, test_pictures.logits)
-            for name, (examples, correct) in result.evaluations[step].items():
-                summaries.add_precision(step, name, correct / examples)
-            _, drawn, table = test_pictures.draw(model.backend, f"at step {step}")
-            summaries.add_pictures(step, drawn, table)
-        if signals.received is not None:  # the step is done: save it (unless just saved) and stop
-            saved = saved or save(step)[1]
-            raise TrainingInterrupted(signals.received, step, saved, result,
-                                      (f"interrupted at step {step}; saved {os.path.basename(saved)}; to continue: ",
-                                       continuation(flags)))
+                self.summaries[index].add_graph()
+            self.summaries[index].add_loss(step, loss)
+            member.losses[step] = loss
+        return self.check_blow_up(step, current)
+
+    def interrupted_message(self, step, saved):
+        """The message's parts: where it stopped, what it saved, and the exact command that continues it."""
+        return (f"interrupted at step {step}; saved {os.path.basename(saved)}; to continue: ",
+                continuation(self.flags, "sweep" if self.population else "train"))
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def save(self, step):
+        """Every member's checkpoint of `step`, then (a population) the population file: the commit point."""
+        from .provenance import gather, hparams
+
+        model, flags = self.model, self.flags
+        variables = model.host_variables()
+        positions = self.steps.position(step)
+        first = self.records is None
+        if first:  # gathered at the first checkpoint: nothing of it delays the first step line
+            self.records = [gather(member_flags(flags, member, self.population), model.backend, member.seed,
+                                   self.started, self.resumed[index] if self.resumed else None)
+                            for index, member in enumerate(self.members)]
+        path = None
+        for index, member in enumerate(self.members):
+            own = {name: value[index] for name, value in variables.items()}
+            if member.stopped is None and not all(np.isfinite(value).all() for value in own.values()):
+                raise TrainingDiverged(f"{member.prefix}the variables are not finite at step {step} while the loss "
+                                       "was; nothing was saved")  # never a NaN model of a member still training
+            order, position = positions[index]
+            stopped = None if member.stopped is None else {"step": member.stopped["step"],
+                                                           "why": member.stopped["why"]}
+            checkpoint = checkpoints.Checkpoint(own, model.global_step, model_flags(flags, member.seed,
+                                                                                    member.learning_rate),
+                                                order, position, provenance=self.records[index], stopped=stopped)
+            path = self.savers[index].save(step, checkpoint)
+            if first:
+                self.summaries[index].add_run(self.first_step, self.records[index], hparams(self.records[index]))
+            if not self.population:
+                self.summaries[index].add_histograms(step, own)
+        if self.population:
+            populations.commit(flags.log_dir, flags, self.members, model.global_step)
+            return os.path.join(flags.log_dir, populations.POPULATION_FILE)
+        return path
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+    def evaluate(self, step):
+        model, log = self.model, self.log
+        found = evaluate_all(model, self.splits, log, self.test_logits,
+                             [member.prefix for member in self.members])
+        for index, (member, summaries) in enumerate(zip(self.members, self.summaries, strict=True)):
+            member.evaluations[step] = {split: (examples, int(correct[index]))
+                                        for split, (examples, correct) in found.items()}
+            for split, (examples, correct) in member.evaluations[step].items():
+                summaries.add_precision(step, split, correct / examples)
+        host_logits = self.test_logits.host_logits()
+        if not self.population:  # the pictures of a run of one; a member's are `eval --report` away
+            _, drawn, table = self.test_logits.draw(host_logits[0], f"at step {step}")
+            self.summaries[0].add_pictures(step, drawn, table)
+            return
+        self.ensembles = populations.ensemble_precisions(self.members, host_logits,
+                                                         self.splits["test"].data_set.labels)
+        written = populations.write_results(self.flags.log_dir, self.members, self.ensembles)
+        log.note(f"wrote {' and '.join(written)} in {self.flags.log_dir} (step {step})")
+
+    def results(self):
+        return [TrainingResult(losses=member.losses, evaluations=member.evaluations, log_dir=member.log_dir,
+                               seed=member.seed, learning_rate=member.learning_rate,
+                               diverged_at_step=None if member.stopped is None else member.stopped["step"])
+                for member in self.members]
+
+
+def member_flags(flags, member, population):
+    """The flags a member's provenance records: the command's, with the member's own seed (and in a population its
+    learning rate and folder, and the population's folder)."""
+    changed = copy.copy(flags)
+    changed.seed = member.seed
+    if population:
+        changed.learning_rate, changed.log_dir, changed.population = member.learning_rate, member.log_dir, flags.log_dir
+    return changed

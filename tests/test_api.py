@@ -46,8 +46,8 @@ def test_predict_labels_images_in_every_accepted_form(trained, mnist_dir):
     assert classifier.global_step == 1000
     test = read_data_sets(mnist_dir).test
     expected = mnist_gpu.load_checkpoint(str(log_dir), backend="numpy")
-    reference = mnist.Model(expected.model.backend, expected.model.host_variables(), 10000)
-    logits = mnist.inference(reference, test.images)
+    reference = mnist.Model(expected.model.backend, expected.model.host_variables(), 10000, [0.01])
+    logits = mnist.inference(reference, test.images)[0]
     labels = classifier.predict(test.images)
     assert labels.dtype == np.int32 and labels.shape == (10000,)
     np.testing.assert_array_equal(labels, np.argmax(logits, axis=1))
@@ -58,7 +58,7 @@ def test_predict_labels_images_in_every_accepted_form(trained, mnist_dir):
     assert classifier.predict(test.pixels[:0]).shape == (0,)
     # The same model's evaluation counts what predict gets right (no exact ties in float logits).
     assert int(np.count_nonzero(labels == test.labels)) == \
-        mnist.evaluation(reference, logits, test.labels)
+        mnist.evaluation(reference, logits[None], test.labels)[0]
 
 
 def test_predict_refuses_what_it_cannot_read(trained):

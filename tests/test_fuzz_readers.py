@@ -108,9 +108,10 @@ def checkpoint_file(folder):
 def usable(checkpoint):
     """What the trainer and eval do with a checkpoint that loads: build the model, infer, restore the data position."""
     flags = checkpoint.flags
-    model = mnist.Model(NumpyBackend(), checkpoint.variables, flags["batch_size"], checkpoint.global_step)
+    model = mnist.Model(NumpyBackend(), mnist.stacked([checkpoint.variables]), flags["batch_size"],
+                        [flags["learning_rate"]], checkpoint.global_step)
     logits = mnist.inference(model.resized(1), np.zeros((1, mnist.IMAGE_PIXELS), np.float32))
-    assert logits.shape == (1, mnist.NUM_CLASSES)
+    assert logits.shape == (1, 1, mnist.NUM_CLASSES)
     data_set = DataSet(np.zeros((10000, mnist.IMAGE_PIXELS), np.uint8), np.zeros(10000, np.int32))
     data_set.restore_position(checkpoint.data_order, checkpoint.data_position)
     assert len(data_set.next_batch_indices(flags["batch_size"])) == flags["batch_size"]

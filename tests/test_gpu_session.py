@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -217,12 +218,25 @@ def test_with_a_gpu_claimed_the_gpu_stages_run_their_commands_and_record_how_the
     assert results["tests"].status == "failed" and " errors" in results["tests"].detail  # the backend cannot load
     tutorial = results["tutorial"]
     assert tutorial.status == "failed"
-    for way in ("cuda graph", "cuda eager"):
+    for way in ("cuda graph", "cuda eager", "cuda sweep of 1024"):
         assert f"{way}: failed (mnist-gpu: error: --backend cuda needs CuPy, which is not installed" in tutorial.detail
     assert "cpu: " in tutorial.detail and "test precision 0.90" in tutorial.detail
     assert results["bench"].status == "failed" and "no benchmark ran" in results["bench"].detail
     log = (tmp_path / "out" / "session.log").read_text()
     assert "nvidia-smi --query-gpu=name,driver_version,compute_cap" in log
+
+
+# -- the tutorial stage reads a sweep's results table ---------------------------------------------------------------
+def test_the_tutorial_stage_reads_what_a_sweep_prints(gpu_session, mnist_dir, tmp_path):
+    """The 1024-member sweep is summed up from its results table: here a small real sweep's rows are found."""
+    result = subprocess.run([sys.executable, "-m", "mnist_gpu", "sweep", "--seed", "1-3", "--learning_rate",
+                             "0.01,0.5", "--max_steps", "30", "--hidden1", "8", "--hidden2", "4", "--backend", "numpy",
+                             "--input_data_dir", mnist_dir, "--log_dir", str(tmp_path / "sweep")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode in (0, 3), result.stderr
+    rows = [match.groupdict() for match in map(gpu_session.SWEEP_ROW.fullmatch, result.stdout.splitlines()) if match]
+    assert [row["members"] for row in rows] == ["3", "3"], result.stdout
+    assert all(0 <= float(row["ensemble"]) <= 1 and row["test"].count(" ± ") == 1 for row in rows)
 
 
 # -- a kernel that does not compile fails the compile stage -----------------------------------------------------
@@ -236,13 +250,13 @@ def test_a_kernel_whose_types_break_fails_the_compile_stage(gpu_session, monkeyp
         shutil.copytree(os.path.join(REPOSITORY, folder), checkout / folder, symlinks=True,  # mnist_gpu/kernels
                         ignore=shutil.ignore_patterns("__pycache__", "*.gz"))
     kernel = checkout / "kernels" / "sgd_update.py"
-    line = "        parameters[index] -= learning_rate * gradients[index]\n"
+    line = "            parameters[member, column] -= learning_rates[member] * gradients[member, column]\n"
     assert kernel.read_text().count(line) == 1
     kernel.write_text(kernel.read_text().replace(line, (
-        "        scale = learning_rate\n"
-        "        if index < 0:\n"
-        "            scale = 'never'\n"
-        "        parameters[index] -= scale * gradients[index]\n")))
+        "            scale = learning_rates[member]\n"
+        "            if index < 0:\n"
+        "                scale = 'never'\n"
+        "            parameters[member, column] -= scale * gradients[member, column]\n")))
     monkeypatch.setattr(gpu_session, "REPOSITORY", str(checkout))  # the session runs what is in this checkout
     session = gpu_session.Session(str(tmp_path / "out"), 4 * gpu_session.SESSION_LIMIT_S)  # a slower machine
     try:

@@ -24,7 +24,9 @@ def read_only_install(tmp_path):
     """(environment, the read-only folder): mnist_gpu importable only from a read-only copy, HOME read-only."""
     with small_filesystem(tmp_path / "install", size="64m") as install:
         ignore = shutil.ignore_patterns("__pycache__", "data")
-        shutil.copytree(os.path.join(REPOSITORY, "mnist_gpu"), install / "mnist_gpu", ignore=ignore)
+        # As an install lays it out: kernels/ copied into the package (in place of the checkout's link to it).
+        shutil.copytree(os.path.join(REPOSITORY, "mnist_gpu"), install / "mnist_gpu",
+                        ignore=shutil.ignore_patterns("__pycache__", "data", "kernels"))
         shutil.copytree(os.path.join(REPOSITORY, "kernels"), install / "mnist_gpu" / "kernels", ignore=ignore)
         (install / "home").mkdir()
         remounted = subprocess.run(["mount", "-o", "remount,ro", str(install)], capture_output=True, text=True)

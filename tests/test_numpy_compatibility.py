@@ -20,7 +20,8 @@ COMPILE = """
 from numba import types
 from mnist_gpu.kernels import sgd_update
 ptx, _ = sgd_update.cuda.compile_ptx(sgd_update.sgd_update_kernel.py_func,
-                                     (types.float32[::1], types.float32[::1], types.float32), cc=(9, 0))
+                                     (types.float32[:, ::1], types.float32[:, ::1],
+                                      types.float32[::1], types.int32[::1]), cc=(9, 0))
 print("compiled", len(ptx) > 0)
 """
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mnist_gpu.backends import openblas
+from mnist_gpu.backends import blas_library
 
 from conftest import REPOSITORY
 from helpers import needs_cuda_packages
@@ -21,7 +21,7 @@ def test_blas_runs_on_one_thread_in_the_test_process():
     plugin = sys.modules.get("numpy_first_plugin")
     if plugin is not None:  # run by the test below: NumPy was loaded before conftest could set the variable
         assert plugin.LOADED_BEFORE_CONFTEST
-    assert openblas.threads() == 1
+    assert blas_library.threads() == 1
 
 
 @pytest.mark.slow

@@ -42,7 +42,8 @@ def test_the_matrix_takes_the_first_of_equal_largest_logits_and_counts_where_in_
     found = Confusion.from_logits(logits, labels)
     np.testing.assert_array_equal(found.matrix, confusion_by_hand(logits, labels))
     assert found.correct == int(np.trace(confusion_by_hand(logits, labels)))
-    in_top_k = [int(numpy_backend.in_top_k(logits[row:row + 1], labels[row:row + 1], 1)) for row in range(500)]
+    in_top_k = [int(numpy_backend.in_top_k(logits[None, row:row + 1], labels[row:row + 1], 1)[0])
+                for row in range(500)]
     right = (found.predicted == labels).astype(int)
     assert found.differs_from_in_top_k == sum(a != b for a, b in zip(in_top_k, right, strict=True))
     assert found.differs_from_in_top_k >= 30  # the ties and non-finite rows above

@@ -95,9 +95,9 @@ def test_evaluation_does_not_move_the_training_iterator(mnist_dir, capsys):
     order, position = data_sets.train.position()
     order, state = order.copy(), repr(position)
     backend = get_backend("numpy")
-    model = mnist.Model(backend, mnist.initial_variables(8, 4, seed=0), 1000)
+    model = mnist.Model(backend, mnist.stacked([mnist.initial_variables(8, 4, seed=0)]), 1000, [0.01])
     examples, correct = do_eval(model, DeviceSplit(backend, data_sets.train))
-    assert examples == 55000 and 0 <= correct <= 55000
+    assert examples == 55000 and 0 <= correct[0] <= 55000
     after_order, after_position = data_sets.train.position()
     assert repr(after_position) == state and (after_order == order).all()
     capsys.readouterr()

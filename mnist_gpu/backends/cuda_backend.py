@@ -12,7 +12,7 @@ a program of prepared operations and a CUDA graph (cuda_program.py).
 
 Under Numba's simulator (NUMBA_ENABLE_CUDASIM=1) the very same kernels run on the CPU, NumPy
 arrays stand in for CuPy arrays and OpenBLAS takes cuBLAS's calls: that is how CI tests this file.
-Shapes: B batch, D=784, H1, H2, C=10.
+Shapes: K members, B batch, D=784, H1, H2, C=10.
 """
 import contextlib
 
@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import BackendUnavailable
 from ..model import PIXEL_SCALE
 from .cuda_gemm import Cublas, GemmCall, SimulatedCublas
-from .cuda_launch import DeviceScalar, KernelLaunch
+from .cuda_launch import KernelLaunch
 from .cuda_loading import loading
 from .interface import check_labels
 from .numpy_backend import NumpyBackend
@@ -84,6 +84,8 @@ class CudaBackend:
                 self.gemms = Cublas(cupy, self.stream)
         self.recorded = None  # a list while recording()
         self.index_buffer = self.empty(0, dtype=np.int32)
+        self.device_rates = {}  # the members' learning rates (bytes) -> their device array
+        self.scratch_buffers = {}  # shape -> a gradient buffer (matmul_sgd)
 
     # -- arrays ---------------------------------------------------------------
     def asarray(self, array, dtype=None):
@@ -156,40 +158,68 @@ class CudaBackend:
         threads = self.kernels_module.THREADS_PER_BLOCK
         return self.kernels_module.blocks_for(count, threads), threads
 
-    def step_program(self, model, split, learning_rate, last_step, graph="auto", note=print):
+    def stride_grid(self, count):
+        """(blocks, threads) for a grid-stride kernel: one thread per item on a GPU; in the simulator, which starts a
+        Python thread per simulated thread, at most SIMULATED_BLOCKS blocks whose threads loop over the items."""
+        blocks, threads = self.grid(count)
+        return (min(blocks, self.kernels_module.SIMULATED_BLOCKS) if self.simulated else blocks), threads
+
+    def step_program(self, model, split, orders, last_step, graph="auto", note=print):
         """The training step as a program of prepared operations, eager or one CUDA graph (cuda_program.py)."""
         from .cuda_program import StepProgram
 
-        return StepProgram(model, split, learning_rate, last_step, graph, note)
+        return StepProgram(model, split, orders, last_step, graph, note)
+
+    def rates_on_device(self, learning_rates):
+        """The members' learning rates as a device array, made once per set of rates (the step program keeps using
+        the same array, so a CUDA graph can be replayed)."""
+        key = np.asarray(learning_rates, np.float32).tobytes()
+        if key not in self.device_rates:
+            self.device_rates[key] = self.asarray(np.frombuffer(key, np.float32))
+        return self.device_rates[key]
 
     # -- ops ------------------------------------------------------------------
     def _device_indices(self, indices):
-        """Copy host row indices into a reused device buffer (B int32s: the one upload of an op-by-op step)."""
-        count = len(indices)
+        """Copy host row indices (any shape, flattened) into a reused device buffer: the one upload of an op-by-op
+        step."""
+        count = indices.size
         if self.index_buffer.shape[0] < count:
             self.index_buffer = self.empty(count, dtype=np.int32)
         device_indices = self.index_buffer[:count]
-        self.upload(np.asarray(indices, dtype=np.int32), device_indices)  # queued in order with the step
+        self.upload(np.asarray(indices, dtype=np.int32).reshape(-1), device_indices)  # queued in order with the step
         return device_indices
 
     def gather_rows(self, table, indices, out):
-        """out[i] = table[indices[i]]; `indices` are host integers."""
-        out_2d = out.reshape(len(indices), -1)
-        self.launch(self.gather.gather_rows_kernel, *self.grid(out_2d.size),
-                     table.reshape(len(table), -1), self._device_indices(indices), out_2d)
+        """out[...] = table[indices]; `indices` are host integers ([K, B] or [R]), flattened for the kernel."""
+        out_2d = out.reshape(indices.size, -1)
+        self.launch(self.gather.gather_rows_kernel, *self.stride_grid(out_2d.size),
+                    table.reshape(len(table), -1), self._device_indices(indices), out_2d)
 
     def gather_images(self, pixels, indices, out):
-        """out[i] = pixels[indices[i]] * PIXEL_SCALE, uint8 to float32 in the same pass."""
-        self.launch(self.gather.gather_images_kernel, *self.grid(out.size),
-                     pixels, self._device_indices(indices), PIXEL_SCALE, out)
+        """out[...] = pixels[indices] * PIXEL_SCALE, uint8 to float32 in the same pass (rows flattened)."""
+        out_2d = out.reshape(indices.size, -1)
+        self.launch(self.gather.gather_images_kernel, *self.stride_grid(out_2d.size),
+                    pixels, self._device_indices(indices), PIXEL_SCALE, out_2d)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        """out = op(a) @ op(b) by cuBLAS's sgemm; a transpose is a flag, never a copy."""
+        """out[k] = op(a[k]) @ op(b[k]) by one strided-batched cuBLAS call; a transpose is a flag, never a copy."""
         self._gemm(a, b, out, 1.0, 0.0, trans_a, trans_b)
 
-    def matmul_sgd(self, a, b, parameter, learning_rate, trans_a=False, trans_b=False):
-        """parameter = parameter - learning_rate * op(a) @ op(b) in ONE sgemm (alpha = -lr, beta = 1)."""
-        self._gemm(a, b, parameter, -np.float32(learning_rate), 1.0, trans_a, trans_b)
+    def matmul_sgd(self, a, b, parameter, learning_rates, active, trans_a=False, trans_b=False):
+        """parameter[k] -= learning_rates[k] * op(a[k]) @ op(b[k]) where active[k]: every member's gradient by one
+        strided-batched GEMM into a scratch buffer, then the SGD kernel (each member's rate; a stopped member left
+        as it is). cuBLAS takes one alpha per call, so folding the rates into the GEMM would need a call per
+        learning rate and could not skip a member the device has just stopped."""
+        gradient = self.scratch(parameter.shape)
+        self._gemm(a, b, gradient, 1.0, 0.0, trans_a, trans_b)
+        self.sgd_update(parameter.reshape(len(parameter), -1), gradient.reshape(len(parameter), -1), learning_rates,
+                        active)
+
+    def scratch(self, shape):
+        """A buffer of `shape` for a gradient used at once (the stream orders its uses), made once per shape."""
+        if shape not in self.scratch_buffers:
+            self.scratch_buffers[shape] = self.empty(shape)
+        return self.scratch_buffers[shape]
 
     def bias_relu(self, x, bias, out):
         self.launch(self.bias_activation.bias_relu_kernel, *self.grid(x.size), x, bias, out)
@@ -197,32 +227,33 @@ class CudaBackend:
     def bias_add(self, x, bias, out):
         self.launch(self.bias_activation.bias_add_kernel, *self.grid(x.size), x, bias, out)
 
-    def _column_grid(self, columns):
+    def _column_grid(self, members, columns):
         backward = self.backward
-        return -(-columns // backward.COLUMN_TILE), (backward.COLUMN_TILE, backward.ROW_LANES)
+        return (-(-columns // backward.COLUMN_TILE), members), (backward.COLUMN_TILE, backward.ROW_LANES)
 
     def bias_grad(self, grad, out):
-        self.launch(self.backward.bias_grad_kernel, *self._column_grid(grad.shape[1]), grad, out)
+        self.launch(self.backward.bias_grad_kernel, *self._column_grid(grad.shape[0], grad.shape[2]), grad, out)
 
     def relu_backward_bias_grad(self, grad, activation, out, bias_grad):
-        self.launch(self.backward.relu_backward_bias_grad_kernel, *self._column_grid(grad.shape[1]),
-                     grad, activation, out, bias_grad)
+        self.launch(self.backward.relu_backward_bias_grad_kernel, *self._column_grid(grad.shape[0], grad.shape[2]),
+                    grad, activation, out, bias_grad)
 
-    def softmax_xent(self, logits, labels, grad_out):
-        """Returns the mean loss as a DeviceScalar (float() reads it, waiting for the GPU)."""
+    def softmax_xent(self, logits, labels, grad_out, active):
+        """Returns the members' mean losses [K] on the device (to_host reads them, waiting for the GPU)."""
         check_labels(labels)
-        mean_loss = self.empty(1)  # fresh each call: never overwritten later
-        self.launch(self.softmax.softmax_xent_kernel, 1, self.softmax.SOFTMAX_THREADS,
-                     logits, labels, grad_out, mean_loss)
-        return DeviceScalar(mean_loss, self.stream)
+        losses = self.empty(logits.shape[0])  # fresh each call: never overwritten later
+        self.launch(self.softmax.softmax_xent_kernel, logits.shape[0], self.softmax.SOFTMAX_THREADS,
+                    logits, labels, grad_out, active, losses)
+        return losses
 
-    def sgd_update(self, parameter, grad, learning_rate):
-        self.launch(self.sgd.sgd_update_kernel, *self.grid(parameter.size),
-                     parameter, grad, np.float32(learning_rate))
+    def sgd_update(self, parameter, grad, learning_rates, active):
+        self.launch(self.sgd.sgd_update_kernel, *self.stride_grid(parameter.size),
+                    parameter, grad, self.rates_on_device(learning_rates), active)
 
     def in_top_k(self, logits, labels, k=1):
-        """Returns the count as a DeviceScalar (int() reads it, waiting for the GPU)."""
+        """Returns the members' counts [K] on the device (to_host reads them, waiting for the GPU)."""
         check_labels(labels)
-        count = self.zeros(1, dtype=np.int32)
-        self.launch(self.top_k.in_top_k_kernel, *self.grid(len(labels)), logits, labels, np.int32(k), count)
-        return DeviceScalar(count, self.stream)
+        counts = self.zeros(logits.shape[0], dtype=np.int32)
+        self.launch(self.top_k.in_top_k_kernel, *self.grid(logits.shape[0] * logits.shape[1]), logits, labels,
+                    np.int32(k), counts)
+        return counts

@@ -1,4 +1,6 @@
-"""The CUDA backend's GEMMs: cuBLAS's sgemm, called directly, with its arguments worked out once per call site.
+"""The CUDA backend's GEMMs: cuBLAS's strided-batched sgemm, called directly, with its arguments worked out once per
+call site. A population's members are the batch: member k's matrices lie a fixed stride after member k-1's (or,
+shared by every member, at stride 0: evaluation's images).
 
 Why not CuPy's GEMMs: CuPy refuses every cuBLAS call while a stream is being captured into a
 CUDA graph, and a training step is 8 GEMMs. NVIDIA's nvmath-python exposes cuBLAS itself
@@ -25,31 +27,38 @@ NO_TRANSPOSE, TRANSPOSE = 0, 1  # cublasOperation_t: CUBLAS_OP_N, CUBLAS_OP_T
 CUBLAS_WORKSPACE_BYTES = 32 * 2 ** 20  # NVIDIA's advice for Hopper; a fixed workspace lets cuBLAS be captured
 
 
-def _matrix(array, pointer):
-    """(address, leading dimension) of a row-major float32 matrix whose rows may be strided."""
-    if array.ndim != 2 or array.dtype != np.float32:
-        raise TypeError(f"sgemm needs 2-D float32 matrices, got {array.dtype} with shape {array.shape}")
-    if array.strides[1] != 4 or array.strides[0] % 4 or array.strides[0] < 4 * array.shape[1]:
+def _operand(array, pointer):
+    """(address, leading dimension, member stride) of a float32 operand: each member's matrix [K, M, N], or one
+    matrix [M, N] that every member shares (member stride 0); rows contiguous, rows and members strided."""
+    if array.ndim not in (2, 3) or array.dtype != np.float32:
+        raise TypeError(f"sgemm needs float32 matrices [M, N] or [K, M, N], got {array.dtype} with shape "
+                        f"{array.shape}")
+    if array.strides[-1] != 4 or array.strides[-2] % 4 or array.strides[-2] < 4 * array.shape[-1] or \
+            array.strides[0] % 4:
         raise ValueError(f"sgemm needs rows of contiguous elements, got strides {array.strides}")
-    return pointer(array), array.strides[0] // 4
+    return pointer(array), array.strides[-2] // 4, array.strides[0] // 4 if array.ndim == 3 else 0
 
 
 class GemmCall:
-    """out = alpha * op(a) @ op(b) + beta * out, bound to its buffers: run() issues it again and again."""
+    """out[k] = alpha * op(a[k]) @ op(b[k]) + beta * out[k] for every member k, bound to its buffers: run() issues it
+    again and again, one strided-batched cuBLAS call for all the members."""
 
     def __init__(self, library, a, b, out, alpha, beta, trans_a=False, trans_b=False):
-        rows, inner = (a.shape[1], a.shape[0]) if trans_a else a.shape
-        inner_b, columns = (b.shape[1], b.shape[0]) if trans_b else b.shape
-        if inner != inner_b or out.shape != (rows, columns):
+        rows, inner = (a.shape[-1], a.shape[-2]) if trans_a else a.shape[-2:]
+        inner_b, columns = (b.shape[-1], b.shape[-2]) if trans_b else b.shape[-2:]
+        members = out.shape[0]
+        if inner != inner_b or out.shape[1:] != (rows, columns) or b.shape[0] != members or \
+                (a.ndim == 3 and a.shape[0] != members):
             raise ValueError(f"sgemm: op(a) {rows}x{inner}, op(b) {inner_b}x{columns} and out {out.shape} do not fit")
-        a_address, a_leading = _matrix(a, library.pointer)
-        b_address, b_leading = _matrix(b, library.pointer)
-        out_address, out_leading = _matrix(out, library.pointer)
+        (a_address, a_leading, a_stride), (b_address, b_leading, b_stride), (out_address, out_leading, out_stride) = (
+            _operand(array, library.pointer) for array in (a, b, out))
         self.library = library
-        # cuBLAS's order: transa, transb, m, n, k, A, lda, B, ldb, C, ldc (see the module's docstring).
-        self.arguments = (TRANSPOSE if trans_b else NO_TRANSPOSE, TRANSPOSE if trans_a else NO_TRANSPOSE,
-                          columns, rows, inner, b_address, b_leading, a_address, a_leading, out_address, out_leading)
         self.scalars = np.array([alpha, beta], np.float32)  # cuBLAS reads alpha and beta through host pointers
+        # cuBLAS's order: transa, transb, m, n, k, A, lda, strideA, B, ldb, strideB, C, ldc, strideC, count (see the
+        # module's docstring: b is cuBLAS's A).
+        self.arguments = (TRANSPOSE if trans_b else NO_TRANSPOSE, TRANSPOSE if trans_a else NO_TRANSPOSE,
+                          columns, rows, inner, b_address, b_leading, b_stride, a_address, a_leading, a_stride,
+                          out_address, out_leading, out_stride, members)
         self.buffers = (a, b, out)  # alive as long as the call can run
 
     def run(self):
@@ -79,9 +88,10 @@ class Cublas:
         return array.data.ptr
 
     def sgemm(self, call):
-        transa, transb, m, n, k, a, lda, b, ldb, c, ldc = call.arguments
+        transa, transb, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, count = call.arguments
         alpha = call.scalars.ctypes.data
-        self.cublas.sgemm(self.handle, transa, transb, m, n, k, alpha, a, lda, b, ldb, alpha + 4, c, ldc)
+        self.cublas.sgemm_strided_batched(self.handle, transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb,
+                                          stride_b, alpha + 4, c, ldc, stride_c, count)
 
 
 class SimulatedCublas:
@@ -91,9 +101,9 @@ class SimulatedCublas:
     CBLAS_TRANSPOSE = {NO_TRANSPOSE: 111, TRANSPOSE: 112}
 
     def __init__(self):
-        from . import openblas
+        from . import blas_library
 
-        address = openblas.sgemm_address()
+        address = blas_library.sgemm_address()
         if address is None:
             raise BackendUnavailable("the simulated CUDA backend needs NumPy's bundled OpenBLAS for its GEMMs; "
                                      "this NumPy has none")
@@ -107,7 +117,10 @@ class SimulatedCublas:
         return array.ctypes.data
 
     def sgemm(self, call):
-        transa, transb, m, n, k, a, lda, b, ldb, c, ldc = call.arguments
+        """Each member as its own column-major sgemm: what a strided-batched call computes."""
+        transa, transb, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, count = call.arguments
         alpha, beta = (float(value) for value in call.scalars)
-        self.function(self.COLUMN_MAJOR, self.CBLAS_TRANSPOSE[transa], self.CBLAS_TRANSPOSE[transb],
-                      m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        for member in range(count):
+            self.function(self.COLUMN_MAJOR, self.CBLAS_TRANSPOSE[transa], self.CBLAS_TRANSPOSE[transb], m, n, k,
+                          alpha, a + 4 * member * stride_a, lda, b + 4 * member * stride_b, ldb, beta,
+                          c + 4 * member * stride_c, ldc)

@@ -1,29 +1,7 @@
-"""A kernel launch as data, run through Numba's dispatcher (KernelLaunch) or prepared once (PreparedLaunch),
-and a number the GPU is still computing (DeviceScalar). Used by cuda_backend.py and cuda_program.py.
+"""A kernel launch as data, run through Numba's dispatcher (KernelLaunch) or prepared once (PreparedLaunch).
+Used by cuda_backend.py and cuda_program.py.
 """
 import warnings
-
-
-class DeviceScalar:
-    """A number the GPU is still computing (the loss, a count): float() / int() wait for it and read it.
-
-    The read waits on the backend's own stream, not on CuPy's current one (which is per thread, and
-    may belong to another backend).
-    """
-
-    def __init__(self, array, stream):
-        self.array, self.stream = array, stream  # array: a 1-element device array
-
-    def _read(self):
-        if self.stream is None:  # the simulator: a NumPy array
-            return self.array[0]
-        return self.array.get(stream=self.stream)[0]  # copies on our stream once it gets there
-
-    def __float__(self):
-        return float(self._read())
-
-    def __int__(self):
-        return int(self._read())
 
 
 class KernelLaunch:

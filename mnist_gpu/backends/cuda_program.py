@@ -5,13 +5,15 @@ dispatcher, they cost ~1.2-1.5 ms of host time (typing and converting every CuPy
 every launch) while the GPU works well under 0.1 ms. So the step is built once, as data:
 
     gather_batch   images, labels <- rows index_ring[step % R_index] of the split (on the device)
-    train_step     the model's one step (model.py), recorded through the backend: 8 kernels, 8 GEMMs
-    advance_step   loss_ring[step % R_loss] <- the loss; step += 1
+    train_step     the model's one step (model.py) for every member, recorded through the backend:
+                   its kernels and 8 GEMMs (each GEMM one strided-batched call for all members)
+    advance_step   loss_ring[step % R_loss] <- the members' losses; step += 1
 
 where `step` is a counter in device memory. Every buffer is allocated once, here; nothing in a
 step allocates, copies from the host or waits for it. The host's part of a step is drawing its
-batch's row indices with DataSet.draw_batches (TF's order, exactly as the other backends draw
-them), a window of up to WINDOW_STEPS steps at a time, uploaded from pinned memory between steps.
+members' batches' row indices with DataSet.draw_batches (TF's order, each member's own, exactly as
+the other backends draw them), a window of up to WINDOW_STEPS steps at a time, uploaded from
+pinned memory between steps.
 
 Two ways to run it (--cuda_graph):
   eager: each operation issued in order, prepared once: a kernel's Numba argument marshalling is
@@ -31,64 +33,58 @@ from mnist_gpu.kernels import step_ring
 
 from .. import model as mnist
 from ..errors import CudaGraphError
-from .cuda_launch import DeviceScalar, KernelLaunch, PreparedLaunch
+from .cuda_launch import KernelLaunch, PreparedLaunch
 
 WINDOW_STEPS = 1000  # batches drawn and uploaded at a time: the index ring's rows (up to INDEX_RING_BYTES)
 INDEX_RING_BYTES = 16 * 2 ** 20
 LOSS_RING_STEPS = 256  # a step's loss can be read until 256 steps later (the trainer reads every 100 steps)
 
 
-class LossReading:
-    """A step's loss in the loss ring: float() waits for that step and reads it."""
-
-    def __init__(self, program, step):
-        self.program, self.step = program, step
-
-    def __float__(self):
-        return self.program.read_loss(self.step)
-
-
-def window_steps(batch_size):
-    """Steps a window holds: WINDOW_STEPS, fewer for batches so large that the ring would pass INDEX_RING_BYTES."""
-    return max(1, min(WINDOW_STEPS, INDEX_RING_BYTES // (4 * batch_size)))
+def window_steps(rows):
+    """Steps a window holds: WINDOW_STEPS, fewer where a step's rows (K * B) are so many that the ring would pass
+    INDEX_RING_BYTES."""
+    return max(1, min(WINDOW_STEPS, INDEX_RING_BYTES // (4 * rows)))
 
 
 class StepProgram:
-    """One model's training step on one split, as a program. run(step) runs the next step; model.global_step follows.
+    """K members' training step on one split, as a program. run(step) runs the next step; model.global_step follows.
 
-    `last_step`: the run's --max_steps (no batch is drawn beyond it). `graph`: "auto", "on" or "off".
-    `note`: where a line about the chosen mode goes (the trainer's log).
+    `orders`: each member's DataSet (its batches, in TF's order). `last_step`: the run's --max_steps
+    (no batch is drawn beyond it). `graph`: "auto", "on" or "off". `note`: where a line about the
+    chosen mode goes (the trainer's log).
     """
 
-    def __init__(self, model, split, learning_rate, last_step, graph="auto", note=print):
+    def __init__(self, model, split, orders, last_step, graph="auto", note=print):
         backend = self.backend = model.backend
-        self.model, self.data_set, self.learning_rate = model, split.data_set, learning_rate
+        self.model, self.orders = model, orders
         self.last_step, self.graph_mode, self.note = last_step, graph, note
-        batch_size = model.batch_size
-        self.window_steps = window_steps(batch_size)
+        members, batch_size = model.members, model.batch_size
+        rows = members * batch_size  # each member's batch after the one before, in one row of the index ring
+        self.window_steps = window_steps(rows)
         # Host side of the index window (pinned on a GPU, so its upload is truly asynchronous).
         if backend.simulated:
-            self.host_window = np.empty((self.window_steps, batch_size), np.int32)
+            self.host_window = np.empty((self.window_steps, rows), np.int32)
         else:
             import cupyx
 
-            self.host_window = cupyx.empty_pinned((self.window_steps, batch_size), np.int32)
-        self.index_ring = backend.empty((self.window_steps, batch_size), np.int32)
+            self.host_window = cupyx.empty_pinned((self.window_steps, rows), np.int32)
+        self.index_ring = backend.empty((self.window_steps, rows), np.int32)
         self.step_counter = backend.empty(1, np.int32)
         backend.upload(np.array([model.global_step], np.int32), self.step_counter)
-        self.loss_ring = backend.zeros(LOSS_RING_STEPS)
-        self.images = backend.empty((batch_size, mnist.IMAGE_PIXELS))
-        self.labels = backend.empty(batch_size, np.int32)
+        self.loss_ring = backend.zeros((LOSS_RING_STEPS, members))
+        self.images = backend.empty((members, batch_size, mnist.IMAGE_PIXELS))
+        self.labels = backend.empty((members, batch_size), np.int32)
         self.next_step = self.window_end = model.global_step
-        self.positions = {}  # step -> the data set's position after drawing its batch (this window's steps)
+        self.positions = {}  # step -> the members' data positions after drawing its batches (this window's steps)
         self.upload_done = None  # an event after the last window's upload (GPU)
         with backend.recording() as operations:
-            backend.launch(step_ring.gather_batch_kernel, *backend.grid(batch_size * mnist.IMAGE_PIXELS),
-                            split.pixels, split.labels, self.index_ring, self.step_counter, mnist.PIXEL_SCALE,
-                            self.images, self.labels)
+            backend.launch(step_ring.gather_batch_kernel, *backend.stride_grid(rows * mnist.IMAGE_PIXELS),
+                           split.pixels, split.labels, self.index_ring, self.step_counter, mnist.PIXEL_SCALE,
+                           self.images.reshape(rows, mnist.IMAGE_PIXELS), self.labels.reshape(rows))
             # The model's own step, recorded on a copy so the recording does not count as a step.
-            mean_loss = mnist.train_step(copy.copy(model), self.images, self.labels, learning_rate)
-            backend.launch(step_ring.advance_step_kernel, 1, 1, self.step_counter, mean_loss.array, self.loss_ring)
+            losses = mnist.train_step(copy.copy(model), self.images, self.labels)
+            backend.launch(step_ring.advance_step_kernel, 1, backend.kernels_module.THREADS_PER_BLOCK,
+                           self.step_counter, losses, self.loss_ring)
         self.operations = operations
         self.graph = None
         self.started = False
@@ -96,36 +92,41 @@ class StepProgram:
 
     # -- the host's part: batch indices ahead, positions, losses --------------------------------
     def _draw_window(self, step):
-        """Draw the batches of steps step .. step + n - 1 and queue their upload into the index ring."""
+        """Draw every member's batches of steps step .. step + n - 1 and queue their upload into the index ring."""
         count = min(self.window_steps, self.last_step - step)
         if self.upload_done is not None:
             self.upload_done.synchronize()  # the previous upload has left the pinned buffer
         first = step % self.window_steps
         head = min(count, self.window_steps - first)  # rows first.. of the ring, then wrapping to row 0
-        positions = []
+        batch_size = self.model.batch_size
+        positions = [[] for _ in self.orders]
         for rows in (slice(first, first + head), slice(0, count - head)):
             if rows.stop > rows.start:
-                positions += self.data_set.draw_batches(self.model.batch_size, self.host_window[rows])
-                self.backend.upload(self.host_window[rows], self.index_ring[rows])
+                window = self.host_window[rows]
+                for member, order in enumerate(self.orders):
+                    positions[member] += order.draw_batches(batch_size,
+                                                            window[:, member * batch_size:(member + 1) * batch_size])
+                self.backend.upload(window, self.index_ring[rows])
         if not self.backend.simulated:
             self.upload_done = self.backend.stream.record()
-        self.positions = dict(zip(range(step, step + count), positions, strict=True))
+        self.positions = {step + offset: [member[offset] for member in positions] for offset in range(count)}
         self.window_end = step + count
 
     def position(self, step):
-        """The data set's position after step `step`'s batch (order, fields), for a checkpoint of that step."""
+        """Each member's data position after step `step`'s batch (order, fields), for a checkpoint of that step."""
         return self.positions[step]
 
-    def read_loss(self, step):
-        if not self.next_step - LOSS_RING_STEPS <= step < self.next_step:
-            raise ValueError(f"the loss of step {step} is no longer (or not yet) in the loss ring, which holds "
-                             f"steps {self.next_step - LOSS_RING_STEPS} to {self.next_step - 1}")
-        slot = step % LOSS_RING_STEPS
-        return float(DeviceScalar(self.loss_ring[slot:slot + 1], self.backend.stream))
+    def losses(self, first, last):
+        """The members' losses of steps first .. last - 1, from the loss ring: a host array [last - first, K]."""
+        if not (self.next_step - LOSS_RING_STEPS <= first <= last <= self.next_step):
+            raise ValueError(f"the losses of steps {first} to {last - 1} are no longer (or not yet) in the loss ring, "
+                             f"which holds steps {self.next_step - LOSS_RING_STEPS} to {self.next_step - 1}")
+        ring = self.backend.to_host(self.loss_ring)  # waits for the steps queued so far
+        return ring[[step % LOSS_RING_STEPS for step in range(first, last)]]
 
     # -- running -------------------------------------------------------------------------------
     def run(self, step):
-        """Run training step `step` (the next one); returns its loss (float() reads it)."""
+        """Run training step `step` (the next one) of every member."""
         if step != self.next_step or step >= self.last_step:
             raise ValueError(f"the program's next step is {self.next_step} (of {self.last_step}), not {step}")
         if step >= self.window_end:
@@ -138,7 +139,6 @@ class StepProgram:
             self._run_eagerly()
         self.next_step += 1
         self.model.global_step += 1
-        return LossReading(self, step)
 
     def describe(self):
         """How the steps run, in a few words: eagerly or as one CUDA graph, and whether the launches are prepared."""
@@ -195,10 +195,11 @@ class StepProgram:
         state = {name: self.backend.to_host(value) for name, value in self.model.variables.items()}
         state["step"] = self.backend.to_host(self.step_counter)
         state["losses"] = self.backend.to_host(self.loss_ring)
+        state["active"] = self.backend.to_host(self.model.active)
         return state
 
     def _restore(self, state):
-        targets = dict(self.model.variables, step=self.step_counter, losses=self.loss_ring)
+        targets = dict(self.model.variables, step=self.step_counter, losses=self.loss_ring, active=self.model.active)
         for name, value in state.items():
             self.backend.upload(value, targets[name])
 

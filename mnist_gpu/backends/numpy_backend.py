@@ -1,7 +1,10 @@
 """The NumPy reference backend: the executable spec every other backend is tested against.
 
-Shapes: B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes. Every op writes into an
-`out=` buffer the caller allocated once (the interface: `Backend` in backends/interface.py).
+Shapes: K members, B batch, D=784 pixels, H1 and H2 hidden units, C=10 classes. Every op takes the
+member axis first and writes into an `out=` buffer the caller allocated once (the interface:
+`Backend` in backends/interface.py). Batched NumPy computes each member's slice exactly as it
+would compute that member alone (np.matmul calls BLAS once per member; sums run in the same
+order), so member k of a population is bit for bit its own solo run.
 """
 import numpy as np
 
@@ -28,7 +31,7 @@ class NumpyBackend:
         return np.ascontiguousarray(array, dtype=dtype)
 
     def to_host(self, array):
-        return np.asarray(array)
+        return np.array(array)
 
     def empty(self, shape, dtype=None):
         return np.empty(shape, dtype=dtype or self.dtype)
@@ -42,40 +45,45 @@ class NumpyBackend:
     def free_memory(self):
         return host_free_memory()
 
-    def step_program(self, model, split, learning_rate, last_step, graph="auto", note=print):
-        """Steps as the tutorial takes them: the batch drawn on the host, gathered, then model.train_step."""
-        return HostSteps(model, split, learning_rate)
+    def step_program(self, model, split, orders, last_step, graph="auto", note=print):
+        """Steps as the tutorial takes them: each member's batch drawn on the host, gathered, then model.train_step."""
+        return HostSteps(model, split, orders)
+
+    def upload(self, host, out):
+        out[...] = host
 
     # -- ops ------------------------------------------------------------------
+    # Each op takes the member axis first. A [K] vector that multiplies members' arrays is reshaped to
+    # [K, 1, 1] (or [K, 1]) so that NumPy broadcasts it over each member's own rows and columns.
     def gather_rows(self, table, indices, out):
-        """out[i] = table[indices[i]]: a batch of images or labels picked from a whole set."""
+        """out[...] = table[indices]: a batch of labels (or rows) picked from a whole set, for each member."""
         np.take(table, indices, axis=0, out=out)
 
     def gather_images(self, pixels, indices, out):
-        """out[i] = pixels[indices[i]] * PIXEL_SCALE: a batch of uint8 images to float32, exactly as TF scales them."""
+        """out[...] = pixels[indices] * PIXEL_SCALE: uint8 images to float32, exactly as TF scales them."""
         np.multiply(pixels[indices], PIXEL_SCALE, out=out)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        """out = op(a) @ op(b), where op transposes when asked (a view, never a copy)."""
-        np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+        """out[k] = op(a[k]) @ op(b[k]); a 2-D `a` is every member's (np.matmul broadcasts it)."""
+        np.matmul(transposed(a) if trans_a else a, transposed(b) if trans_b else b, out=out)
 
-    def matmul_sgd(self, a, b, parameter, learning_rate, trans_a=False, trans_b=False):
-        """parameter -= learning_rate * op(a) @ op(b): a weight gradient GEMM and its SGD step together.
+    def matmul_sgd(self, a, b, parameter, learning_rates, active, trans_a=False, trans_b=False):
+        """parameter[k] -= learning_rates[k] * op(a[k]) @ op(b[k]) where active[k]: a weight gradient and its step.
 
-        The gradient op(a) @ op(b) is never kept, so the fast backends can do this in one GEMM.
+        A select, not a product: a stopped member is left as it is, even where its gradient is NaN.
         """
-        gradient = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
-        gradient *= self.dtype.type(learning_rate)
-        parameter -= gradient
+        gradient = np.matmul(transposed(a) if trans_a else a, transposed(b) if trans_b else b)
+        gradient *= self.rates(learning_rates)[:, None, None]
+        np.subtract(parameter, gradient, out=parameter, where=(active != 0)[:, None, None])
 
     def bias_relu(self, x, bias, out):
-        """out[B, H] = max(x + bias, 0)."""
-        np.add(x, bias, out=out)
+        """out[k, b, h] = max(x[k, b, h] + bias[k, h], 0)."""
+        np.add(x, bias[:, None, :], out=out)
         np.maximum(out, 0, out=out)
 
     def bias_add(self, x, bias, out):
-        """out[B, C] = x + bias."""
-        np.add(x, bias, out=out)
+        """out[k, b, c] = x[k, b, c] + bias[k, c]."""
+        np.add(x, bias[:, None, :], out=out)
 
     def relu_backward(self, grad, activation, out):
         """out = grad where the ReLU's output was positive, else 0 (the ReLU's derivative at 0 is 0).
@@ -87,49 +95,61 @@ class NumpyBackend:
         np.copyto(out, np.where(activation > 0, grad, self.dtype.type(0)))
 
     def bias_grad(self, grad, out):
-        """out[H] = sum over the batch of grad[B, H]."""
-        np.sum(grad, axis=0, out=out)
+        """out[k, h] = sum over the batch of grad[k, b, h]."""
+        np.sum(grad, axis=1, out=out)
 
     def relu_backward_bias_grad(self, grad, activation, out, bias_grad):
         """relu_backward then bias_grad of its result: the two steps back through a hidden layer."""
         self.relu_backward(grad, activation, out)
         self.bias_grad(out, bias_grad)
 
-    def softmax_xent(self, logits, labels, grad_out):
-        """Mean sparse softmax cross-entropy over the batch; writes d(mean loss)/d(logits) to grad_out.
+    def softmax_xent(self, logits, labels, grad_out, active):
+        """Each member's mean sparse softmax cross-entropy over its batch; writes d(mean loss)/d(logits) to grad_out.
 
-        Stable: subtract each row's max before exp. grad = (softmax - onehot(labels)) / B.
-        A label outside 0..C-1 makes the loss NaN (no one-hot for that row), never a bad index.
+        Stable: subtract each row's max before exp. grad = (softmax - onehot(labels)) / B. A label
+        outside 0..C-1 makes the loss NaN (no one-hot for that row), never a bad index. A member
+        whose loss is not finite stops: active becomes 0.
         """
         check_labels(labels)
-        batch, classes = logits.shape
-        rows = np.arange(batch)
+        members, batch, classes = logits.shape
+        member, row = np.indices((members, batch))
         valid = (labels >= 0) & (labels < classes)
         safe_labels = np.where(valid, labels, 0)
-        np.subtract(logits, logits.max(axis=1, keepdims=True), out=grad_out)  # shifted logits
-        shifted_target = np.where(valid, grad_out[rows, safe_labels], np.nan)
+        np.subtract(logits, logits.max(axis=2, keepdims=True), out=grad_out)  # shifted logits
+        shifted_target = np.where(valid, grad_out[member, row, safe_labels], np.nan)
         np.exp(grad_out, out=grad_out)
-        sums = grad_out.sum(axis=1, keepdims=True)
-        losses = np.log(sums[:, 0]) - shifted_target  # -log softmax[label]
+        sums = grad_out.sum(axis=2, keepdims=True)
+        losses = np.log(sums[:, :, 0]) - shifted_target  # -log softmax[label]
         np.divide(grad_out, sums * batch, out=grad_out)
-        grad_out[rows[valid], labels[valid]] -= 1 / batch
-        return losses.mean(dtype=self.dtype)
+        grad_out[member[valid], row[valid], labels[valid]] -= 1 / batch
+        mean_losses = losses.mean(axis=1, dtype=self.dtype)
+        active &= np.isfinite(mean_losses)
+        return mean_losses
 
-    def sgd_update(self, parameter, grad, learning_rate):
-        """parameter -= learning_rate * grad, in place."""
-        parameter -= self.dtype.type(learning_rate) * grad
+    def sgd_update(self, parameter, grad, learning_rates, active):
+        """parameter[k] -= learning_rates[k] * grad[k], in place, where active[k] (a select: see matmul_sgd)."""
+        np.subtract(parameter, self.rates(learning_rates)[:, None] * grad, out=parameter, where=(active != 0)[:, None])
 
     def in_top_k(self, logits, labels, k=1):
-        """How many rows have their label among the top k, with TensorFlow's exact rules.
+        """How many rows each member has its label among the top k, with TensorFlow's exact rules.
 
         A row counts when fewer than k classes score strictly higher than the label's logit
         (ties with the label count as correct); a row with any non-finite logit, or a label
         outside 0..C-1, counts as wrong.
         """
         check_labels(labels)
-        batch, classes = logits.shape
+        _, rows, classes = logits.shape
         valid_label = (labels >= 0) & (labels < classes)
-        target = logits[np.arange(batch), np.where(valid_label, labels, 0)]
-        higher = (logits > target[:, None]).sum(axis=1)
-        finite_row = np.isfinite(logits).all(axis=1)
-        return int(np.count_nonzero(valid_label & finite_row & (higher < k)))
+        target = logits[:, np.arange(rows), np.where(valid_label, labels, 0)]  # [K, R]
+        higher = (logits > target[:, :, None]).sum(axis=2)
+        finite_row = np.isfinite(logits).all(axis=2)
+        return np.count_nonzero(valid_label & finite_row & (higher < k), axis=1).astype(np.int32)
+
+    def rates(self, learning_rates):
+        """The learning rates as this backend's float type, one per member."""
+        return np.asarray(learning_rates, self.dtype)
+
+
+def transposed(array):
+    """The matrix transpose of each member's matrix (the last two axes): a view."""
+    return array.swapaxes(-1, -2)

@@ -2,94 +2,84 @@
 
 The cpu backend uses it to fold SGD into the weight-gradient GEMM (W = W - lr * X^T G: beta = 1,
 alpha = -lr), which saves writing, re-reading and updating a separate gradient the size of W.
-NumPy >= 2 wheels bundle OpenBLAS as `scipy_openblas64_` (64-bit integers); loading that same
-file shares NumPy's library and thread pool. Where it is not found (another BLAS, another
-platform), `find_sgemm` returns None and the caller falls back to NumPy.
+The library is NumPy's bundled OpenBLAS (blas_library.py); where it is not found, `find_sgemm`
+returns None and the caller falls back to NumPy.
 
 The call is made from Numba-compiled code: from Python, ctypes spends ~14 us converting the
 arguments of one call, more than a small GEMM takes. The compiled code names the function by its
 symbol, which `find_sgemm` registers with LLVM in each process, and holds no address: so it is
 cached on disk like the kernels (compiling it cost ~0.6 s at the start of every run).
-
-The same library's thread count can be set at any time (`set_threads`, what the tests use), not
-only through OPENBLAS_NUM_THREADS before NumPy loads.
 """
-import ctypes
 import functools
-import glob
-import os
 
 import llvmlite.binding as llvm
-import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 
-SYMBOL = "scipy_cblas_sgemm64_"
+from .blas_library import SYMBOL, sgemm_address
+
 ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112
 # cblas_sgemm(order, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), 64-bit sizes.
 _enum, _size, _scalar, _pointer = types.int32, types.int64, types.float32, types.uintp
 cblas_sgemm = types.ExternalFunction(SYMBOL, types.void(
     _enum, _enum, _enum, _size, _size, _size, _scalar, _pointer, _size, _pointer, _size, _scalar, _pointer, _size))
 SIGNATURE = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32, float32, boolean, boolean)"
+# The members' outputs may be views (evaluation writes each chunk's logits into rows of a larger array).
+MEMBERS_SIGNATURE = ("void(float32[:, :, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
+                     "boolean, int32[::1])")
+SHARED_SIGNATURE = ("void(float32[:, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
+                    "boolean, int32[::1])")
 
 
-@functools.cache
-def _library():
-    """NumPy's bundled OpenBLAS (the very library NumPy has loaded, so its thread pool too), or None."""
-    numpy_folder = os.path.dirname(np.__file__)
-    candidates = glob.glob(os.path.join(numpy_folder, os.pardir, "numpy.libs", "libscipy_openblas64_*")) + \
-        glob.glob(os.path.join(numpy_folder, ".dylibs", "libscipy_openblas64_*"))
-    for path in sorted(candidates):
-        try:
-            library = ctypes.CDLL(path)
-            getattr(library, SYMBOL)
-        except (OSError, AttributeError):
-            continue
-        return library
-    return None
+@njit(cache=True)
+def rows_contiguous(matrix):
+    return matrix.strides[1] == 4 and matrix.strides[0] >= 4 * matrix.shape[1]
 
 
-def sgemm_address():
-    """Where NumPy's bundled OpenBLAS has its cblas_sgemm, or None."""
-    library = _library()
-    return None if library is None else ctypes.cast(getattr(library, SYMBOL), ctypes.c_void_p).value
-
-
-def set_threads(count):
-    """Run NumPy's OpenBLAS on `count` threads from now on, whenever NumPy was loaded; False where it is not found.
-
-    OPENBLAS_NUM_THREADS is read once, when the library loads: this works after that too (the tests pin
-    one thread even where a pytest plugin imported NumPy before any conftest could set the variable).
-    """
-    library = _library()
-    if library is None:
-        return False
-    library.scipy_openblas_set_num_threads64_(ctypes.c_int(count))
-    return True
-
-
-def threads():
-    """How many threads NumPy's OpenBLAS runs on now, or None where it is not found."""
-    library = _library()
-    return None if library is None else library.scipy_openblas_get_num_threads64_()
-
-
+@njit(cache=True)
 def sgemm(a, b, c, alpha, beta, trans_a, trans_b):
-    """c = alpha * op(a) @ op(b) + beta * c, in place; shapes are checked before BLAS sees them."""
+    """c = alpha * op(a) @ op(b) + beta * c, in place, for float32 matrices whose rows are contiguous (a leading
+    dimension is the row stride); shapes and strides are checked before BLAS sees them."""
     rows, inner = (a.shape[1], a.shape[0]) if trans_a else (a.shape[0], a.shape[1])
     inner_b, columns = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
     if inner != inner_b or c.shape[0] != rows or c.shape[1] != columns:
         raise ValueError("sgemm: the shapes of op(a), op(b) and c do not fit")
+    if not (rows_contiguous(a) and rows_contiguous(b) and rows_contiguous(c)):
+        raise ValueError("sgemm: a matrix's rows are not contiguous")
     cblas_sgemm(ROW_MAJOR, TRANSPOSE if trans_a else NO_TRANSPOSE, TRANSPOSE if trans_b else NO_TRANSPOSE,
-                rows, columns, inner, alpha, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
-                beta, c.ctypes.data, c.shape[1])
+                rows, columns, inner, alpha, a.ctypes.data, a.strides[0] // 4, b.ctypes.data, b.strides[0] // 4,
+                beta, c.ctypes.data, c.strides[0] // 4)
+
+
+def sgemm_members(a, b, c, alphas, beta, trans_a, trans_b, active):
+    """c[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * c[k] for every member k with active[k] != 0, one member per
+    thread; the others are left as they are."""
+    for member in prange(c.shape[0]):
+        if active[member] != 0:
+            sgemm(a[member], b[member], c[member], alphas[member], beta, trans_a, trans_b)
+
+
+def sgemm_members_shared(a, b, c, alphas, beta, trans_a, trans_b, active):
+    """The same with one `a` [M, N] for every member (evaluation's images)."""
+    for member in prange(c.shape[0]):
+        if active[member] != 0:
+            sgemm(a, b[member], c[member], alphas[member], beta, trans_a, trans_b)
+
+
+class Sgemm:
+    """NumPy's OpenBLAS sgemm, compiled for C-contiguous float32 arrays (anything else is a TypeError, never a
+    wrong read): `one` for one member's matrices, `members` for [K, ...] arrays, `shared` with a 2-D `a`."""
+
+    def __init__(self):
+        self.one = njit(SIGNATURE, cache=True)(sgemm.py_func)
+        self.members = njit(MEMBERS_SIGNATURE, cache=True, parallel=True)(sgemm_members)
+        self.shared = njit(SHARED_SIGNATURE, cache=True, parallel=True)(sgemm_members_shared)
 
 
 @functools.cache
 def find_sgemm():
-    """`sgemm` compiled for C-contiguous float32 arrays, or None where NumPy's OpenBLAS is not found."""
+    """An Sgemm, or None where NumPy's OpenBLAS is not found."""
     address = sgemm_address()
     if address is None:
         return None
     llvm.add_symbol(SYMBOL, address)
-    # An explicit signature: anything but C-contiguous float32 is a TypeError, never a wrong read.
-    return njit(SIGNATURE, cache=True)(sgemm)
+    return Sgemm()

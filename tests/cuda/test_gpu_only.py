@@ -29,32 +29,40 @@ def test_cuda_backend_holds_cupy_arrays(cuda_backend):
 @pytest.mark.parametrize("hidden1", [128, 1024])
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
 def test_gemms_at_training_shapes(cuda_backend, numpy_backend, generator, batch, hidden1, trans_a, trans_b):
-    """cuBLAS (row-major arrays, column-major library) against NumPy, for matmul and matmul_sgd."""
+    """cuBLAS (row-major arrays, column-major library, strided-batched over 3 members, two calls for two learning
+    rates) against NumPy, for matmul and matmul_sgd."""
     rows, inner, columns = (mnist.IMAGE_PIXELS, batch, hidden1) if trans_a else (batch, mnist.IMAGE_PIXELS, hidden1)
-    a = generator.standard_normal((inner, rows) if trans_a else (rows, inner)).astype(np.float32)
-    b = generator.standard_normal((columns, inner) if trans_b else (inner, columns)).astype(np.float32)
-    out = cuda_backend.empty((rows, columns))
+    a = generator.standard_normal((3, *((inner, rows) if trans_a else (rows, inner)))).astype(np.float32)
+    b = generator.standard_normal((3, *((columns, inner) if trans_b else (inner, columns)))).astype(np.float32)
+    out = cuda_backend.empty((3, rows, columns))
     cuda_backend.matmul(cuda_backend.asarray(a), cuda_backend.asarray(b), out, trans_a, trans_b)
-    expected = np.empty((rows, columns), np.float32)
+    expected = np.empty((3, rows, columns), np.float32)
     numpy_backend.matmul(a, b, expected, trans_a, trans_b)
     np.testing.assert_allclose(cuda_backend.to_host(out), expected, rtol=1e-4, atol=1e-3)
-    parameter = generator.standard_normal((rows, columns)).astype(np.float32)
-    device_parameter = cuda_backend.asarray(parameter)
-    cuda_backend.matmul_sgd(cuda_backend.asarray(a), cuda_backend.asarray(b), device_parameter, 0.01, trans_a, trans_b)
-    numpy_backend.matmul_sgd(a, b, parameter, 0.01, trans_a, trans_b)
+    parameter = generator.standard_normal((3, rows, columns)).astype(np.float32)
+    device_parameter, rates = cuda_backend.asarray(parameter), np.float32([0.01, 0.01, 0.03])
+    cuda_backend.matmul_sgd(cuda_backend.asarray(a), cuda_backend.asarray(b), device_parameter, rates, trans_a,
+                            trans_b)
+    numpy_backend.matmul_sgd(a, b, parameter, rates, trans_a, trans_b)
     np.testing.assert_allclose(cuda_backend.to_host(device_parameter), parameter, rtol=1e-4, atol=1e-4)
 
 
 def training_run(backend, data_sets, steps, batch_size=100):
     """`steps` training steps on real MNIST with no host read in between; returns the model."""
     split = DeviceSplit(backend, data_sets.train)
-    model = mnist.Model(backend, mnist.initial_variables(128, 32, seed=5), batch_size)
-    images, labels = backend.empty((batch_size, mnist.IMAGE_PIXELS)), backend.empty((batch_size,), np.int32)
+    model = one_member(backend, batch_size)
+    images, labels = backend.empty((1, batch_size, mnist.IMAGE_PIXELS)), backend.empty((1, batch_size), np.int32)
     order = np.random.default_rng(5).permutation(data_sets.train.num_examples)
     for step in range(steps):
-        split.gather(backend, order[step * batch_size:(step + 1) * batch_size], images, labels)
-        mnist.train_step(model, images, labels, 0.01)
+        split.gather(backend, order[None, step * batch_size:(step + 1) * batch_size], images, labels)
+        mnist.train_step(model, images, labels)
     return model
+
+
+def one_member(backend, batch_size, variables=None):
+    """A model of one member (seed 5's variables, or `variables`) at learning rate 0.01."""
+    return mnist.Model(backend, variables or mnist.stacked([mnist.initial_variables(128, 32, seed=5)]), batch_size,
+                       [0.01])
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +83,13 @@ def test_evaluation_counts_over_a_whole_split_match_numpy(cuda_backend, numpy_ba
     variables = training_run(numpy_backend, data_sets, 200).host_variables()
     counts = []
     for backend in (cuda_backend, numpy_backend):
-        model = mnist.Model(backend, variables, 100)
-        counts.append(do_eval(model, DeviceSplit(backend, data_sets.test)))
+        examples, correct = do_eval(one_member(backend, 100, variables), DeviceSplit(backend, data_sets.test))
+        counts.append((examples, int(correct[0])))
     capsys.readouterr()
     test_set = data_sets.test
     images = np.empty((test_set.num_examples, mnist.IMAGE_PIXELS), np.float32)
     numpy_backend.gather_images(test_set.pixels, np.arange(test_set.num_examples), images)
-    logits = mnist.inference(mnist.Model(numpy_backend, variables, test_set.num_examples), images)
+    logits = mnist.inference(one_member(numpy_backend, test_set.num_examples, variables), images)[0]
     assert counts[0][0] == counts[1][0] == 10000
     assert abs(counts[0][1] - counts[1][1]) <= near_ties(logits, test_set.labels), counts
 
@@ -91,15 +99,15 @@ def test_two_backends_train_at_once_each_on_its_own_stream(numpy_backend, data_s
     first, second = get_backend("cuda"), get_backend("cuda")
     runs = [training_run(backend, data_sets, 0) for backend in (first, second)]  # models, no steps yet
     split = {backend: DeviceSplit(backend, data_sets.train) for backend in (first, second)}
-    buffers = {backend: (backend.empty((100, mnist.IMAGE_PIXELS)), backend.empty((100,), np.int32))
+    buffers = {backend: (backend.empty((1, 100, mnist.IMAGE_PIXELS)), backend.empty((1, 100), np.int32))
                for backend in (first, second)}
     order = np.random.default_rng(5).permutation(data_sets.train.num_examples)
     for step in range(30):
         for model in runs:
             backend = model.backend
             images, labels = buffers[backend]
-            split[backend].gather(backend, order[step * 100:(step + 1) * 100], images, labels)
-            mnist.train_step(model, images, labels, 0.01)
+            split[backend].gather(backend, order[None, step * 100:(step + 1) * 100], images, labels)
+            mnist.train_step(model, images, labels)
     expected = training_run(numpy_backend, data_sets, 30).host_variables()
     for model in runs:
         got = model.host_variables()
@@ -109,15 +117,17 @@ def test_two_backends_train_at_once_each_on_its_own_stream(numpy_backend, data_s
 
 def test_two_backends_alive_at_once_each_read_on_its_own_stream(numpy_backend, generator):
     first, second = get_backend("cuda"), get_backend("cuda")
-    logits = generator.standard_normal((257, 10)).astype(np.float32)
-    labels = generator.integers(0, 10, 257).astype(np.int32)
-    expected = float(numpy_backend.softmax_xent(logits, labels, np.empty((257, 10), np.float32)))
+    logits = generator.standard_normal((2, 257, 10)).astype(np.float32)
+    labels = generator.integers(0, 10, (2, 257)).astype(np.int32)
+    expected = numpy_backend.softmax_xent(logits, labels, np.empty((2, 257, 10), np.float32), np.ones(2, np.int32))
     for backend in (first, second):
-        grad = backend.empty((257, 10))
-        loss = backend.softmax_xent(backend.asarray(logits), backend.asarray(labels), grad)
-        assert float(loss) == pytest.approx(expected, rel=1e-5)
-        assert int(backend.in_top_k(backend.asarray(logits), backend.asarray(labels))) == \
-            numpy_backend.in_top_k(logits, labels)
+        grad = backend.empty((2, 257, 10))
+        losses = backend.softmax_xent(backend.asarray(logits), backend.asarray(labels), grad,
+                                      backend.asarray(np.ones(2, np.int32)))
+        np.testing.assert_allclose(backend.to_host(losses), expected, rtol=1e-5)
+        np.testing.assert_array_equal(backend.to_host(backend.in_top_k(backend.asarray(logits),
+                                                                       backend.asarray(labels[0]))),
+                                      numpy_backend.in_top_k(logits, labels[0]))
 
 
 def fresh_train_set(data_sets):
@@ -125,16 +135,17 @@ def fresh_train_set(data_sets):
 
 
 def step_program(backend, data_sets, last_step, graph, batch_size=100):
-    model = mnist.Model(backend, mnist.initial_variables(128, 32, seed=5), batch_size)
-    return backend.step_program(model, DeviceSplit(backend, fresh_train_set(data_sets)), 0.01, last_step, graph)
+    return backend.step_program(one_member(backend, batch_size), DeviceSplit(backend, data_sets.train),
+                                [fresh_train_set(data_sets)], last_step, graph)
 
 
 def program_run(backend, data_sets, steps, graph, batch_size=100):
     """`steps` steps of the step program on real MNIST (TF's batch order, seed 5); returns (program, losses)."""
     program = step_program(backend, data_sets, steps, graph, batch_size)
-    losses = [program.run(step) for step in range(steps)]
+    for step in range(steps):
+        program.run(step)
     print(f"step program --cuda_graph {graph}, B={batch_size}: ran {program.describe()}")  # -s: the session's log
-    return program, [float(loss) for loss in losses[-200:]]  # read at the end: the last 200 are in the ring
+    return program, program.losses(steps - 200, steps)[:, 0].tolist()  # read at the end: the last 200 are in the ring
 
 
 @pytest.mark.parametrize("batch_size", [100, 1000])
@@ -152,9 +163,11 @@ def test_graph_and_eager_programs_agree_bit_for_bit(cuda_backend, data_sets, bat
 @pytest.mark.parametrize("graph", ["off", "on"])
 def test_program_matches_the_numpy_backend_on_mnist(cuda_backend, numpy_backend, data_sets, graph):
     program, losses = program_run(cuda_backend, data_sets, 300, graph)
-    model = mnist.Model(numpy_backend, mnist.initial_variables(128, 32, seed=5), 100)
-    reference = HostSteps(model, DeviceSplit(numpy_backend, fresh_train_set(data_sets)), 0.01)
-    expected_losses = [float(reference.run(step)) for step in range(300)][-200:]
+    model = one_member(numpy_backend, 100)
+    reference = HostSteps(model, DeviceSplit(numpy_backend, data_sets.train), [fresh_train_set(data_sets)])
+    for step in range(300):
+        reference.run(step)
+    expected_losses = reference.losses(100, 300)[:, 0]
     np.testing.assert_allclose(losses, expected_losses, rtol=1e-3)
     expected = model.host_variables()
     for name, value in program.model.host_variables().items():
@@ -193,8 +206,8 @@ generator = np.random.default_rng(0)
 data = DataSet(generator.integers(0, 256, (300, mnist.IMAGE_PIXELS), dtype=np.uint8),
                generator.integers(0, 10, 300).astype(np.int32), seed=0)
 split = DeviceSplit(backend, data)
-model = mnist.Model(backend, mnist.initial_variables(128, 32, seed=0), 100)
-backend.step_program(model, split, 0.01, 1, "off").run(0)
+model = mnist.Model(backend, mnist.stacked([mnist.initial_variables(128, 32, seed=0)]), 100, [0.01])
+backend.step_program(model, split, [data], 1, "off").run(0)
 do_eval(model, split)
 misses = {name: sum(kernel.stats.cache_misses.values()) for (_, name), kernel in cuda_kernels().items()}
 print(json.dumps(misses))

@@ -1,4 +1,5 @@
-"""The CUDA step program (backends/cuda_program.py) against the NumPy backend, and what a step may not do.
+"""The CUDA step program (backends/cuda_program.py) of a population against the NumPy backend and against its own
+members run alone, and what a step may not do.
 
 In the simulator the program runs eagerly, each launch through the simulator; on a GPU the same
 tests run its prepared launches and, where asked, its CUDA graph.
@@ -8,35 +9,43 @@ import pytest
 
 from mnist_gpu import model as mnist
 from mnist_gpu.backends import cuda_program
-from mnist_gpu.backends.cuda_launch import DeviceScalar
 from mnist_gpu.errors import CudaGraphError
 from mnist_gpu.input_data import DataSet
 from mnist_gpu.steps import DeviceSplit, HostSteps
 
 from backend_equivalence import SIMULATED
 
-ROWS, BATCH, HIDDEN1, HIDDEN2, LEARNING_RATE = 7, 3, 5, 4, 0.1  # 7 rows, batches of 3: an epoch ends every ~2 steps
+ROWS, BATCH, HIDDEN1, HIDDEN2 = 7, 3, 5, 4  # 7 rows, batches of 3: an epoch ends every ~2 steps
+RATES = (0.1, 0.1, 0.05)  # three members, two sharing a learning rate: each member's own rate in the SGD kernel
 GRAPH_MODES = ["off"] if SIMULATED else ["off", "on"]
 
 
 def data_set(seed=11):
-    generator = np.random.default_rng(seed)
+    generator = np.random.default_rng(11)
     return DataSet(generator.integers(0, 256, (ROWS, mnist.IMAGE_PIXELS), dtype=np.uint8),
                    generator.integers(0, mnist.NUM_CLASSES, ROWS).astype(np.int32), seed=seed)
 
 
-def initial_variables():
-    variables = mnist.initial_variables(HIDDEN1, HIDDEN2, seed=3)
-    for name in variables:  # non-zero biases, so that a bias the program dropped would show
-        if name.endswith("biases"):
-            variables[name] = np.linspace(-0.1, 0.1, variables[name].size, dtype=np.float32)
-    return variables
+def orders(members=3):
+    """Each member's DataSet: the same rows, its own order."""
+    return [data_set(seed=11 + member) for member in range(members)]
 
 
-def program_for(backend, variables, data, first_step, last_step, graph="off", notes=None):
-    model = mnist.Model(backend, variables, BATCH, global_step=first_step)
-    split = DeviceSplit(backend, data)
-    return backend.step_program(model, split, LEARNING_RATE, last_step, graph,
+def initial_variables(members=3):
+    stacked = []
+    for member in range(members):
+        variables = mnist.initial_variables(HIDDEN1, HIDDEN2, seed=3 + member)
+        for name in variables:  # non-zero biases, so that a bias the program dropped would show
+            if name.endswith("biases"):
+                variables[name] = np.linspace(-0.1, 0.1 + member, variables[name].size, dtype=np.float32)
+        stacked.append(variables)
+    return mnist.stacked(stacked)
+
+
+def program_for(backend, variables, member_orders, first_step, last_step, graph="off", notes=None, rates=RATES):
+    model = mnist.Model(backend, variables, BATCH, list(rates)[:len(member_orders)], global_step=first_step)
+    split = DeviceSplit(backend, data_set())
+    return backend.step_program(model, split, member_orders, last_step, graph,
                                 note=(notes.append if notes is not None else print))
 
 
@@ -49,38 +58,74 @@ def small_window(monkeypatch):
 @pytest.mark.parametrize("graph", GRAPH_MODES)
 def test_program_matches_numpy_across_epoch_boundaries(cuda_backend, numpy_backend, small_window, graph):
     steps = 8  # 24 rows from 7: epochs end inside steps 2 and 4, and exactly where step 7 starts; a refill at 4
-    program = program_for(cuda_backend, initial_variables(), data_set(), 0, steps, graph)
-    reference_data = data_set()
-    reference = HostSteps(mnist.Model(numpy_backend, initial_variables(), BATCH), DeviceSplit(numpy_backend,
-                                                                                             reference_data),
-                          LEARNING_RATE)
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, steps, graph)
+    reference_orders = orders()
+    reference = HostSteps(mnist.Model(numpy_backend, initial_variables(), BATCH, list(RATES)),
+                          DeviceSplit(numpy_backend, data_set()), reference_orders)
     for step in range(steps):
-        loss = program.run(step)
-        expected_loss = reference.run(step)
-        assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5), step
-        order, fields = program.position(step)
-        expected_order, expected_fields = reference_data.position()
-        np.testing.assert_array_equal(order, expected_order)
-        assert fields == expected_fields, step
-    assert reference_data.epochs_completed == 3
+        program.run(step)
+        reference.run(step)
+        np.testing.assert_allclose(program.losses(step, step + 1), reference.losses(step, step + 1), rtol=1e-5)
+        for (order, fields), expected in zip(program.position(step), reference_orders, strict=True):
+            expected_order, expected_fields = expected.position()
+            np.testing.assert_array_equal(order, expected_order)
+            assert fields == expected_fields, step
+    assert all(order.epochs_completed == 3 for order in reference_orders)
     assert program.model.global_step == steps
     got, expected = program.model.host_variables(), reference.model.host_variables()
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("members", [2, 3])
+def test_each_member_of_the_program_is_its_own_program_of_one_bit_for_bit(cuda_backend, members):
+    together = program_for(cuda_backend, initial_variables(members), orders(members), 0, 4)
+    for step in range(4):
+        together.run(step)
+    losses, variables = together.losses(0, 4), together.model.host_variables()
+    for member in range(members):
+        alone = program_for(cuda_backend, {name: value[member:member + 1] for name, value in
+                                           initial_variables(members).items()},
+                            [orders(members)[member]], 0, 4, rates=[RATES[member]])
+        for step in range(4):
+            alone.run(step)
+        np.testing.assert_array_equal(alone.losses(0, 4)[:, 0].view(np.uint32), losses[:, member].view(np.uint32))
+        for name, value in alone.model.host_variables().items():
+            np.testing.assert_array_equal(value[0].view(np.uint32), variables[name][member].view(np.uint32),
+                                          err_msg=f"{name} of member {member}")
+
+
+def test_a_member_whose_loss_is_not_finite_stops_and_the_others_train_on(cuda_backend):
+    variables = initial_variables()
+    variables["softmax_linear/biases"][1, 0] = np.inf  # member 1's logits are infinite from the first step
+    program = program_for(cuda_backend, variables, orders(), 0, 3)
+    for step in range(3):
+        program.run(step)
+    losses = program.losses(0, 3)
+    assert not np.isfinite(losses[:, 1]).any() and np.isfinite(losses[:, [0, 2]]).all()
+    np.testing.assert_array_equal(cuda_backend.to_host(program.model.active), [1, 0, 1])
+    after = program.model.host_variables()
+    for name, value in variables.items():  # member 1 did not move at all; the others did
+        np.testing.assert_array_equal(after[name][1], value[1], err_msg=name)
+    assert not np.array_equal(after["hidden1/weights"][0], variables["hidden1/weights"][0])
+
+
 def test_a_resumed_program_repeats_the_unbroken_run_exactly(cuda_backend, small_window):
-    """Save after step 2 (the iterator already drew step 3's batch), resume in a new program: the same bits."""
-    unbroken = program_for(cuda_backend, initial_variables(), data_set(), 0, 5)
-    losses = [float(unbroken.run(step)) for step in range(5)]
-    first = program_for(cuda_backend, initial_variables(), data_set(), 0, 5)
+    """Save after step 2 (the iterators already drew step 3's batches), resume in a new program: the same bits."""
+    unbroken = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
+    for step in range(5):
+        unbroken.run(step)
+    first = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
     for step in range(3):
         first.run(step)
-    saved_variables, (order, fields) = first.model.host_variables(), first.position(2)
-    resumed_data = data_set()
-    resumed_data.restore_position(order, fields)
-    resumed = program_for(cuda_backend, saved_variables, resumed_data, 3, 5)  # its window starts mid-ring: wraps
-    assert [float(resumed.run(step)) for step in range(3, 5)] == losses[3:]
+    saved_variables, positions = first.model.host_variables(), first.position(2)
+    resumed_orders = orders()
+    for order, (saved_order, fields) in zip(resumed_orders, positions, strict=True):
+        order.restore_position(saved_order, fields)
+    resumed = program_for(cuda_backend, saved_variables, resumed_orders, 3, 5)  # its window starts mid-ring: wraps
+    for step in range(3, 5):
+        resumed.run(step)
+    np.testing.assert_array_equal(resumed.losses(3, 5), unbroken.losses(3, 5))
     for name, value in unbroken.model.host_variables().items():
         np.testing.assert_array_equal(resumed.model.host_variables()[name], value, err_msg=name)
 
@@ -88,7 +133,7 @@ def test_a_resumed_program_repeats_the_unbroken_run_exactly(cuda_backend, small_
 def test_a_step_allocates_nothing_copies_nothing_in_and_never_waits(cuda_backend, monkeypatch):
     """Counts the backend's allocation, host-to-device copy and synchronisation entry points during steps."""
     monkeypatch.setattr(cuda_program, "WINDOW_STEPS", 2)
-    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 5)
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
     calls = []
 
     def counting(kind, function):
@@ -101,7 +146,6 @@ def test_a_step_allocates_nothing_copies_nothing_in_and_never_waits(cuda_backend
                        ("upload", "host-to-device"), ("to_host", "synchronisation"),
                        ("synchronize", "synchronisation")):
         monkeypatch.setattr(cuda_backend, name, counting(kind, getattr(cuda_backend, name)))
-    monkeypatch.setattr(DeviceScalar, "_read", counting("synchronisation", DeviceScalar._read))
     per_step = []
     for step in range(5):
         calls.clear()
@@ -110,18 +154,18 @@ def test_a_step_allocates_nothing_copies_nothing_in_and_never_waits(cuda_backend
     refills = {0: 1, 2: 1, 4: 1}  # one upload of the index window every 2 steps, nothing else
     assert per_step == [["host-to-device"] * refills.get(step, 0) for step in range(5)]
     calls.clear()
-    program.read_loss(4)
-    assert calls == ["synchronisation"]  # reading a loss is the one wait
+    program.losses(4, 5)
+    assert calls == ["synchronisation"]  # reading the losses is the one wait
 
 
-def test_the_loss_ring_keeps_a_step_loss_for_256_steps(cuda_backend):
-    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 3)
-    first = program.run(0)
-    value = float(first)
+def test_the_loss_ring_keeps_each_steps_losses_for_256_steps(cuda_backend):
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, 3)
+    program.run(0)
+    first = program.losses(0, 1)
     program.run(1)
-    assert float(first) == value  # a later step wrote another slot
+    np.testing.assert_array_equal(program.losses(0, 1), first)  # a later step wrote another slot
     with pytest.raises(ValueError, match="not yet"):
-        program.read_loss(2)
+        program.losses(2, 3)
     with pytest.raises(ValueError, match="next step is 2"):
         program.run(3)
 
@@ -129,13 +173,13 @@ def test_the_loss_ring_keeps_a_step_loss_for_256_steps(cuda_backend):
 @pytest.mark.skipif(not SIMULATED, reason="on a GPU the graph is captured")
 def test_the_simulator_runs_the_program_eagerly_and_refuses_cuda_graph_on(cuda_backend):
     notes = []
-    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "auto", notes)
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, 2, "auto", notes)
     assert program.describe() == "not started yet"
     program.run(0)
     assert notes == ["the training step runs eagerly, not as a CUDA graph: Numba's CUDA simulator cannot capture "
                      "a CUDA graph"]
     assert program.describe() == "eagerly, launches through Numba's CUDA simulator"
-    strict = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "on")
+    strict = program_for(cuda_backend, initial_variables(), orders(), 0, 2, "on")
     with pytest.raises(CudaGraphError, match="--cuda_graph on: Numba's CUDA simulator cannot capture"):
         strict.run(0)
 
@@ -143,11 +187,11 @@ def test_the_simulator_runs_the_program_eagerly_and_refuses_cuda_graph_on(cuda_b
 def test_the_cuda_backends_steps_are_its_program(cuda_backend):
     """backend.step_program (what the trainer calls): the cuda backend's program, its notes where it is told."""
     notes = []
-    model = mnist.Model(cuda_backend, initial_variables(), BATCH)
-    steps = cuda_backend.step_program(model, DeviceSplit(cuda_backend, data_set()), LEARNING_RATE, 2, "auto",
+    model = mnist.Model(cuda_backend, initial_variables(), BATCH, list(RATES))
+    steps = cuda_backend.step_program(model, DeviceSplit(cuda_backend, data_set()), orders(), 2, "auto",
                                       note=notes.append)
     assert isinstance(steps, cuda_program.StepProgram)
-    assert (steps.learning_rate, steps.last_step, steps.graph_mode) == (LEARNING_RATE, 2, "auto")
+    assert (steps.last_step, steps.graph_mode) == (2, "auto")
     steps.run(0)
     assert len(notes) == 1 and notes[0].startswith("the training step runs ")
 
@@ -169,14 +213,16 @@ class StandInGraph:
 def nudge_hidden1_weights(program):
     weights = program.model.variables["hidden1/weights"]
     with program.backend.on_stream:  # on a GPU, in order with the step's work
-        weights[0, 0] += 1e-3
+        weights[0, 0, 0] += 1e-3
 
 
 @pytest.fixture(scope="module")
 def two_eager_steps(cuda_backend):
     """(losses, variables) of the eager program's first two steps."""
-    eager = program_for(cuda_backend, initial_variables(), data_set(), 0, 2)
-    return [float(eager.run(step)) for step in range(2)], eager.model.host_variables()
+    eager = program_for(cuda_backend, initial_variables(), orders(), 0, 2)
+    for step in range(2):
+        eager.run(step)
+    return eager.losses(0, 2), eager.model.host_variables()
 
 
 @pytest.mark.parametrize("tamper, mode", [(None, "auto"), (None, "on"), (nudge_hidden1_weights, "auto"),
@@ -187,7 +233,7 @@ def test_the_graph_is_used_only_when_its_first_step_matches_the_eager_one(cuda_b
     else eager with a note (auto) or a stop (on), and in every case the first step taken exactly once."""
     eager_losses, eager_variables = two_eager_steps
     notes = []
-    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, mode, notes)
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, 2, mode, notes)
     graph = StandInGraph(program, tamper)
     monkeypatch.setattr(program, "_why_no_graph", lambda: None)
     monkeypatch.setattr(program, "_capture", lambda: graph)
@@ -198,7 +244,9 @@ def test_the_graph_is_used_only_when_its_first_step_matches_the_eager_one(cuda_b
         for name, value in initial_variables().items():  # put back as it was before the step
             np.testing.assert_array_equal(program.model.host_variables()[name], value, err_msg=name)
         return
-    losses = [float(program.run(step)) for step in range(2)]
+    for step in range(2):
+        program.run(step)
+    losses = program.losses(0, 2)
     if tamper:
         assert notes == ["the training step runs eagerly, not as a CUDA graph: CudaGraphError: the graph's step "
                          "differs from the eager step in hidden1/weights"]
@@ -207,7 +255,7 @@ def test_the_graph_is_used_only_when_its_first_step_matches_the_eager_one(cuda_b
         assert notes == ["the training step runs as one CUDA graph (its first step matched the eager step bit for "
                          "bit)"]
         assert program.graph is graph and graph.launches == 2  # the check's replay, then step 1's
-    assert losses == eager_losses
+    np.testing.assert_array_equal(losses, eager_losses)
     for name, value in eager_variables.items():
         np.testing.assert_array_equal(program.model.host_variables()[name], value, err_msg=name)
 
@@ -215,7 +263,7 @@ def test_the_graph_is_used_only_when_its_first_step_matches_the_eager_one(cuda_b
 @pytest.mark.skipif(SIMULATED, reason="the simulator's way: test_the_simulator_runs_the_program_eagerly...")
 @pytest.mark.parametrize("graph", GRAPH_MODES)
 def test_the_program_says_how_its_steps_run(cuda_backend, graph):
-    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, graph)
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, 2, graph)
     program.run(0)
     expected = {"off": "eagerly, launches prepared", "on": "as one CUDA graph (launches prepared)"}[graph]
     assert program.describe() == expected
@@ -225,7 +273,7 @@ def test_launches_that_cannot_be_prepared_run_through_numba_and_say_so(cuda_back
     """Another numba-cuda release moved the internals PreparedLaunch uses: its own launches still run, and the
     program says so (in the run's log, check's lines and the benchmarks), instead of timing them as prepared."""
     notes = []
-    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "off", notes)
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, 2, "off", notes)
 
     def moved(launch):
         raise AttributeError("'_Kernel' object has no attribute '_prepare_args'")
@@ -238,18 +286,20 @@ def test_launches_that_cannot_be_prepared_run_through_numba_and_say_so(cuda_back
         monkeypatch.setattr(cuda_backend, "simulated", False)
 
     monkeypatch.setattr(program, "_draw_window", draw_then_prepare_as_on_a_gpu)
-    losses = [float(program.run(step)) for step in range(2)]
+    for step in range(2):
+        program.run(step)
+    losses = program.losses(0, 2)
     reason = "through Numba's dispatcher (preparing them failed: AttributeError: '_Kernel' object has no attribute " \
              "'_prepare_args')"
     assert notes == [f"kernel launches go {reason}"]
     assert program.describe() == f"eagerly, launches {reason}"
-    assert losses == two_eager_steps[0]
+    np.testing.assert_array_equal(losses, two_eager_steps[0])
 
 
 def test_a_failed_capture_reports_its_first_cause(cuda_backend, monkeypatch):
     """Ending a capture that an operation broke fails too (CUDA invalidates it): that must not hide the cause."""
     notes = []
-    program = program_for(cuda_backend, initial_variables(), data_set(), 0, 2, "auto", notes)
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, 2, "auto", notes)
 
     class BrokenCapture:  # what CuPy's stream does once an operation failed during capture
         capturing = False

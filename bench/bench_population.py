@@ -1,0 +1,81 @@
+"""Populations: the step of K members per member against the step of one, and a sweep against its solo runs.
+
+Within a group every K is timed in the same run, so the ratios are comparable even on a noisy
+shared machine: the report divides each K's median by K (per member) and by K = 1's.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from bench.workloads import ProgramStep, Step, backend_or_skip
+from mnist_gpu.backends import blas_library
+
+HOST_MEMBERS = [1, 4, 16, 64]
+GPU_MEMBERS = [1, 16, 256, 1024, 4096]
+
+
+@pytest.fixture
+def one_blas_thread():
+    """As the trainer runs: OpenBLAS on one thread, the members spread over the cores (see cpu_backend.py)."""
+    with blas_library.threads_for(1):
+        yield
+
+
+@pytest.mark.parametrize("members", HOST_MEMBERS)
+@pytest.mark.parametrize("backend_name", ["numpy", "cpu"])
+def test_population_step(benchmark, one_blas_thread, backend_name, members):
+    """One training step of K members (B=100, 784-128-32-10), finished; per member: the median / K."""
+    benchmark.group = f"population step, {backend_name} (B=100): divide by K for a member's share"
+    benchmark.extra_info["members"] = members
+    step = Step(backend_or_skip(backend_name), 100, members=members)
+    for _ in range(5):
+        step()
+    benchmark(step)
+
+
+@pytest.mark.parametrize("members", GPU_MEMBERS)
+@pytest.mark.parametrize("graph", ["off", "on"])
+def test_population_step_on_a_gpu(benchmark, graph, members):
+    """The cuda step program of K members, eager (prepared launches) or one CUDA graph, finished."""
+    benchmark.group = f"population step, cuda {'graph' if graph == 'on' else 'eager'} (B=100)"
+    benchmark.extra_info["members"] = members
+    step = ProgramStep(backend_or_skip("cuda"), 100, graph=graph, members=members)
+    for _ in range(5):
+        step()
+    benchmark.extra_info["ran"] = step.program.describe()
+    benchmark(step)
+
+
+def run(arguments, folder):
+    subprocess.run([sys.executable, "-m", "mnist_gpu", *arguments], check=True, cwd=folder,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+SEEDS = 16
+
+
+@pytest.mark.parametrize("way", ["one sweep", "solo runs"])
+def test_sweep_against_solo_runs(benchmark, way):
+    """`mnist-gpu sweep --seed 1-16` (the tutorial's defaults, cpu) as one command, against the 16 commands
+    `mnist-gpu --seed S` one after the other: whole commands, start-up and evaluations included."""
+    benchmark.group = f"{SEEDS} tutorial runs (cpu): one sweep or one command each"
+    with tempfile.TemporaryDirectory() as folder:
+        data = os.path.join(folder, "input_data")
+        run(["--max_steps", "1", "--backend", "cpu", "--input_data_dir", data, "--log_dir", "warm"], folder)
+
+        rounds = iter(range(1000))
+
+        def commands():
+            name = f"r{next(rounds)}"
+            if way == "one sweep":
+                run(["sweep", "--seed", f"1-{SEEDS}", "--backend", "cpu", "--input_data_dir", data, "--log_dir", name],
+                    folder)
+            else:
+                for seed in range(1, SEEDS + 1):
+                    run(["--seed", str(seed), "--backend", "cpu", "--input_data_dir", data, "--log_dir",
+                         f"{name}-{seed}"], folder)
+
+        benchmark.pedantic(commands, rounds=2, warmup_rounds=0)

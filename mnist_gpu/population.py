@@ -1,0 +1,219 @@
+"""A population: K members trained by one step program, each an ordinary run of its own (its seed, its learning
+rate, its folder). The tutorial's run is a population of one.
+
+`mnist-gpu sweep --seed 1-4 --learning_rate 0.01,0.1` trains the grid of its lists, members that
+share a learning rate side by side (the cuda backend's GEMMs take all members in one call each):
+
+    <log_dir>/population.json         which members, with which flags, and the global_step all of them have
+                                      saved: the population's commit point (written after every
+                                      member's checkpoint of that step, so a resume is exact)
+    <log_dir>/lr0.01_seed1/ ...       each member's run folder: checkpoints, events (TensorBoard's
+                                      HParams tab compares them side by side), provenance
+    <log_dir>/results.csv, results.md one row per member, one per learning rate (mean +- std over
+                                      seeds, min, max, and the ensemble of its members)
+"""
+import json
+import math
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .durable import write_bytes_durably
+from .errors import CheckpointError
+from .flag_values import non_negative_int, positive_float, positive_int
+
+POPULATION_FILE = "population.json"
+RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
+FORMAT = "mnist_gpu population 1"
+MEMBER_NAME = re.compile(r"lr(?P<learning_rate>[0-9.e+-]+)_seed(?P<seed>0|[1-9][0-9]*)")
+MAX_POPULATION_FILE_BYTES = 64 * 2 ** 20  # 65536 members of ~100 bytes each, with room
+SHARED_FLAGS = ("hidden1", "hidden2", "batch_size", "dataset", "fake_data")  # every member's: the model's shape
+
+
+def member_name(seed, learning_rate):
+    """A member's folder name: its learning rate (Python's shortest repr, so two rates never share a name), its seed."""
+    return f"lr{float(learning_rate)!r}_seed{seed}"
+
+
+@dataclass
+class Member:
+    """One member: a run of its own inside the population's step program."""
+
+    name: str  # "" when it is alone (the tutorial's run): its lines carry no prefix
+    seed: int
+    learning_rate: float
+    log_dir: str
+    stopped: dict = None  # {"step": s, "why": "..."} once it stopped training (a loss that was not finite, ...)
+    losses: dict = field(default_factory=dict)  # step -> loss, every 100 steps
+    last_loss: float = math.nan  # the loss of the last step read while it trained
+    evaluations: dict = field(default_factory=dict)  # step -> {split: (examples, correct)}
+
+    @property
+    def prefix(self):
+        return f"{self.name}: " if self.name else ""
+
+
+def grid(seeds, learning_rates, folder):
+    """The members of a sweep: every learning rate with every seed, those of a learning rate side by side."""
+    return [Member(member_name(seed, rate), seed, float(rate), os.path.join(folder, member_name(seed, rate)))
+            for rate in learning_rates for seed in seeds]
+
+
+def record(flags, members, global_step):
+    """The population file's contents: the shared flags, the members, and the global_step all of them have saved."""
+    return {"format": FORMAT, "global_step": global_step, "max_steps": flags.max_steps,
+            "flags": {name: getattr(flags, name) for name in SHARED_FLAGS},
+            "members": [{"name": member.name, "seed": member.seed, "learning_rate": member.learning_rate}
+                        for member in members]}
+
+
+def commit(folder, flags, members, global_step):
+    """Record, durably and atomically, that every member has saved its checkpoint of `global_step`."""
+    write_bytes_durably(os.path.join(folder, POPULATION_FILE),
+                        (json.dumps(record(flags, members, global_step), indent=1) + "\n").encode())
+
+
+def read(folder):
+    """The population file of `folder`, checked against its schema; None where there is none.
+
+    Read as a hostile file: a regular file only (never a FIFO or a device), bounded in size, every
+    field checked; a member's name must be the one its seed and learning rate give (so a name
+    never leads outside the folder). Anything else is a CheckpointError naming the file and the field.
+    """
+    path = os.path.join(folder, POPULATION_FILE)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror}); not a population file") from None
+    with os.fdopen(descriptor, "rb") as stream:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise CheckpointError(f"{path}: not a regular file; not a population file")
+        if status.st_size > MAX_POPULATION_FILE_BYTES:
+            raise CheckpointError(f"{path}: larger than {MAX_POPULATION_FILE_BYTES >> 20} MB; not a population file")
+        data = stream.read(MAX_POPULATION_FILE_BYTES + 1)
+
+    def refuse(field_name, problem):
+        raise CheckpointError(f"{path}: {field_name} {problem}")
+
+    try:
+        found = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        refuse("the file", "is not JSON text")
+    if not isinstance(found, dict) or found.get("format") != FORMAT:
+        refuse("format", f"is not {FORMAT!r}")
+    if set(found) != {"format", "global_step", "max_steps", "flags", "members"}:
+        refuse("the file", f"has fields {sorted(found)}; expected format, global_step, max_steps, flags, members")
+    for name in ("global_step", "max_steps"):
+        if not non_negative_int.holds(found[name]):
+            refuse(name, "is not an integer >= 0")
+    flags = found["flags"]
+    checks = {"hidden1": positive_int.holds, "hidden2": positive_int.holds, "batch_size": positive_int.holds,
+              "dataset": lambda value: isinstance(value, str), "fake_data": lambda value: isinstance(value, bool)}
+    if not isinstance(flags, dict) or set(flags) != set(checks):
+        refuse("flags", f"must hold exactly {', '.join(SHARED_FLAGS)}")
+    for name, holds in checks.items():
+        if not holds(flags[name]):
+            refuse(f"flags.{name}", f"is {json.dumps(flags[name])[:40]}")
+    members = found["members"]
+    if not isinstance(members, list) or not members:
+        refuse("members", "is not a list of members")
+    names = set()
+    for index, member in enumerate(members):
+        if not (isinstance(member, dict) and set(member) == {"name", "seed", "learning_rate"}
+                and non_negative_int.holds(member["seed"]) and positive_float.holds(member["learning_rate"])
+                and member["name"] == member_name(member["seed"], member["learning_rate"])):
+            refuse(f"members[{index}]", "is not a member (name, seed, learning_rate; the name lr<rate>_seed<seed>)")
+        if member["name"] in names:
+            refuse(f"members[{index}]", f"repeats {member['name']}")
+        names.add(member["name"])
+    return found
+
+
+# -- results -----------------------------------------------------------------------------------------------
+def member_rows(members):
+    """One row per member: its seed, learning rate, last loss, last evaluation's precisions, and whether it stopped."""
+    rows = []
+    for member in members:
+        last = member.evaluations[max(member.evaluations)] if member.evaluations else {}
+        precision = {split: correct / examples for split, (examples, correct) in last.items()}
+        rows.append({"member": member.name, "seed": member.seed, "learning_rate": member.learning_rate,
+                     "final_loss": member.last_loss,
+                     "train": precision.get("train", math.nan), "validation": precision.get("validation", math.nan),
+                     "test": precision.get("test", math.nan),
+                     "diverged_at_step": "" if member.stopped is None else member.stopped["step"]})
+    return rows
+
+
+def group_rows(members, ensembles):
+    """One row per learning rate: its members' test precision (mean, sample std, min, max), its validation mean,
+    how many diverged, and the test precision of the ensemble (the members' averaged softmax)."""
+    rows = []
+    for rate in dict.fromkeys(member.learning_rate for member in members):
+        group = [row for row in member_rows(members) if row["learning_rate"] == rate]
+        test = np.array([row["test"] for row in group])
+        rows.append({"learning_rate": rate, "members": len(group),
+                     "test_mean": float(test.mean()), "test_std": float(test.std(ddof=1)) if len(group) > 1 else 0.0,
+                     "test_min": float(test.min()), "test_max": float(test.max()),
+                     "validation_mean": float(np.mean([row["validation"] for row in group])),
+                     "diverged": sum(row["diverged_at_step"] != "" for row in group),
+                     "ensemble_test": ensembles.get(rate, math.nan)})
+    return rows
+
+
+def ensemble_precisions(members, test_logits, labels):
+    """{learning rate: test Precision @ 1 of its members' averaged softmax}, counted with in_top_k's rules.
+
+    test_logits: every member's test logits, a host array [K, N, C] (the evaluation keeps them).
+    """
+    from .backends.numpy_backend import NumpyBackend
+    from .confusion import softmax
+
+    backend = NumpyBackend()
+    found = {}
+    for rate in dict.fromkeys(member.learning_rate for member in members):
+        indices = [index for index, member in enumerate(members) if member.learning_rate == rate]
+        average = np.mean([softmax(test_logits[index]) for index in indices], axis=0, dtype=np.float32)
+        correct = backend.in_top_k(average[None], labels[:len(average)].astype(np.int32), 1)[0]
+        found[rate] = int(correct) / len(average)
+    return found
+
+
+def write_results(folder, members, ensembles):
+    """results.csv (every row, for a program) and results.md (the same, for a person), each replaced atomically."""
+    import csv
+    import io
+
+    members_table, groups_table = member_rows(members), group_rows(members, ensembles)
+    text = io.StringIO()
+    for rows in (members_table, groups_table):
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text.write("\n")
+    write_bytes_durably(os.path.join(folder, RESULTS_CSV), text.getvalue().encode())
+    write_bytes_durably(os.path.join(folder, RESULTS_MD), results_markdown(members_table, groups_table).encode())
+    return [RESULTS_CSV, RESULTS_MD]
+
+
+def results_markdown(members_table, groups_table):
+    def number(value, digits=4):
+        return "" if isinstance(value, str) else ("nan" if math.isnan(value) else f"{value:.{digits}f}")
+
+    lines = ["# Population results", "", "| member | seed | learning rate | final loss | train | validation | test | "
+             "diverged at step |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {row['member']} | {row['seed']} | {row['learning_rate']!r} | {number(row['final_loss'], 2)} | "
+              f"{number(row['train'])} | {number(row['validation'])} | {number(row['test'])} | "
+              f"{row['diverged_at_step']} |" for row in members_table]
+    lines += ["", "Per learning rate, over its seeds (test precision; sample std):", "",
+              "| learning rate | members | test mean ± std | min | max | validation mean | diverged | ensemble |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {row['learning_rate']!r} | {row['members']} | {number(row['test_mean'])} ± {number(row['test_std'])}"
+              f" | {number(row['test_min'])} | {number(row['test_max'])} | {number(row['validation_mean'])} | "
+              f"{row['diverged']} | {number(row['ensemble_test'])} |" for row in groups_table]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,225 @@
+"""Populations (`mnist-gpu sweep`, mnist_gpu.sweep): each member is exactly its own solo run, on real MNIST.
+
+The oracle is the solo run (`mnist-gpu --seed S --learning_rate R`, a population of one): a
+member must print the same losses and counts and end with the same variables, bit for bit, on
+the numpy and cpu backends. (The cuda backend's members are checked against their own programs of
+one in tests/cuda/test_step_program.py, in the simulator and on a GPU.) Small layers and an odd
+batch keep each run short; every run evaluates all 70,000 examples.
+"""
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mnist_gpu
+from mnist_gpu import checkpoint as checkpoints
+from mnist_gpu import population as populations
+
+from helpers import run_main
+
+SHAPE = ["--hidden1", "12", "--hidden2", "5", "--batch_size", "13"]
+STEPS = 120  # step lines at 0 and 100, one evaluation at the end (step 119)
+
+
+def flags(backend, mnist_dir, **more):
+    values = {"hidden1": 12, "hidden2": 5, "batch_size": 13, "max_steps": STEPS, "backend": backend,
+              "input_data_dir": mnist_dir}
+    values.update(more)
+    return values
+
+
+def final_variables(log_dir):
+    return checkpoints.Saver(str(log_dir)).latest()[0].variables
+
+
+def assert_same_run(member, solo, member_dir, solo_dir):
+    """Every printed loss, every count and every final variable, bit for bit."""
+    assert member.losses == solo.losses and member.losses  # floats compared exactly
+    assert member.evaluations == solo.evaluations and member.evaluations
+    got, expected = final_variables(member_dir), final_variables(solo_dir)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name].view(np.uint32), value.view(np.uint32), err_msg=name)
+
+
+GRIDS = {1: ((4,), (0.01,)), 2: ((1, 2), (0.01,)), 3: ((7,), (0.01, 0.05, 0.1)), 5: ((1, 2, 3, 4, 5), (0.02,))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("members", sorted(GRIDS))
+def test_each_member_is_bit_for_bit_its_solo_run(backend, members, mnist_dir, tmp_path):
+    seeds, rates = GRIDS[members]
+    swept = mnist_gpu.sweep(seed=list(seeds), learning_rate=list(rates), log_dir=str(tmp_path / "grid"),
+                            verbose=False, **flags(backend, mnist_dir))
+    assert len(swept.members) == members == len(seeds) * len(rates)
+    assert [(member.learning_rate, member.seed) for member in swept.members] == \
+        [(rate, seed) for rate in rates for seed in seeds]  # a learning rate's members side by side
+    for member in swept.members:
+        solo_dir = tmp_path / f"solo-{member.seed}-{member.learning_rate}"
+        solo = mnist_gpu.train(seed=member.seed, learning_rate=member.learning_rate, log_dir=str(solo_dir),
+                               verbose=False, **flags(backend, mnist_dir))
+        assert os.path.basename(member.log_dir) == populations.member_name(member.seed, member.learning_rate)
+        assert_same_run(member, solo, member.log_dir, solo_dir)
+
+
+@pytest.mark.slow
+def test_printed_lines_are_the_solo_runs_lines_after_the_members_name(mnist_dir, tmp_path, capsys):
+    common = ["--backend", "cpu", "--input_data_dir", mnist_dir, "--max_steps", str(STEPS), *SHAPE]
+    code, lines, _ = run_main(capsys, "sweep", "--seed", "1,2", "--log_dir", str(tmp_path / "grid"), *common)
+    assert code == 0
+    for seed in (1, 2):
+        code, solo, _ = run_main(capsys, "--seed", str(seed), "--log_dir", str(tmp_path / f"solo{seed}"), *common)
+        prefix = f"{populations.member_name(seed, 0.01)}: "
+        mine = [line[len(prefix):] for line in lines if line.startswith(prefix)]
+        assert [line.split(" (")[0] for line in mine] == [line.split(" (")[0] for line in solo]  # without timings
+        assert len(solo) == 2 + 6  # two step lines, three eval blocks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape, steps, rate, why", [
+    (["--batch_size", "13"], 60, "1e9", "loss is nan at step "),  # the tutorial's layers: NaN within a few steps
+    (SHAPE, 250, "1e9", "far above ln 10 = 2.30 where training starts: it diverged"),  # finite, and stays up
+])
+def test_a_diverging_member_stops_alone_and_the_run_says_so(mnist_dir, tmp_path, capsys, shape, steps, rate, why):
+    common = ["--backend", "cpu", "--input_data_dir", mnist_dir, "--max_steps", str(steps), "--seed", "3", *shape]
+    code, lines, error = run_main(capsys, "sweep", "--learning_rate", f"0.01,{rate}", "--log_dir",
+                                  str(tmp_path / "grid"), *common)
+    assert code == 3  # finished, some members diverged
+    diverged = populations.member_name(3, float(rate))
+    assert f"mnist-gpu: {diverged} diverged (" in error and why in error
+    stopped = checkpoints.Saver(str(tmp_path / "grid" / diverged)).latest()[0]
+    assert why in stopped.stopped["why"]
+    rows = list(csv.DictReader(open(tmp_path / "grid" / populations.RESULTS_CSV).read().split("\n\n")[0].splitlines()))
+    assert [row["diverged_at_step"] for row in rows] == ["", str(stopped.stopped["step"])]
+    # The finite member is exactly its solo run.
+    assert run_main(capsys, "--learning_rate", "0.01", "--log_dir", str(tmp_path / "solo"), *common)[0] == 0
+    finite = tmp_path / "grid" / populations.member_name(3, 0.01)
+    for name, value in final_variables(tmp_path / "solo").items():
+        np.testing.assert_array_equal(final_variables(finite)[name], value, err_msg=name)
+    # Alone, the same learning rate is the tutorial's error, naming the same step.
+    code, _, error = run_main(capsys, "--learning_rate", rate, "--log_dir", str(tmp_path / "alone"), *common)
+    assert code == 1 and f"error: {stopped.stopped['why']}; try a smaller --learning_rate" in error
+
+
+@pytest.mark.slow
+def test_every_member_folder_is_an_ordinary_run(mnist_dir, tmp_path, capsys):
+    """eval, predict and load_checkpoint on a member's folder; the results table equals the members' evaluations."""
+    grid = tmp_path / "grid"
+    code, _, _ = run_main(capsys, "sweep", "--seed", "5,6", "--learning_rate", "0.01,0.03", "--log_dir", str(grid),
+                          "--backend", "cpu", "--input_data_dir", mnist_dir, "--max_steps", str(STEPS), *SHAPE)
+    assert code == 0
+    found = populations.read(str(grid))
+    assert found["global_step"] == STEPS and len(found["members"]) == 4
+    tables = open(grid / populations.RESULTS_CSV).read().split("\n\n")
+    members = list(csv.DictReader(tables[0].splitlines()))
+    for row in members:
+        folder = grid / row["member"]
+        code, lines, _ = run_main(capsys, "eval", "--checkpoint", str(folder), "--backend", "cpu",
+                                  "--input_data_dir", mnist_dir)
+        assert code == 0
+        precisions = [float(line.split("Precision @ 1: ")[1]) for line in lines if "Precision @ 1" in line]
+        assert precisions == [round(float(row[split]), 4) for split in ("train", "validation", "test")]
+        classifier = mnist_gpu.load_checkpoint(str(folder), backend="cpu")
+        assert classifier.global_step == STEPS
+        image = tmp_path / "digit.png"
+        from PIL import Image
+
+        Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(image)
+        code, lines, _ = run_main(capsys, "predict", "--checkpoint", str(folder), "--backend", "cpu", str(image))
+        assert code == 0 and lines[0].startswith(f"{image}: ")
+    groups = list(csv.DictReader(tables[1].splitlines()))
+    assert [float(group["learning_rate"]) for group in groups] == [0.01, 0.03]
+    for group in groups:
+        tests = [float(row["test"]) for row in members if float(row["learning_rate"]) == float(group["learning_rate"])]
+        assert float(group["test_mean"]) == pytest.approx(np.mean(tests))
+        assert float(group["test_std"]) == pytest.approx(np.std(tests, ddof=1))
+        assert 0 < float(group["ensemble_test"]) < 1
+
+
+def sweep_command(log_dir, mnist_dir, *more):
+    return [sys.executable, "-m", "mnist_gpu", "sweep", "--seed", "1,2", "--learning_rate", "0.01,0.05",
+            "--log_dir", str(log_dir), "--backend", "cpu", "--input_data_dir", mnist_dir, "--max_steps", "2300",
+            *SHAPE, *more]
+
+
+def run_until(command, line_start, signal_number, timeout=300):
+    """Start `command`, wait for a stdout line starting with `line_start`, send `signal_number`; its exit code."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        if line.startswith(line_start):
+            process.send_signal(signal_number)
+            break
+        assert time.monotonic() < deadline, "the run did not get there in time"
+    process.stdout.read()
+    return process.wait(timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_population_resumes_exactly(mnist_dir, tmp_path, signal_number):
+    """Real signals on a real process: SIGINT saves every member at the step it finished; SIGKILL leaves the last
+    committed step. Either way --resume ends with the variables of an uninterrupted sweep."""
+    whole = subprocess.run(sweep_command(tmp_path / "whole", mnist_dir), capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    broken = tmp_path / "broken"
+    code = run_until(sweep_command(broken, mnist_dir), "lr0.05_seed2: Step 1500", signal_number)
+    assert code == (130 if signal_number == signal.SIGINT else -9)
+    committed = populations.read(str(broken))["global_step"]
+    assert (committed > 1500) if signal_number == signal.SIGINT else (committed == 1000)
+    resumed = subprocess.run(sweep_command(broken, mnist_dir, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from step {committed} (every member)" in resumed.stderr
+    for member in populations.read(str(broken))["members"]:
+        expected = final_variables(tmp_path / "whole" / member["name"])
+        for name, value in final_variables(broken / member["name"]).items():
+            np.testing.assert_array_equal(value, expected[name], err_msg=f"{member['name']} {name}")
+    assert json.loads((broken / populations.POPULATION_FILE).read_text())["global_step"] == 2300
+
+
+def test_a_population_too_large_for_memory_is_refused_naming_what_fits(tmp_path, capsys):
+    code, _, error = run_main(capsys, "sweep", "--seed", "1-64", "--hidden1", "100000", "--fake_data",
+                              "--backend", "numpy", "--log_dir", str(tmp_path / "huge"))
+    assert code == 2
+    line = error.splitlines()[-1]
+    assert line.startswith("mnist-gpu: error: a population of 64 members with --hidden1 100000 ")
+    fits = int(line.split("enough for ")[1].split(" member")[0])
+    assert 0 <= fits < 64
+    assert not (tmp_path / "huge").exists()
+
+
+def test_the_grid_and_its_lists(tmp_path, capsys):
+    from mnist_gpu.flags import parse_flags
+
+    parsed = parse_flags("sweep", seed=range(1, 4), learning_rate=[0.1, 0.01])
+    assert parsed.seed == (1, 2, 3) and parsed.learning_rate == (0.1, 0.01)
+    assert parse_flags("sweep", seed="1-3,7").seed == (1, 2, 3, 7)
+    members = populations.grid((1, 2), (0.1, 0.01), "g")
+    assert [member.name for member in members] == ["lr0.1_seed1", "lr0.1_seed2", "lr0.01_seed1", "lr0.01_seed2"]
+    code, _, error = run_main(capsys, "sweep", "--seed", "3,3", "--log_dir", str(tmp_path / "x"))
+    assert code == 2 and "3 is given more than once" in error
+
+
+def test_a_population_file_is_checked_like_any_file_we_read(tmp_path):
+    good = {"format": populations.FORMAT, "global_step": 1000, "max_steps": 2000,
+            "flags": {"hidden1": 12, "hidden2": 5, "batch_size": 13, "dataset": "mnist", "fake_data": False},
+            "members": [{"name": "lr0.01_seed1", "seed": 1, "learning_rate": 0.01}]}
+    (tmp_path / populations.POPULATION_FILE).write_text(json.dumps(good))
+    assert populations.read(str(tmp_path)) == good
+    for change, field in (({"members": [{"name": "../../etc", "seed": 1, "learning_rate": 0.01}]}, "members[0]"),
+                          ({"global_step": -1}, "global_step"), ({"flags": {}}, "flags"),
+                          ({"format": "something else"}, "format")):
+        (tmp_path / populations.POPULATION_FILE).write_text(json.dumps({**good, **change}))
+        with pytest.raises(mnist_gpu.CheckpointError, match=re.escape(f"{populations.POPULATION_FILE}: {field} ")):
+            populations.read(str(tmp_path))
+    os.remove(tmp_path / populations.POPULATION_FILE)
+    os.mkfifo(tmp_path / populations.POPULATION_FILE)
+    with pytest.raises(mnist_gpu.CheckpointError, match="not a regular file"):
+        populations.read(str(tmp_path))
