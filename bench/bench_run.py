@@ -71,6 +71,53 @@ def test_whole_command(benchmark, variant, tmp_path_factory):
                        setup=lambda: ((str(tmp_path_factory.mktemp("run")),), {}), rounds=5)
 
 
+BASELINE_GROUP = "whole command against a baseline checkout, interleaved (a fresh process each)"
+
+
+def baseline_checkout():
+    """The folder of an older checkout to compare with ($MNIST_GPU_BASELINE), and its commit; else skip."""
+    folder = os.environ.get("MNIST_GPU_BASELINE")
+    if not folder or not os.path.isfile(os.path.join(folder, "mnist_gpu", "__main__.py")):
+        pytest.skip("set MNIST_GPU_BASELINE to an older checkout (e.g. git worktree add ../before <commit>)")
+    commit = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return os.path.abspath(folder), commit.stdout.strip() or "?"
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "cpu"])
+def test_whole_command_against_a_baseline(benchmark, backend_name, tmp_path_factory):
+    """`mnist-gpu --seed 1` from this checkout and from an older one, alternated round by round.
+
+    `python -m mnist_gpu` started in a checkout imports that checkout's package (the current folder comes first
+    on sys.path), so both run under this interpreter and its libraries. The benchmark's time is the pair;
+    extra_info has each median and the median of the per-round ratios (this / baseline).
+    """
+    benchmark.group = BASELINE_GROUP
+    baseline, commit = baseline_checkout()
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data = {folder: str(tmp_path_factory.mktemp("input_data")) for folder in (baseline, here)}
+
+    def command(folder, log_dir, *more):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mnist_gpu", "--backend", backend_name, "--input_data_dir",
+                        data[folder], "--log_dir", log_dir, *more], cwd=folder, capture_output=True, check=True)
+        return time.perf_counter() - start
+
+    for folder in (baseline, here):  # fills each one's data cache and compiles its kernels
+        command(folder, str(tmp_path_factory.mktemp("warm-up")), "--max_steps", "1")
+    this_times, baseline_times = [], []
+
+    def one_round():
+        baseline_times.append(command(baseline, str(tmp_path_factory.mktemp("baseline")), "--seed", "1"))
+        this_times.append(command(here, str(tmp_path_factory.mktemp("this")), "--seed", "1"))
+
+    benchmark.pedantic(one_round, rounds=7)
+    benchmark.extra_info.update(
+        baseline=commit, this_median=statistics.median(this_times),
+        baseline_median=statistics.median(baseline_times),
+        over_baseline=statistics.median(this / before for this, before in zip(this_times, baseline_times,
+                                                                              strict=True)))
+
+
 def startup_arguments(backend_name, tmp_path_factory):
     """`mnist-gpu --max_steps 0` with its own data folder and log_dir, run once here to fill the data cache."""
     arguments = ["--backend", backend_name, "--input_data_dir", str(tmp_path_factory.mktemp("input_data")),

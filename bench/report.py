@@ -198,6 +198,12 @@ def op_rows(table, skipped=()):
     return rows
 
 
+def baseline_rows(data):
+    return [[variant_of(benchmark), info["baseline"], format_time(info["baseline_median"]),
+             format_time(info["this_median"]), f"{info['over_baseline']:.2f}x"]
+            for benchmark in data["benchmarks"] if "over_baseline" in (info := benchmark.get("extra_info") or {})]
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -260,6 +266,11 @@ def write_markdown(data, path, chart_name, command):
                      "The 16 tutorial runs (--seed 1-16, cpu) as one `mnist-gpu sweep` and as 16 `mnist-gpu` commands "
                      "one after the other, whole commands. The target: the sweep at most 0.5x.",
                      ["what", "way", "median"], sweeps)
+    lines += section("The whole command against a baseline checkout, interleaved",
+                     "bench/bench_run.py with MNIST_GPU_BASELINE set to an older checkout: `mnist-gpu --seed 1` "
+                     "(a fresh process) from that checkout and from this one, alternated round by round; the ratio is "
+                     "the median of the per-round ratios.",
+                     ["backend", "baseline", "baseline median", "this median", "this / baseline"], baseline_rows(data))
     lines += section("The whole run and its pieces", "bench/bench_run.py: the tutorial's run in this process and as "
                      "a fresh `mnist-gpu` process, start-up, data loading, one evaluation, one checkpoint.",
                      ["what", "variant", "median"], run_rows(data))
@@ -365,6 +376,10 @@ def figures_of(data):
                                                  f"the libraries' floor under {backend}'s start-up")
             found[f"startup_above_floor_{backend}"] = (*figures.seconds(info["above_floor"]),
                                                        f"{backend}'s start-up above that floor")
+        if "over_baseline" in info:
+            found[f"run_over_baseline_{backend}"] = (
+                *figures.ratio(info["over_baseline"]), f"`mnist-gpu --backend {backend} --seed 1` over the same "
+                f"command from {info['baseline']}, interleaved (median of per-round ratios)")
     for shape, backend, info in interleaved(data):
         if shape in QUOTED_STEP_SHAPES:
             batch = shape.split()[0].replace("=", "")
@@ -421,7 +436,9 @@ def main(argv=None):
     with open(json_path, encoding="utf-8") as stream:
         data = json.load(stream)
     os.remove(json_path)
-    shown = " ".join(["python -m bench.report", *(["-k", f"'{options.k}'"] if options.k else []),
+    baseline_folder = os.environ.get("MNIST_GPU_BASELINE")
+    baseline = [f"MNIST_GPU_BASELINE={baseline_folder}"] if baseline_folder else []
+    shown = " ".join([*baseline, "python -m bench.report", *(["-k", f"'{options.k}'"] if options.k else []),
                       *(test for test in options.tests if test != "bench"), *pytest_options])
     print(write_report(data, options.out, shown))
     measured = figures_of(data)
