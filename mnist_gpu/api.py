@@ -11,7 +11,7 @@
 """
 from .flags import parse_flags
 from .log import Log
-from .trainer import run_sweep, run_training
+from .trainer import run_training
 
 
 def train(*, verbose=True, **flags):
@@ -39,4 +39,6 @@ def sweep(*, verbose=True, **flags):
     (a list, a range): mnist_gpu.sweep(seed=range(16), learning_rate=[0.01, 0.1], log_dir="runs/grid").
     Errors as for train; a member that diverges is reported in its result, not raised.
     """
-    return run_sweep(parse_flags("sweep", **flags), Log(verbose))
+    from .search import run
+
+    return run(parse_flags("sweep", **flags), Log(verbose))

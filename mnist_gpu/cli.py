@@ -41,9 +41,9 @@ def main(argv=None):
 
             run_evaluation(flags, Log())
         elif flags.command == "sweep":
-            from .trainer import run_sweep
+            from .search import run
 
-            result = run_sweep(flags, Log())
+            result = run(flags, Log())
             return SOME_DIVERGED if result.diverged else 0
         else:
             from .trainer import run_training
