@@ -105,8 +105,8 @@ class SearchValues:
         try:
             low, high = self.item(parts[0]), self.item(parts[1])
         except argparse.ArgumentTypeError:
-            raise argparse.ArgumentTypeError(f"expected a range of {self.item.expected}s (LOW:HIGH or "
-                                             f"LOW:HIGH:log), got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a range LOW:HIGH or LOW:HIGH:log, each {self.item.expected}, "
+                                             f"got {text!r}") from None
         if not low < high:
             raise argparse.ArgumentTypeError(f"the range {text!r} is empty: LOW must be below HIGH")
         return Range(low, high, len(parts) == 3, self.item.kind)

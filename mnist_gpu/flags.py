@@ -122,9 +122,9 @@ def sweep_flags():
         Flag("prune", choices=PRUNERS, default="none",
              help="Stop trials that lag at an evaluation (every --eval_every steps): median (Optuna's "
              "MedianPruner), halving (its SuccessiveHalvingPruner), none."),
-        Flag("population", type=positive_int, default=16,
-             help="Most members (trials x seeds) a worker trains in one population, fewer where memory allows "
-             "fewer: trials of equal hidden and batch sizes share one."),
+        Flag("population", type=positive_int, default=None,
+             help="Most members (trials x seeds) a worker trains in one population (default 16), fewer where memory "
+             "allows fewer: trials of equal hidden and batch sizes share one."),
         Flag("storage", default=None,
              help="The study's Optuna storage: an RDB URL (postgresql://user@host/db) that workers on many machines "
              "share. Without it, a journal file in --log_dir (study.journal): workers on one machine, or on "
@@ -132,10 +132,10 @@ def sweep_flags():
         Flag("study", default=None,
              help="The study's name in --storage (default mnist-gpu); a study made by another sweep's flags is "
              "refused."),
-        Flag("heartbeat", type=positive_float, default=30.0,
-             help="Seconds between a worker's heartbeats on its running trials. A running trial whose heartbeat "
-             "stops for 3 of them (its worker was killed, its machine rebooted) is taken over by another worker, "
-             "from its population's last checkpoint where that worker can read it."),
+        Flag("heartbeat", type=positive_float, default=None,
+             help="Seconds between a worker's heartbeats on its running trials (default 30). A running trial whose "
+             "heartbeat stops for 3 of them (its worker was killed, its machine rebooted) is taken over by another "
+             "worker, from its population's last checkpoint where that worker can read it."),
     ]
     return [lists.get(flag.name, flag) for flag in training_flags()] + study
 

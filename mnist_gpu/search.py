@@ -274,19 +274,24 @@ def rdb_storage(optuna, url):
     if "://" not in url:
         raise FlagError(f"--storage {url}: expected a database URL such as postgresql://user@host/db (the journal "
                         "file needs no flag: it is made in --log_dir)")
-    options = {"pool_pre_ping": True}
+    given, options = url, {"pool_pre_ping": True}
+    if url.startswith("postgresql://"):  # SQLAlchemy < 2.1 reads it as psycopg2's; the extra brings psycopg (3)
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith(("postgresql", "mysql")):
         options["connect_args"] = {"connect_timeout": 10}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=options)
     except ImportError:
-        raise StudyError(f"--storage {redacted(url)}: the database's Python driver is missing (PostgreSQL: "
+        raise StudyError(f"--storage {redacted(given)}: the database's Python driver is missing (PostgreSQL: "
                          f"{SEARCH_INSTALL} brings psycopg)") from None
     except storage_errors(optuna) as error:
         reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
-        kind = "cannot be used" if "://" in url and ("dialect" in reason or "Could not parse" in reason) \
-            else "cannot be reached"
-        raise StudyError(f"--storage {redacted(url)} {kind}: {reason}") from None
+        if "dialect" in reason or "Could not parse" in reason:
+            raise FlagError(f"--storage {redacted(given)} is not a database URL Optuna can use: {reason}") from None
+        raise StudyError(f"--storage {redacted(given)} cannot be reached: {reason}") from None
 
 
 # -- the sweep's folder ---------------------------------------------------------------------------------------
@@ -365,8 +370,8 @@ def queue_of(flags, space, sampler):
 
 
 def make_sampler(optuna, sampler, space, seed):
-    if sampler == "grid":
-        return optuna.samplers.GridSampler({name: list(value) for name, value in space.params.items()}, seed=0)
+    if sampler == "grid":  # every point is queued with its parameters: no sampler draws one (see queue_of)
+        return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)

@@ -404,9 +404,11 @@ class TrainingLoop:
             saved = None
             if evaluate:
                 saved = self.save(step)
-                if self.evaluate(step):
-                    self.log.note(f"every member has stopped training (step {step}): the population ends here")
-                    return
+                if self.evaluate(step):  # on_evaluation stopped members: their checkpoints of this step say so
+                    saved = self.save(step)
+                    if all(member.stopped is not None for member in self.members):
+                        self.log.note(f"every member has stopped training (step {step}): the population ends here")
+                        return
             if self.signals.received is not None:  # the step is done: save it (unless just saved) and stop
                 self.read_losses(step)
                 saved = saved or self.save(step)
@@ -466,18 +468,20 @@ class TrainingLoop:
         return path
 
     def stop_members(self, step, stops):
-        """Stop the members named in `stops` ({name: why}) after step `step` (the caller reports them); True when none
-        trains any more."""
+        """Stop the members named in `stops` ({name: why}) after step `step` (the caller reports them); True when one
+        was still training."""
+        stopped = False
         for member in self.members:
             if member.name in stops and member.stopped is None:
                 member.stopped = {"step": step, "why": stops[member.name], "noted": True}
+                stopped = True
         self.model.set_active([member.stopped is None for member in self.members])
-        return all(member.stopped is not None for member in self.members)
+        return stopped
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self, step):
-        """Evaluate every member (a population: write the results, then ask on_evaluation whom to stop); True when a
-        population has no member training any more."""
+        """Evaluate every member (a population: write the results, then ask on_evaluation whom to stop); True when
+        on_evaluation stopped a member."""
         model, log = self.model, self.log
         found = evaluate_all(model, self.splits, log, self.test_logits,
                              [member.prefix for member in self.members])
