@@ -2,8 +2,8 @@
 on one machine or many, any of which may die (docs/sweeps.md says how to run them and why it works this way).
 
 A sweep runs as a study when a flag asks for one (a range, several hidden or batch sizes, --trials, --sampler,
---prune, --population, --storage, --study, --heartbeat); else it is the grid of --seed and --learning_rate trained as
-one population (trainer.run_sweep), with or without Optuna installed.
+--prune, --population, --storage, --study, --heartbeat) or its --log_dir holds a study's journal; else it is the
+grid of --seed and --learning_rate trained as one population (trainer.run_sweep), with or without Optuna installed.
 
     a trial       one configuration (learning_rate, hidden1, hidden2, batch_size: each a flag's value, a grid
                   point of its list, or a draw from its range), trained once with each --seed; its objective is
@@ -86,7 +86,7 @@ def wanted(flags):
         return True
     if any(getattr(flags, name) is not None for name in STUDY_FLAGS) or flags.prune != "none":
         return True
-    return bool(flags.resume and flags.log_dir and os.path.lexists(os.path.join(flags.log_dir, STUDY_JOURNAL)))
+    return bool(flags.log_dir and os.path.lexists(os.path.join(flags.log_dir, STUDY_JOURNAL)))  # a study's folder
 
 
 def run(flags, log=None):
@@ -102,7 +102,7 @@ def why_a_study(flags):
         if isinstance(value, Range) or (name in SHAPE and isinstance(value, tuple) and len(value) > 1):
             return f"--{name} {describe_value(value)}"
     given = [f"--{name}" for name in STUDY_FLAGS if getattr(flags, name) is not None]
-    return given[0] if given else ("--prune" if flags.prune != "none" else "--resume of a study")
+    return given[0] if given else ("--prune" if flags.prune != "none" else f"--log_dir {flags.log_dir} (a study's)")
 
 
 def import_optuna(flags):

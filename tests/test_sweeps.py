@@ -28,7 +28,7 @@ from mnist_gpu import population as populations
 from mnist_gpu import search
 from mnist_gpu.flag_values import Range, searchable_int, searchable_learning_rate
 
-from helpers import run_main, snapshot
+from helpers import run_main
 
 optuna = pytest.importorskip("optuna", reason="the sweep extra (pip install '.[sweep]') is not installed")
 
@@ -56,6 +56,12 @@ def load(log_dir=None, storage=None, name="mnist-gpu"):
 def study_table(log_dir):
     with open(log_dir / populations.RESULTS_CSV, newline="") as stream:
         return list(csv.DictReader(stream))
+
+
+def snapshot(folder):
+    """{path: bytes} of every file under `folder`, to prove a command changed nothing."""
+    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(folder) for name in names}
 
 
 def final_variables(folder):
