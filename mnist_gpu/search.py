@@ -283,7 +283,8 @@ def rdb_storage(optuna, url):
     if url.startswith(("postgresql", "mysql")):
         options["connect_args"] = {"connect_timeout": 10}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=options)
+        # Through Optuna's own cache, as a Study uses it: trials taken here and told through a Study stay in one view.
+        return optuna.storages.get_storage(optuna.storages.RDBStorage(url, engine_kwargs=options))
     except ImportError:
         raise StudyError(f"--storage {redacted(given)}: the database's Python driver is missing (PostgreSQL: "
                          f"{SEARCH_INSTALL} brings psycopg)") from None
