@@ -255,7 +255,8 @@ def write_markdown(data, path, chart_name, command):
                      ["backend", "K", "step", "per member", "per member / K=1 step"], steps)
     lines += section("A sweep against its solo runs",
                      "The 16 tutorial runs (--seed 1-16, cpu) as one `mnist-gpu sweep` and as 16 `mnist-gpu` commands "
-                     "one after the other, whole commands. The target: the sweep at most 0.5x.",
+                     "one after the other, whole commands. The target: the sweep at most 0.5x. And a 64-trial Optuna "
+                     "study (docs/sweeps.md; small layers, one round) as one worker against its 64 solo commands.",
                      ["what", "way", "median"], sweeps)
     lines += section("The whole run and its pieces", "bench/bench_run.py: the tutorial's run in this process and as "
                      "a fresh `mnist-gpu` process, start-up, data loading, one evaluation, one checkpoint.",

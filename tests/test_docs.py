@@ -55,6 +55,7 @@ FOREIGN_FLAGS = {
     "--hypothesis-show-statistics": "pytest (hypothesis)",
     "--no-index": "pip install", "--target": "pip install",
     "--rounds": "python tools/measure_run_cost.py",
+    "--array": "sbatch", "--gres": "sbatch", "--job-name": "sbatch", "--requeue": "sbatch", "--time": "sbatch",
 }
 OWN_TOOL_SOURCES = {"--json": "mnist_gpu/compile_report.py", "--out": "bench/report.py",
                     "--update": "tests/test_docs.py", "--rounds": "tools/measure_run_cost.py"}
