@@ -798,28 +798,62 @@ class Worker:
         if not running or not all(self.watch.stale(frozen, now) for frozen in running.values()):
             return SKIP
         found = run_.resume_from
-        if found is not None:
-            listed = {member.get("trial") for member in found["members"]}
-            shapes = {self.space.shape(self.space.check(frozen.number, frozen.params)) for frozen in ours.values()}
-            if not set(running) <= listed or not listed <= set(ours) or \
-                    shapes != {(found["flags"]["hidden1"], found["flags"]["hidden2"], found["flags"]["batch_size"])}:
-                self.log.note(f"{path}'s population file does not list the trials that name it; not resumed")
-                return None
+        shapes = {self.space.shape(self.space.check(frozen.number, frozen.params)) for frozen in ours.values()}
+        listed = {member.get("trial") for member in found["members"]} if found is not None else set(running)
+        if len(shapes) != 1 or not set(running) <= listed or not listed <= set(ours) or (
+                found is not None and shapes != {tuple(found["flags"][name] for name in SHAPE)}):
+            self.log.note(f"{path}'s population file does not list the trials that name it; not resumed")
+            return None
+        shape = shapes.pop()
+        finished = {slot: frozen for slot, frozen in ours.items() if slot not in running}
+        rates = {slot: float(self.space.value(frozen.params, "learning_rate")) for slot, frozen in running.items()}
+        saved = None
+        try:  # every member's committed checkpoint, before anything is taken: one that fails its checks is a restart
+            members = population_members(path, shape, rates, self.seeds, found, finished)
+            if found is not None:
+                from .trainer import read_member_checkpoint
+
+                saved = [read_member_checkpoint(member, found["global_step"]) for member in members]
+        except CheckpointError as error:
+            self.log.note(f"{path} cannot be resumed ({error}); its trials start again")
+            return None
         slots = []
         for _, frozen in sorted(running.items()):
             trial_id = self.study.trial_id(frozen.number)
             self.hold(trial_id, frozen.number)
             slots.append(self.slot_for(trial_id))
-        finished = {slot: frozen for slot, frozen in ours.items() if slot not in running}
-        shape = self.space.shape(slots[0].params)
         step = f"from step {found['global_step']}" if found is not None else "from the start (nothing committed)"
         self.log.note(f"taking over {name} (trial{'s' if len(slots) > 1 else ''} "
                       f"{', '.join(str(slot.number) for slot in slots)}; worker "
                       f"{_printable(next(iter(running.values())).system_attrs.get(WORKER))} stopped): resuming {step}")
-        return Job(self, shape, slots, run=run_, found=found, finished=finished)
+        job = Job(self, shape, slots, run=run_, found=found)
+        job.members, job.saved = members, saved
+        return job
 
 
 SKIP = "skip"  # Worker.resume_job: leave these trials for now
+
+
+def population_members(path, shape, rates, seeds, found=None, finished=None):
+    """A population's members: each trial ({first number: learning rate}) with each seed, or (resumed) its
+    population file's. A member whose trial is finished already (told by the worker that died) stays stopped."""
+    if found is None:
+        names = [(populations.member_name(seed, rates[trial], trial, shape), seed, trial)
+                 for trial in rates for seed in seeds]
+        return [Member(name, seed, rates[trial], os.path.join(path, name), trial) for name, seed, trial in names]
+    members = [Member(saved["name"], saved["seed"], saved["learning_rate"], os.path.join(path, saved["name"]),
+                      saved.get("trial")) for saved in found["members"]]
+    for member in members:
+        if member.trial in rates:
+            if member.learning_rate != rates[member.trial] or member.seed not in seeds:
+                raise CheckpointError(f"{path}: {member.name} is not a member of trial {member.trial} (learning "
+                                      f"rate {rates[member.trial]!r}, seeds {describe_value(seeds)})")
+            continue
+        state = (finished or {}).get(member.trial)
+        member.stopped = {"step": max(found["global_step"] - 1, 0), "noted": True,
+                          "why": f"{populations.PRUNED}: its trial finished ({state.state.name if state else 'gone'})"
+                                 " before this population resumed"}
+    return members
 
 
 def folder_name(frozen):
@@ -844,9 +878,10 @@ def _printable(value):
 class Job:
     """A population to train: trials of one shape (Slots), in a new folder or resumed in its own (`run` locked)."""
 
-    def __init__(self, worker, shape, slots, run=None, found=None, finished=None):
+    def __init__(self, worker, shape, slots, run=None, found=None):
         self.worker, self.shape, self.slots = worker, shape, slots
-        self.run_, self.found, self.finished = run, found, finished or {}
+        self.run_, self.found = run, found
+        self.members, self.saved = None, None  # a taken-over population's, read before its trials were taken
         self.stack = contextlib.ExitStack()
 
     def new_folder(self):
@@ -862,37 +897,14 @@ class Job:
                 raise WriteError(f"a population folder in {self.worker.folder} cannot be made: "
                                  f"{error.strerror}") from None
 
-    def members(self, path):
-        """The population's members: its population file's (resumed), else each trial with each seed. A member whose
-        trial is finished already (told by the worker that died) stays stopped."""
-        space, seeds = self.worker.space, self.worker.seeds
-        rates = {slot.slot: float(space.value(slot.params, "learning_rate")) for slot in self.slots}
-        if self.found is None:
-            names = [(populations.member_name(seed, rates[slot.slot], slot.slot, self.shape), seed, slot.slot)
-                     for slot in self.slots for seed in seeds]
-            return [Member(name, seed, rates[trial], os.path.join(path, name), trial) for name, seed, trial in names]
-        members = [Member(saved["name"], saved["seed"], saved["learning_rate"], os.path.join(path, saved["name"]),
-                          saved.get("trial")) for saved in self.found["members"]]
-        for member in members:
-            if member.trial in rates:
-                if member.learning_rate != rates[member.trial] or member.seed not in seeds:
-                    raise CheckpointError(f"{path}: {member.name} is not a member of trial {member.trial} (learning "
-                                          f"rate {rates[member.trial]!r}, seeds {describe_value(seeds)})")
-                continue
-            finished = self.finished.get(member.trial)
-            state = finished.state.name if finished is not None else "gone"
-            member.stopped = {"step": max(self.found["global_step"] - 1, 0), "noted": True,
-                              "why": f"{populations.PRUNED}: its trial finished ({state}) before this population "
-                                     "resumed"}
-        return members
-
     def run(self):
-        from .trainer import check_population_resumable, read_member_checkpoint, train
+        from .trainer import train
 
         worker = self.worker
         study = worker.study
         with self.stack:
-            if self.run_ is None:
+            taken_over = self.run_ is not None
+            if not taken_over:
                 name = self.new_folder()
                 self.run_ = self.stack.enter_context(runs.claim(os.path.join(worker.folder, name),
                                                                 note=worker.log.note, population=True))
@@ -901,16 +913,15 @@ class Job:
             for slot in self.slots:
                 study.guarded(study.storage.set_trial_system_attr, slot.trial_id, FOLDER, name)
             flags = worker.shape_flags(self.shape, path)
-            members = self.members(path)
+            flags.overwrite = taken_over and self.found is None  # a dead worker's uncommitted files: start afresh
+            members = self.members or population_members(
+                path, self.shape, {slot.slot: float(worker.space.value(slot.params, "learning_rate"))
+                                   for slot in self.slots}, worker.seeds)
             resumed = None
             if self.found is not None:
-                check_population_resumable(flags, {**self.found, "members": []},
-                                           os.path.join(path, populations.POPULATION_FILE))
-                global_step = self.found["global_step"]
-                saved = [read_member_checkpoint(member, global_step) for member in members]
-                resumed = (global_step, saved)
-                if global_step >= flags.max_steps:
-                    self.evaluate_saved(flags, members, saved)
+                resumed = (self.found["global_step"], self.saved)
+                if self.found["global_step"] >= flags.max_steps:
+                    self.evaluate_saved(flags, members, self.saved)
                     self.tell(members)
                     return
             try:
