@@ -82,6 +82,17 @@ def test_searchable_values_are_lists_or_ranges():
         searchable_int("32.5:64")
 
 
+def test_eval_every_moves_the_checkpoints_and_evaluations(tmp_path, capsys, mnist_dir):
+    """--eval_every (train's and sweep's): a checkpoint and the three evaluations every N steps and after the last."""
+    code, lines, error = run_main(capsys, "--max_steps", "250", "--eval_every", "100", "--seed", "1", "--hidden1", "8",
+                                  *SHAPE, "--backend", "cpu", "--input_data_dir", mnist_dir, "--log_dir",
+                                  str(tmp_path / "run"))
+    assert code == 0, error
+    assert sum(line == "Training Data Eval:" for line in lines) == 3
+    expected = [checkpoints.checkpoint_name(step) for step in (99, 199, 249)]
+    assert checkpoints.read_state(str(tmp_path / "run")) == expected
+
+
 # -- bad input: one line, nothing written ---------------------------------------------------------------------------
 @pytest.mark.parametrize("flags, code, message", [
     (["--learning_rate", "0.3:0.001", "--trials", "4"], 2, "the range '0.3:0.001' is empty"),
