@@ -120,7 +120,8 @@ def import_optuna(flags):
 
 def storage_errors(optuna):
     """What a storage raises when it is unreachable or holds something else (caught, named, never a traceback)."""
-    found = [optuna.exceptions.OptunaError, OSError, ValueError, KeyError, TypeError, RuntimeError]
+    # AssertionError: Optuna's journal replay asserts on operations it does not know ("Should not reach").
+    found = [optuna.exceptions.OptunaError, OSError, ValueError, KeyError, TypeError, RuntimeError, AssertionError]
     with contextlib.suppress(ImportError):
         import sqlalchemy.exc
 
@@ -424,12 +425,9 @@ class Study:
             self.storage = self.guarded(journal_storage, self.optuna, self.journal)
         else:
             self.storage = rdb_storage(self.optuna, self.flags.storage)
-        try:
-            self.study_id = self.guarded(self.storage.get_study_id_from_name, self.name)
-        except StudyError as error:
-            if isinstance(error.__cause__, KeyError) or "not found" in str(error) or "No such study" in str(error):
-                return False
-            raise
+        if self.name not in {study.study_name for study in self.guarded(self.storage.get_all_studies)}:
+            return False
+        self.study_id = self.guarded(self.storage.get_study_id_from_name, self.name)
         stored = self.wait_for(SWEEP_KEY, "its definition")
         seeds = list(self.seeds) if self.seeds is not None else stored.get("seeds") if isinstance(stored, dict) \
             else None
@@ -464,7 +462,7 @@ class Study:
             raise
         self.study_id = self.guarded(self.storage.get_study_id_from_name, self.name)
         self.seeds = tuple(seeds)
-        study = self.handle(self.seeds[0])
+        study = self.handle(trial_seed(self.seeds[0], 0))
         self.guarded(study.set_user_attr, SWEEP_KEY, self.definition(self.seeds))
         for params in self.queue:
             self.guarded(study.enqueue_trial, params)
@@ -486,7 +484,7 @@ class Study:
             time.sleep(0.2)
 
     def handle(self, seed):
-        """An optuna.Study on this storage, with this sweep's pruner and a sampler seeded with `seed`."""
+        """An optuna.Study on this storage, with this sweep's pruner and a sampler seeded with `seed` (< 2**32)."""
         return self.guarded(self.optuna.load_study, study_name=self.name, storage=self.storage,
                             sampler=make_sampler(self.optuna, self.sampler_name, self.space, seed),
                             pruner=make_pruner(self.optuna, self.flags))

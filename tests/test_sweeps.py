@@ -164,10 +164,22 @@ def test_a_study_of_another_sweep_is_refused_and_left_as_it_was(tmp_path, capsys
     assert code == 0 and "2 trials: 2 complete" in "\n".join(lines), error
 
 
+def test_a_study_without_seed_draws_one_and_its_workers_adopt_it(tmp_path, capsys, mnist_dir):
+    flags = ["sweep", "--log_dir", str(tmp_path / "sweep"), "--input_data_dir", mnist_dir, "--backend", "cpu",
+             "--learning_rate", "0.01,0.1", "--trials", "2", "--max_steps", "2", "--hidden1", "8", *SHAPE]
+    for _ in range(2):  # the second worker finds the study complete, with the seed the first drew
+        code, _, error = run_main(capsys, *flags)
+        assert code == 0, error
+        seeds = {int(row["seed"]) for row in study_table(tmp_path / "sweep")}
+        recorded = load(tmp_path / "sweep").user_attrs[search.SWEEP_KEY]["seeds"]
+        assert len(seeds) == 1 and seeds == set(recorded) and recorded[0] < 10 ** 10
+        assert f"seeds {recorded[0]}, populations of" in error
+
+
 def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys, mnist_dir):
     flags = ["sweep", "--learning_rate", "0.01,0.1", "--trials", "2", "--backend", "numpy", "--input_data_dir",
              mnist_dir]
-    for kind in ("fifo", "link", "garbage"):
+    for kind in ("fifo", "link", "garbage", "unknown operation", "wrong fields"):
         log_dir = tmp_path / kind
         log_dir.mkdir()
         journal = log_dir / search.STUDY_JOURNAL
@@ -175,14 +187,16 @@ def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys,
             os.mkfifo(journal)
         elif kind == "link":
             os.symlink("/etc/passwd", journal)
-        else:
+        elif kind == "garbage":
             journal.write_bytes(b'{"op_code": 0, "worker_id": "x", "study_name": "mnist-gpu", "directions": [1]}\n'
                                 b"\x00\xffnot json\n")
+        else:
+            journal.write_bytes(b'{"op_code": 99}\n' if kind == "unknown operation" else b"[1, 2]\n")
         code, _, error = run_main(capsys, *flags, "--log_dir", str(log_dir))
         assert code == 1 and "Traceback" not in error, error
         line = error.splitlines()[-1]
         assert line.startswith("mnist-gpu: error: ") and str(journal) in line, line
-        assert {"fifo": "not a regular file", "link": "is a link", "garbage": "Error"}[kind] in line, line
+        assert {"fifo": "not a regular file", "link": "is a link"}.get(kind, "Error: ") in line, line
         assert os.listdir(log_dir) == [search.STUDY_JOURNAL]
     # A trial's attribute names its population's folder: only a name of ours, never a path.
     study = optuna.create_study(direction="maximize")
