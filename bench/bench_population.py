@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 from bench.workloads import ProgramStep, Step, backend_or_skip
-from mnist_gpu.backends import openblas
+from mnist_gpu.backends import blas_library
 
 HOST_MEMBERS = [1, 4, 16, 64]
 GPU_MEMBERS = [1, 16, 256, 1024, 4096]
@@ -20,7 +20,7 @@ GPU_MEMBERS = [1, 16, 256, 1024, 4096]
 @pytest.fixture
 def one_blas_thread():
     """As the trainer runs: OpenBLAS on one thread, the members spread over the cores (see cpu_backend.py)."""
-    with openblas.threads_for(1):
+    with blas_library.threads_for(1):
         yield
 
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The wheels a GPU session carries to the lent H200, downloaded HERE (its image reaches no package registry):
+# The wheels bench/gpu_session.sh installs on a GPU machine without network access, downloaded HERE, where a package
+# registry is reachable:
 #
-#   bash bench/gpu_wheels.sh     # into .whl/ (ignored by git), then: the device call with carry [".whl"]
+#   bash bench/gpu_wheels.sh     # into .whl/ (ignored by git); copy it with the checkout to the GPU machine
 #
-# Exactly what the image lacks, or has in a version this project is not tested with, for its CPython 3.12 on
-# manylinux x86_64 (nvmath-python is built per Python version: a plain `pip download` on this 3.11 machine
-# would bring a cp311 wheel, which the image refuses):
+# Exactly what a GPU image with CPython 3.12 on manylinux x86_64 lacks, or has in a version this project is not
+# tested with (nvmath-python is built per Python version: a plain `pip download` on a 3.11 machine would bring a
+# cp311 wheel, which 3.12 refuses):
 #   nvmath-python, tensorboardX   the image has neither (cuBLAS's bindings; the event files)
 #   numba-cuda, cuda-core         pinned to what CI tests: the prepared launches repeat numba-cuda's own launch
 #                                 through its internals and cuda.core's launch (tests/test_cuda_host.py checks
@@ -16,13 +17,14 @@
 #   pillow                        the pictures need >= 10.1 (a scalable default font); the image's version is unknown
 # Not carried: cuda-bindings and the NVIDIA library wheels (tied to the image's driver and CuPy; NVVM's wheel
 # alone is 62 MB): the session uses the image's, and sets CUDA_HOME to its toolkit where numba-cuda finds no NVVM.
-# bench/wheel_check.py checks each wheel's tags, and the total against the 64 MiB that travel with the checkout.
+# bench/wheel_check.py checks each wheel's tags, and that wheels and checkout together stay within what may be
+# copied to the GPU machine: GPU_WHEELS_LIMIT_MIB, 64 unless set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WHEELS=(nvmath-python==1.0.0 tensorboardX==2.6.5 numba-cuda==0.30.4 cuda-core==1.2.2 cuda-pathfinder==1.9.1
         crc32c==2.9.post0 pillow==13.0.0)
-LIMIT_BYTES=$((64 * 1024 * 1024))  # the working tree and carried paths, together (the device tool's limit)
+LIMIT_BYTES=$((${GPU_WHEELS_LIMIT_MIB:-64} * 1024 * 1024))  # the checkout and the wheels, together
 
 rm -rf .whl
 python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \

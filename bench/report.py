@@ -5,7 +5,8 @@
     python -m bench.report TESTS... [PYTEST OPTIONS]   # given benchmarks, e.g. bench/bench_step.py::test_x[...]
 
 Output goes to bench/results/<date>T<time>-<device>.{md,png,json} (or --out FOLDER): a report
-never replaces an earlier one. Every number is a median over many rounds from ONE run, and
+never replaces an earlier one. The figures the docs quote are recorded in FOLDER/figures.json
+(bench/figures.py), replacing only those this run measured. Every number is a median over many rounds from ONE run, and
 ratios compare variants timed in that same run.
 """
 import argparse
@@ -16,6 +17,8 @@ import re
 import subprocess
 import sys
 from importlib import metadata
+
+from bench import figures
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 BACKEND_ORDER = ("numpy", "cpu", "cuda")
@@ -47,7 +50,7 @@ def device_name():
 def variant_of(benchmark):
     """The backend (or floor/launch variant, or warm/cold cache) a benchmark measured, from its params."""
     params = benchmark["params"] or {}
-    return params.get("variant") or params.get("backend_name") or params.get("cache")
+    return params.get("variant") or params.get("backend_name") or params.get("cache") or params.get("way")
 
 
 def run_groups(data):
@@ -338,6 +341,71 @@ def write_report(data, directory, command):
     return base + ".md"
 
 
+WHOLE_COMMAND_GROUP = "whole command: mnist-gpu --seed 1 (a fresh process)"  # bench_run.py's groups
+STARTUP_GROUP = "start-up: mnist-gpu --max_steps 0 (a fresh process, the data cache warm)"
+STARTUP_FLOOR_GROUP = "start-up over the libraries' floor, interleaved (a fresh process each)"
+QUOTED_STEP_SHAPES = ("B=100 H1=128 H2=32", "B=1000 H1=128 H2=32")  # the shapes of the CPU target
+QUOTED_MEMBERS = (16, 64)
+
+
+def figures_of(data):
+    """{name: (value, unit, what)}: the figures of this run that the docs quote (bench/figures.py)."""
+    found = {}
+    table = medians(data)
+    for backend in BACKEND_ORDER:
+        if table.get(WHOLE_COMMAND_GROUP, {}).get(backend):
+            found[f"run_{backend}"] = (*figures.seconds(table[WHOLE_COMMAND_GROUP][backend]),
+                                       f"`mnist-gpu --backend {backend} --seed 1`, a fresh process")
+        if table.get(STARTUP_GROUP, {}).get(backend):
+            found[f"startup_{backend}"] = (*figures.seconds(table[STARTUP_GROUP][backend]),
+                                           f"`mnist-gpu --backend {backend} --max_steps 0`, a fresh process")
+    for benchmark in data["benchmarks"]:
+        info, backend = benchmark.get("extra_info") or {}, variant_of(benchmark)
+        if benchmark["group"] == STARTUP_FLOOR_GROUP and "floor_median" in info:
+            found[f"startup_floor_{backend}"] = (*figures.seconds(info["floor_median"]),
+                                                 f"the libraries' floor under {backend}'s start-up")
+            found[f"startup_above_floor_{backend}"] = (*figures.seconds(info["above_floor"]),
+                                                       f"{backend}'s start-up above that floor")
+    for shape, backend, info in interleaved(data):
+        if shape in QUOTED_STEP_SHAPES:
+            batch = shape.split()[0].replace("=", "")
+            found[f"step_{backend}_{batch}"] = (*figures.seconds(info["step_median"]),
+                                                f"a training step, {backend}, {shape}, interleaved with its floor")
+            found[f"floor_{backend}_{batch}"] = (*figures.seconds(info["floor_median"]),
+                                                 f"its 8 GEMMs alone (the GEMM floor), {backend}, {shape}")
+            found[f"step_over_floor_{backend}_{batch}"] = (
+                *figures.ratio(info["ratio"]), f"step / GEMM floor, {backend}, {shape} (median of per-round ratios)")
+    members_of = {}
+    for benchmark in data["benchmarks"]:
+        members = (benchmark.get("extra_info") or {}).get("members")
+        if members is not None:
+            members_of.setdefault(benchmark["group"], {})[members] = benchmark["stats"]["median"]
+    for group, by_members in members_of.items():
+        backend = group.split(" (")[0].replace("population step, ", "").replace(" ", "_")
+        for members in QUOTED_MEMBERS:
+            if by_members.get(members) and by_members.get(1):
+                found[f"member_share_{backend}_K{members}"] = (
+                    *figures.ratio(by_members[members] / members / by_members[1]),
+                    f"a member's share of a {members}-member step (the step / {members}) over a 1-member step, "
+                    f"{backend}, B=100")
+    for group, times in table.items():
+        if group in population_groups(data) and times.get("one sweep") and times.get("solo runs"):
+            found["sweep_16"] = (*figures.seconds(times["one sweep"]), "`mnist-gpu sweep --seed 1-16`, cpu")
+            found["solo_16"] = (*figures.seconds(times["solo runs"]), "`mnist-gpu --seed S` for S = 1..16, one after "
+                                "the other, cpu")
+            found["sweep_over_solo_16"] = (*figures.ratio(times["one sweep"] / times["solo runs"]),
+                                           "the sweep over the 16 solo commands")
+        if group in population_groups(data) and times.get("study, populations of 64") and times.get("solo runs"):
+            for members in (64, 16):
+                found[f"study_64_pop{members}"] = (*figures.seconds(times[f"study, populations of {members}"]),
+                                                   "a 64-trial study (docs/sweeps.md), --population 64, cpu"
+                                                   if members == 64 else "the same, --population 16")
+            found["solo_64"] = (*figures.seconds(times["solo runs"]), "its 64 trials as solo commands")
+            found["study_over_solo_64"] = (*figures.ratio(times["study, populations of 64"] / times["solo runs"]),
+                                           "study_64_pop64 / solo_64")
+    return found
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-k", default=None, help="pytest -k expression selecting benchmarks")
@@ -354,6 +422,7 @@ def main(argv=None):
         command += ["-k", options.k]
     # A benchmark that fails (a CUDA graph that cannot be captured, say) loses only itself: the report is
     # written from those that ran, and pytest's exit code is this command's.
+    machine = figures.machine(None if device_name() == "cpu" else device_name())  # how busy: before, not after
     code = subprocess.run(command, cwd=repository).returncode
     if not os.path.exists(json_path):  # pytest-benchmark saves nothing when no benchmark ran
         print("bench.report: no benchmark ran (every one selected was skipped or failed); no report written")
@@ -364,6 +433,11 @@ def main(argv=None):
     shown = " ".join(["python -m bench.report", *(["-k", f"'{options.k}'"] if options.k else []),
                       *(test for test in options.tests if test != "bench"), *pytest_options])
     print(write_report(data, options.out, shown))
+    measured = figures_of(data)
+    if measured:
+        path = os.path.join(options.out, "figures.json")
+        figures.record(measured, shown, f"{machine}, {figures.load_average()} at the end", path)
+        print(f"bench.report: recorded {', '.join(sorted(measured))} in {path}")
     if code:
         print(f"bench.report: pytest exited with {code} (some benchmarks failed); the report holds those that ran")
     return code

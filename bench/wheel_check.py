@@ -5,7 +5,7 @@
 Every wheel must install on CPython 3.12, manylinux x86_64 with glibc <= 2.39 (the image's Ubuntu
 24.04); there must be exactly one per project asked for, in the version asked for, and nothing
 else (pip refuses two versions of one project); and the wheels plus the checkout must fit in
-LIMIT_BYTES (what travels to the device machine). Exit 0 when all hold, else 1 with a line each.
+LIMIT_BYTES (what may be copied to the GPU machine). Exit 0 when all hold, else 1 with a line each.
 Standard library only.
 """
 import glob
@@ -53,7 +53,7 @@ def problems_and_sizes(folder, checkout_bytes, limit_bytes, wanted):
     total = sum(size for _, size in sizes)
     if total + checkout_bytes > limit_bytes:
         problems.append(f"wheels and checkout together {(total + checkout_bytes) / 2 ** 20:.2f} MiB, over the "
-                        f"{limit_bytes / 2 ** 20:.0f} MiB that may travel: the device call would be refused")
+                        f"{limit_bytes / 2 ** 20:.0f} MiB that may be copied to the GPU machine")
     return problems, sizes
 
 
@@ -64,7 +64,7 @@ def main(argv):
         print(f"  {size / 2 ** 20:6.2f} MiB  {name}")
     total = sum(size for _, size in sizes)
     print(f"wheels: {total / 2 ** 20:.2f} MiB in {len(sizes)} files; checkout {checkout_bytes / 2 ** 20:.2f} MiB; "
-          f"together {(total + checkout_bytes) / 2 ** 20:.2f} MiB of the {limit_bytes / 2 ** 20:.0f} MiB that travel")
+          f"together {(total + checkout_bytes) / 2 ** 20:.2f} MiB of the {limit_bytes / 2 ** 20:.0f} MiB allowed")
     for problem in problems:
         print(f"gpu_wheels.sh: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -231,12 +231,10 @@ def relu_backward_bias_grad_members(grad, activation, out, bias_grad):
 
 @njit(cache=True)
 def softmax_xent_member(logits, labels, grad, active, losses, member):
-    """One member's softmax_xent, then its gate: a member not training, or whose loss is not finite (it stops:
-    active becomes 0), gets a zero gradient."""
+    """One member's softmax_xent; a member whose loss is not finite stops (active becomes 0)."""
     losses[member] = softmax_xent(logits[member], labels[member], grad[member])
-    if active[member] == 0 or not np.isfinite(losses[member]):
+    if not np.isfinite(losses[member]):
         active[member] = 0
-        grad[member][:] = ZERO
 
 
 @njit(cache=True, parallel=True)
@@ -246,9 +244,11 @@ def softmax_xent_members(logits, labels, grad, active, losses):
 
 
 @njit(cache=True, parallel=True)
-def sgd_update_members(parameters, gradients, learning_rates):
+def sgd_update_members(parameters, gradients, learning_rates, active):
+    """Each member that trains (active) by its own rate; a stopped one is left as it is."""
     for member in prange(parameters.shape[0]):
-        sgd_update(parameters[member], gradients[member], learning_rates[member])
+        if active[member] != 0:
+            sgd_update(parameters[member], gradients[member], learning_rates[member])
 
 
 @njit(cache=True, parallel=True)

@@ -4,7 +4,8 @@ gather_rows_kernel:   out[b, :] = table[indices[b], :]   (labels viewed as [N, 1
 gather_images_kernel: out[b, :] = float32(pixels[indices[b], :]) * scale   (fused gather +
     uint8 -> float32 conversion: the set is stored as its original bytes, 4x less to read)
 Shapes: table/pixels [N, W] (images: W = D = 784), indices [B] int32, out [B, W] float32.
-Launch: one thread per output element, blocks_for(B * W) blocks of THREADS_PER_BLOCK;
+Launch: a grid-stride loop over the B * W output elements, blocks_for(B * W) blocks of THREADS_PER_BLOCK
+(on a GPU one element a thread; in the simulator at most SIMULATED_BLOCKS blocks: numba_cuda.py);
 consecutive threads copy consecutive pixels of a row (coalesced).
 """
 from .numba_cuda import cuda, float32
@@ -12,9 +13,8 @@ from .numba_cuda import cuda, float32
 
 @cuda.jit(cache=True)
 def gather_rows_kernel(table, indices, out):
-    index = cuda.grid(1)
     width = out.shape[1]
-    if index < out.shape[0] * width:
+    for index in range(cuda.grid(1), out.shape[0] * width, cuda.gridsize(1)):
         row = index // width
         column = index - row * width
         out[row, column] = table[indices[row], column]
@@ -22,9 +22,8 @@ def gather_rows_kernel(table, indices, out):
 
 @cuda.jit(cache=True)
 def gather_images_kernel(pixels, indices, scale, out):
-    index = cuda.grid(1)
     width = out.shape[1]
-    if index < out.shape[0] * width:
+    for index in range(cuda.grid(1), out.shape[0] * width, cuda.gridsize(1)):
         row = index // width
         column = index - row * width
         out[row, column] = float32(pixels[indices[row], column]) * scale

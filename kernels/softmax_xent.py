@@ -1,22 +1,21 @@
-"""Fused softmax cross-entropy for K members: stable softmax, per-row loss, each member's mean and gradient, and
-its gate.
+"""Fused softmax cross-entropy for K members: stable softmax, per-row loss, each member's mean and gradient; a
+member whose loss is not finite stops.
 
 Shapes: logits, grad [K, B, C=10]; labels [K, B] int32; active [K] int32; losses [K].
     loss[k, b] = log(sum_c exp(logits[k, b, c] - max_kb)) - (logits[k, b, label] - max_kb)
     grad[k, b, c] = (softmax[k, b, c] - onehot[k, b, c]) / B
     losses[k] = sum_b loss[k, b] / B   (NaN if any label is outside 0..C-1, as in the NumPy spec)
-    the gate: a member with active[k] == 0, or whose loss is not finite (active[k] becomes 0), gets
-    grad[k] = 0, so its step changes none of its variables.
+    active[k] = 0 where losses[k] is not finite: the SGD kernels then leave member k as it is.
 Launch: ONE block of SOFTMAX_THREADS threads per member (grid K). Each thread owns rows thread,
 thread + 256, ... of its member (C=10 is too small to split a row across threads); the per-thread
 partial losses are then added by a shared-memory tree, so each member's mean is computed on the
 device, in a fixed order (repeatable, and the same whatever K is), in the same launch.
-Fused: max, exp, sum, log, the loss, its mean, the gradient and the gate, in one launch that reads
-the logits once.
+Fused: max, exp, sum, log, the loss, its mean and the gradient, in one launch that reads the
+logits once.
 """
 import math
 
-from .numba_cuda import cuda, float32, int32
+from .numba_cuda import cuda, float32
 
 SOFTMAX_THREADS = 256  # a power of two for the tree reduction
 
@@ -56,14 +55,8 @@ def softmax_xent_kernel(logits, labels, grad, active, losses):
             partial_losses[thread] += partial_losses[thread + stride]
         cuda.syncthreads()
         stride //= 2
-    trains = cuda.shared.array(1, int32)
     if thread == 0:
         mean = partial_losses[0] * inverse_batch
         losses[member] = mean
-        trains[0] = 1 if active[member] != 0 and math.isfinite(mean) else 0
-        active[member] = trains[0]
-    cuda.syncthreads()
-    if trains[0] == 0:  # the gate: this member's step changes nothing
-        for row in range(thread, batch, SOFTMAX_THREADS):
-            for column in range(classes):
-                grad[member, row, column] = float32(0.0)
+        if not math.isfinite(mean):  # the member stops: from this step on, the SGD kernels skip it
+            active[member] = 0

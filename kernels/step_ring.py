@@ -10,8 +10,9 @@ gather_batch_kernel: slot = step[0] % R_index
   Shapes: pixels [N, D=784] uint8, all_labels [N] int32, index_ring [R_index, K * B] int32 (each
   member's batch after the one before), step [1] int32, images [K * B, D] float32 and labels
   [K * B] int32 (the model's [K, B, D] and [K, B], viewed flat).
-  Launch: one thread per image element, blocks_for(K * B * D) blocks of THREADS_PER_BLOCK; the thread
-  of a row's first pixel also copies its label (one launch for both, as the step needs both).
+  Launch: a grid-stride loop over the image elements, blocks_for(K * B * D) blocks of THREADS_PER_BLOCK
+  (on a GPU one element a thread; in the simulator at most SIMULATED_BLOCKS blocks: numba_cuda.py); the
+  thread of a row's first pixel also copies its label (one launch for both, as the step needs both).
 advance_step_kernel: loss_ring[step[0] % R_loss, k] = losses[k] for every member k; step[0] += 1
   Shapes: step [1] int32, losses [K] float32 (softmax_xent's output), loss_ring [R_loss, K] float32.
   Launch: ONE block of THREADS_PER_BLOCK threads, last in the step (every earlier kernel of the step
@@ -22,9 +23,8 @@ from .numba_cuda import cuda, float32
 
 @cuda.jit(cache=True)
 def gather_batch_kernel(pixels, all_labels, index_ring, step, scale, images, labels):
-    index = cuda.grid(1)
     width = images.shape[1]
-    if index < images.shape[0] * width:
+    for index in range(cuda.grid(1), images.shape[0] * width, cuda.gridsize(1)):
         row = index // width
         column = index - row * width
         source = index_ring[step[0] % index_ring.shape[0], row]

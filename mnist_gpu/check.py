@@ -1,4 +1,4 @@
-"""`mnist-gpu check`: what to run first on a new machine (and first on a lent GPU).
+"""`mnist-gpu check`: what to run first on a new machine, a GPU machine above all.
 
 It prints the versions that matter and where the CUDA libraries were found, says for every
 backend whether it is usable here and why not, and for each usable backend runs every op against
@@ -21,6 +21,7 @@ from importlib import metadata
 import numpy as np
 
 from . import model as mnist
+from . import numba_cache
 from .backends import BACKEND_NAMES, get_backend
 from .backends.gpu_probe import why_no_cuda_device
 from .errors import BackendUnavailable
@@ -55,6 +56,11 @@ def _rates(generator, members):
     return np.array([0.01, 0.01, 0.1, 0.003, 0.1][:members] + [0.05] * max(0, members - 5), np.float32)
 
 
+def _active(members):
+    """Which members train: every third one stopped (the SGD ops must leave it exactly as it is)."""
+    return np.arange(members, dtype=np.int32) % 3 != 2
+
+
 def _activation_pair(generator, members, batch, width):
     # About half the activations exactly zero, as after a ReLU.
     return {"grad": _floats(generator, (members, batch, width)),
@@ -65,7 +71,7 @@ def _logits_and_labels(generator, members, batch, width):
     return {"logits": _floats(generator, (members, batch, mnist.NUM_CLASSES), 3.0),
             "labels": generator.integers(0, mnist.NUM_CLASSES, (members, batch)).astype(np.int32),
             "shared_labels": generator.integers(0, mnist.NUM_CLASSES, batch).astype(np.int32),
-            "active": np.arange(members, dtype=np.int32) % 3 != 2}  # every third member stopped
+            "active": _active(members)}
 
 
 def _gather_inputs(generator, members, batch, width):
@@ -88,7 +94,8 @@ def _gemm_inputs(trans_a, trans_b, shared=False):
         a_shape = (inner, rows) if trans_a else (rows, inner)
         return {"a": _floats(generator, a_shape if shared else (members, *a_shape)),
                 "b": _floats(generator, (members, *((columns, inner) if trans_b else (inner, columns)))),
-                "parameter": _floats(generator, (members, rows, columns)), "rates": _rates(generator, members)}
+                "parameter": _floats(generator, (members, rows, columns)), "rates": _rates(generator, members),
+                "active": _active(members)}
     return make
 
 
@@ -102,7 +109,8 @@ def _matmul(trans_a, trans_b):
 
 def _matmul_sgd(trans_a, trans_b):
     def call(backend, inputs):
-        backend.matmul_sgd(inputs["a"], inputs["b"], inputs["parameter"], inputs["rates"], trans_a, trans_b)
+        backend.matmul_sgd(inputs["a"], inputs["b"], inputs["parameter"], inputs["rates"], inputs["active"], trans_a,
+                           trans_b)
         return (inputs["parameter"],)
     return call
 
@@ -145,13 +153,14 @@ def _in_top_k(backend, inputs):
 
 
 def _sgd_update(backend, inputs):
-    backend.sgd_update(inputs["parameter"], inputs["grad"], inputs["rates"])
+    backend.sgd_update(inputs["parameter"], inputs["grad"], inputs["rates"], inputs["active"])
     return (inputs["parameter"],)
 
 
 def _sgd_inputs(generator, members, batch, width):
     return {"parameter": _floats(generator, (members, batch * width + 1)),
-            "grad": _floats(generator, (members, batch * width + 1)), "rates": _rates(generator, members)}
+            "grad": _floats(generator, (members, batch * width + 1)), "rates": _rates(generator, members),
+            "active": _active(members)}
 
 
 def _gather_rows(backend, inputs):
@@ -413,7 +422,7 @@ def usable_backends(say):
         if name in ("auto", "numpy"):
             continue
         try:
-            backend = get_backend(name)
+            backend = numba_cache.get_backend(name, say)
         except (BackendUnavailable, ImportError) as error:
             say(f"backend {name}: not usable: {error}")
             continue

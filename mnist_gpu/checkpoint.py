@@ -376,6 +376,12 @@ def checkpoint_name(step):
     return f"{PREFIX}-{step}{SUFFIX}"
 
 
+def step_words(global_step):
+    """A checkpoint's step as everything shows it: the tutorial's index of the last step it holds (model.ckpt-1999,
+    "Step 1999", TensorBoard's 1999 hold 2000 steps: global_step, TF's counter, is 2000)."""
+    return f"step {global_step - 1}" if global_step else "no step trained"
+
+
 def saved_seed(path):
     """The seed a checkpoint file's metadata records (its header only, never through a link), or None if it is no
     mnist_gpu checkpoint."""

@@ -5,8 +5,8 @@ import numpy as np
 
 from . import model as mnist
 from . import runs
-from .backends import get_backend
 from .errors import CheckpointError, ImageError
+from .numba_cache import get_backend
 
 
 def is_picture(item):
@@ -91,12 +91,12 @@ def load_checkpoint(path_or_log_dir=None, backend="auto"):
     return classifier(runs.find_checkpoint(path_or_log_dir, note=lambda text: None), backend)
 
 
-def classifier(checkpoint, backend="auto"):
+def classifier(checkpoint, backend="auto", note=None):
     """A Classifier of the checkpoint's network (a model of one member); a diverged member's is refused."""
     if not all(np.isfinite(value).all() for value in checkpoint.variables.values()):
         raise CheckpointError(f"{checkpoint.path}: a member that stopped at step {checkpoint.stopped['step']} "
                               f"({checkpoint.stopped['why']}); its variables are not finite, so it predicts nothing")
-    model = mnist.Model(get_backend(backend), mnist.stacked([checkpoint.variables]), 1,
+    model = mnist.Model(get_backend(backend, note), mnist.stacked([checkpoint.variables]), 1,
                         [checkpoint.flags["learning_rate"]], checkpoint.global_step)
     return Classifier(model, checkpoint.path, checkpoint.provenance)
 
@@ -111,8 +111,8 @@ def run_prediction(flags, log):
     from .images import load_digit
 
     checkpoint = runs.find_checkpoint(flags.checkpoint, log.note)
-    log.note(f"predicting with {checkpoint.path} (global_step {checkpoint.global_step})")
-    model = classifier(checkpoint, flags.backend)
+    log.note(f"predicting with {checkpoint.path} ({runs.checkpoints.step_words(checkpoint.global_step)})")
+    model = classifier(checkpoint, flags.backend, log.note)
     digits, names, failed = [], [], 0
     for name in flags.images:
         try:

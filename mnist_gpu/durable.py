@@ -74,15 +74,16 @@ def replace_durably(temporary, path, sync=True):
 
 
 def ensure_writable_folder(folder, what):
-    """Create `folder` if needed and prove a file can be made in it; else a WriteError saying `what` it is and why."""
+    """Create `folder` if needed and prove a file can be made in it; else a WriteError saying `what` it is (text, or
+    an errors.Flag) and why."""
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise WriteError(f"{what} {folder} is a file, not a folder")
+        raise WriteError(what, f" {folder} is a file, not a folder")
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise WriteError(f"{what} {folder} cannot be written: {failure_reason(error)}") from None
+        raise WriteError(what, f" {folder} cannot be written: {failure_reason(error)}") from None
 
 
 def write_bytes_durably(path, data):

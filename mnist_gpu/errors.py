@@ -4,10 +4,82 @@ Each message names the file, flag or limit at fault, in one line. The command li
 `mnist-gpu: error: ...` and exits with the class's exit_code: 2 for a flag that cannot work, 1 for
 anything else. An interruption is not an error: TrainingInterrupted is a KeyboardInterrupt, so
 `except Exception` in a notebook lets Ctrl-C through, as Python does for KeyboardInterrupt itself.
+
+A message is written once, as parts: text, and the flags or commands it names (`Flag`, `Command`).
+It is rendered for whoever reads it: `str(error)` speaks Python (`log_dir='runs/a'`,
+`resume=True`, `mnist_gpu.train(...)`), `error.command_line()` the command line (`--log_dir
+runs/a`, `--resume`, `mnist-gpu ...`), which is what cli.py prints.
 """
+import os
+import shlex
+
+PYTHON, COMMAND_LINE = "python", "command line"
+SWITCH = object()  # Flag(name): a switch such as --resume, named as given (`--resume`, `resume=True`)
+NAME = object()  # Flag(name, NAME): the flag itself, without a value (`--log_dir`, `log_dir`)
 
 
-class Error(Exception):
+def shell_word(text):
+    """`text` as one shell word that a POSIX shell (bash, zsh, dash) reads back exactly.
+
+    Plain text is single-quoted where needed (shlex.quote); a name with control characters or bytes
+    that are not UTF-8 (a file name is any bytes) becomes $'...' with each such byte as \\xNN.
+    """
+    if text.isprintable():
+        return shlex.quote(text)
+    escaped = []
+    for byte in os.fsencode(text):
+        character = chr(byte)
+        escaped.append(character if 0x20 <= byte < 0x7f and character not in "'\\" else f"\\x{byte:02x}")
+    return "$'" + "".join(escaped) + "'"
+
+
+class Flag:
+    """A flag named in a message: `--name value` on the command line, `name=value` from Python."""
+
+    def __init__(self, name, value=SWITCH):
+        self.name, self.value = name, value
+
+    def render(self, form):
+        if form == PYTHON:
+            return self.name if self.value is NAME else \
+                f"{self.name}=True" if self.value is SWITCH else f"{self.name}={self.value!r}"
+        return f"--{self.name}" if self.value in (NAME, SWITCH) else f"--{self.name} {self.value}"
+
+
+class Command:
+    """A whole training command to run, from keyword flags: `PROGRAM --name value ...` in the shell's words,
+    or `mnist_gpu.train(name=value, ...)` (`function`: train or sweep). `program` is how the command line started
+    this process (with `sweep` after it for a sweep)."""
+
+    def __init__(self, program, function="train", **flags):
+        self.program, self.function, self.flags = program, function, flags
+
+    def render(self, form):
+        if form == PYTHON:
+            return f"mnist_gpu.{self.function}(" + ", ".join(f"{name}={value!r}" for name, value in
+                                                             self.flags.items()) + ")"
+        words = [self.program]
+        for name, value in self.flags.items():
+            words += [f"--{name}"] if value is True else [f"--{name}", shell_word(str(value))]
+        return " ".join(words)
+
+
+class Message:
+    """An exception whose message is parts (text, Flag, Command), rendered for Python by str() and for the
+    command line by command_line()."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+        super().__init__(self.render(PYTHON))
+
+    def render(self, form):
+        return "".join(part if isinstance(part, str) else part.render(form) for part in self.parts)
+
+    def command_line(self):
+        return self.render(COMMAND_LINE)
+
+
+class Error(Message, Exception):
     """Base of every error mnist_gpu raises on purpose; the message names the file, flag or limit."""
 
     exit_code = 1
@@ -56,15 +128,18 @@ class TrainingDiverged(Error, RuntimeError):
     """The loss became NaN or infinite, or blew up and stayed up."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
+class TrainingInterrupted(Message, KeyboardInterrupt):
     """SIGINT or SIGTERM stopped training; the step it finished is saved (when training had started).
 
     A KeyboardInterrupt, not an Error: code that catches Exception does not swallow an interruption.
+    `parts` is the message (see Message): the step, the checkpoint, and the command that continues
+    the run, exactly (trainer.py).
     """
 
-    def __init__(self, signal_number, step=None, saved=None, result=None, message=None):
+    def __init__(self, signal_number, step=None, saved=None, result=None, parts=("interrupted before training "
+                                                                                  "started; nothing was saved",)):
         self.signal_number, self.step, self.saved, self.result = signal_number, step, saved, result
-        super().__init__(message or "interrupted before training started; nothing was saved")
+        super().__init__(*parts)
 
     @property
     def exit_code(self):

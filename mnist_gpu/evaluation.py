@@ -10,11 +10,10 @@ import numpy as np
 
 from . import model as mnist
 from . import runs
-from .backends import get_backend
-from .durable import ensure_writable_folder
 from .errors import FlagError
 from .input_data import read_data_sets
 from .log import Log
+from .numba_cache import get_backend
 from .steps import DeviceSplit
 
 SPLITS = (("train", "Training"), ("validation", "Validation"), ("test", "Test"))
@@ -123,23 +122,30 @@ def run_evaluation(flags, log=None):
     data_sets = read_data_sets(flags.input_data_dir, saved["fake_data"], dataset=saved["dataset"],
                                source_url=flags.source_url)
     check_batch_size(batch_size, data_sets)
-    backend = get_backend(flags.backend)
-    if flags.report:  # after every check that can refuse the command: a refused one leaves no folder behind
-        ensure_writable_folder(flags.report, "--report")
-    model = mnist.Model(backend, mnist.stacked([checkpoint.variables]), batch_size,
-                        [checkpoint.flags["learning_rate"]], checkpoint.global_step)
-    log.line(f"Evaluating {checkpoint.path} (global_step {checkpoint.global_step})")
-    log.note(f"{os.path.basename(checkpoint.path)}: {describe(checkpoint.provenance)}")
-    splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
-    pictures = EvaluationPictures(model, splits["test"]) if flags.report else None
-    results = {split: (examples, int(correct[0])) for split, (examples, correct)
-               in evaluate_all(model, splits, log, pictures).items()}
-    if pictures:
-        # Titled as the run's own pictures of this checkpoint were (saved after step global_step - 1): the same PNGs.
-        found, drawn, _ = pictures.draw(pictures.host_logits()[0], f"at step {checkpoint.global_step - 1}"
-                                        if checkpoint.global_step else "")
-        from .report import write_report
+    backend = get_backend(flags.backend, log.note)
+    report = None
+    if flags.report is not None:  # after every check that can refuse the command: a refused one leaves no folder
+        from .report import ReportFolder
 
-        written = write_report(flags.report, checkpoint, found, drawn, results["test"])
-        log.note(f"wrote {', '.join(written)} in {flags.report}")
+        report = ReportFolder(flags.report)
+    try:
+        model = mnist.Model(backend, mnist.stacked([checkpoint.variables]), batch_size,
+                            [checkpoint.flags["learning_rate"]], checkpoint.global_step)
+        log.line(f"Evaluating {checkpoint.path} ({runs.checkpoints.step_words(checkpoint.global_step)})")
+        log.note(f"{os.path.basename(checkpoint.path)}: {describe(checkpoint.provenance)}")
+        splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
+        pictures = EvaluationPictures(model, splits["test"]) if report else None
+        results = {split: (examples, int(correct[0])) for split, (examples, correct)
+                   in evaluate_all(model, splits, log, pictures).items()}
+        if report:
+            # Titled as the run's own pictures of this checkpoint were: the same PNGs.
+            found, drawn, _ = pictures.draw(pictures.host_logits()[0],
+                                            f"at {runs.checkpoints.step_words(checkpoint.global_step)}"
+                                            if checkpoint.global_step else "")
+            written = report.write(checkpoint, found, drawn, results["test"])
+            log.note(f"wrote {', '.join(written)} in {flags.report}")
+    except BaseException:
+        if report:
+            report.abandon()  # the folders it made, if still empty (a failed write has removed its files)
+        raise
     return results

@@ -64,7 +64,6 @@ class NumberList:
 
 
 seed_list = NumberList(non_negative_int)
-learning_rate_list = NumberList(positive_float)
 
 
 class Range:

@@ -5,9 +5,13 @@ data, backends and checkpoints. `parse_flags(command, **values)` hands keyword a
 very parser the command line uses, so flags built in Python can never differ from typed ones.
 """
 import argparse
+import difflib
+import re
+import sys
 
 from .backends import BACKEND_NAMES, CUDA_GRAPH_MODES
-from .errors import FlagError
+from .errors import NAME, FlagError
+from .errors import Flag as NamedFlag
 from .flag_values import (
     non_negative_int,
     positive_float,
@@ -181,25 +185,76 @@ COMMAND_HELP = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a bad command line raises FlagError (one line, no usage block; cli.py prints it)
+    and help goes through log.py (a reader that leaves `mnist-gpu --help | head` is no error)."""
+
+    def error(self, message):
+        raise FlagError(*argparse_message_parts(message))
+
+    def _print_message(self, message, file=None):
+        from .log import write_text
+
+        if message:
+            write_text("stderr" if file is sys.stderr else "stdout", message)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each flag's help, then its default once: `(default: X)` only where the help does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or action.option_strings == []:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser():
     """The command line's parser: `mnist-gpu COMMAND FLAGS`."""
-    parser = argparse.ArgumentParser(prog="mnist-gpu", description="TensorFlow's Mechanics 101 MNIST tutorial "
-                                     "with hand-written GPU kernels.")
+    parser = Parser(prog="mnist-gpu", description="TensorFlow's Mechanics 101 MNIST tutorial with hand-written GPU "
+                    "kernels.")
     parser.add_argument("--version", action="version", version=f"mnist-gpu {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command, help_text in COMMAND_HELP.items():
-        subparser = commands.add_parser(command, help=help_text,
-                                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        subparser = commands.add_parser(command, help=help_text, formatter_class=HelpFormatter)
         for flag in COMMAND_FLAGS[command]() if command in COMMAND_FLAGS else ():
             flag.add_to(subparser)
     return parser
 
 
-class _RaisingParser(argparse.ArgumentParser):
-    """The same flags for Python callers: a bad value raises FlagError instead of exiting."""
+def argparse_message_parts(message):
+    """argparse's "argument --name: why" as message parts naming the flag (so Python reads `name: why`)."""
+    found = re.fullmatch(r"argument --(\w+): (.*)", message, re.DOTALL)
+    return ("argument ", NamedFlag(found[1], NAME), ": ", found[2]) if found else (message,)
 
-    def error(self, message):
-        raise FlagError(message)
+
+def parse_command_line(argv):
+    """The Namespace of a command line (its first word the command); FlagError for anything argparse refuses,
+    and for an unknown flag, naming the nearest known one (`--max-steps`: did you mean --max_steps?)."""
+    parser = build_parser()
+    flags, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = flags.command or "train"
+        names = [flag.name for flag in COMMAND_FLAGS.get(command, list)() if not flag.positional]
+        option = unknown[0]
+        nearest = nearest_flag(option, names) if option.startswith("-") else None
+        hint = f"; did you mean --{nearest}?" if nearest else \
+            f" (mnist-gpu {command} --help lists its flags)" if option.startswith("-") else ""
+        raise FlagError(f"{command}: unrecognized argument {option}{hint}")
+    return flags
+
+
+def nearest_flag(option, names):
+    """The flag a mistyped `option` most likely meant: dashes for underscores, initials (`--lr`), or a near
+    spelling; None if nothing is near."""
+    word = option.lstrip("-").split("=", 1)[0].replace("-", "_").lower()
+    if word in names:
+        return word
+    initials = {"".join(part[0] for part in name.split("_")): name for name in names if "_" in name}
+    if word in initials:
+        return initials[word]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def parse_flags(command="train", **values):
@@ -208,7 +263,7 @@ def parse_flags(command="train", **values):
     Every value goes through the command line's own parser (its types, checks and defaults). An
     unknown name is a TypeError naming it; a bad value a FlagError.
     """
-    parser = _RaisingParser(prog=f"mnist-gpu {command}")
+    parser = Parser(prog=f"mnist-gpu {command}")
     flags = COMMAND_FLAGS[command]()
     for flag in flags:
         flag.add_to(parser)

@@ -16,9 +16,20 @@ FIFO, device, socket or folder is refused unread: regular_files.py), only as a c
 format (never EPS, which Pillow would hand to Ghostscript), the size in the header is checked
 before any pixel is decoded (MAX_PIXELS; Pillow's own decompression-bomb check is made an error),
 truncated data is an error (never padded), and any failure is one ImageError naming the file.
+
+JPEG needs two checks of its own. Its header can claim any size: a 1.9 KB file saying 7000 x 7000
+took 3.6 s and 428 MB to decode into grey. Huffman-coded JPEG data holds at least a bit per 8 x 8
+block of each component (64 pixels a bit, 512 a byte), so a header claiming more than
+JPEG_PIXELS_PER_BYTE pixels per byte of the file is refused before decoding. And a JPEG cut short
+with an end marker appended decodes without any error, libjpeg filling what is missing with flat
+grey: so the file is decoded a second time with bytes that are not a marker inserted before its
+end marker (`jpeg_is_cut_short`). A whole image never reads them (libjpeg skips extraneous bytes
+after the last scan) and decodes the same; an image cut short reads them as its missing data and
+decodes differently. That costs one more decode of a JPEG (the size check bounds it).
 """
 import io
 import os
+import struct
 import warnings
 
 import numpy as np
@@ -33,6 +44,8 @@ MAX_FILE_BYTES = 8 * MAX_PIXELS  # 8 bytes a pixel (16-bit RGBA), uncompressed: 
 WORKING_SIDE = 2048  # larger pictures are first reduced (box filter) so that no side passes this
 INK_THRESHOLD = 0.25  # of the strongest ink: pixels this inked or more are the digit; fainter, background
 DIGIT_BOX = 20  # MNIST's digits fill a 20 x 20 box inside the 28 x 28 field
+JPEG_PIXELS_PER_BYTE = 1024  # twice the most that Huffman-coded JPEG data can describe (see above)
+NOT_A_MARKER = b"\x55\xaa" * 8 + bytes((index * 37 + 11) % 255 for index in range(240))  # no 0xFF: not a marker
 
 
 def read_image(path):
@@ -48,7 +61,15 @@ def read_image(path):
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageError(f"{name}: {image.width} x {image.height} pixels is more than this reads "
                                      f"({MAX_PIXELS // 1_000_000} megapixels)")
+                data = file_bytes(image) if image.format == "JPEG" else None
+                if data is not None and image.width * image.height > JPEG_PIXELS_PER_BYTE * len(data):
+                    raise ImageError(f"{name}: its header says {image.width} x {image.height} pixels, more than its "
+                                     f"{len(data)} bytes of JPEG data can hold (at most {JPEG_PIXELS_PER_BYTE} "
+                                     "pixels a byte); the file is damaged")
                 image.load()  # decode now: a truncated file fails here, not later
+                if data is not None and jpeg_is_cut_short(image, data):
+                    raise ImageError(f"{name}: the JPEG data ends before the image does (a file cut short, with an "
+                                     "end marker after the cut); its missing part would be made up")
                 return ImageOps.exif_transpose(image)  # a phone's photo as it was held
     except ImageError:
         raise
@@ -71,6 +92,74 @@ def read_image_file(name):
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
     return data
+
+
+def file_bytes(image):
+    """The whole file a PIL image was opened from (before it is loaded), its read position left as it was."""
+    position = image.fp.tell()
+    image.fp.seek(0)
+    data = image.fp.read()
+    image.fp.seek(position)
+    return data
+
+
+def jpeg_end(data):
+    """(offset, restarts): where the end marker (EOI) that ends the JPEG image in `data` starts, with the 0xFF
+    bytes before it, and how many restart markers its last scan holds; None if its segments do not lead there."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    offset, restarts = 2, 0
+    while offset + 2 <= len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+        elif marker == 0xD9:
+            while data[offset - 1] == 0xFF:  # fill bytes before it (or a cut that left half a stuffed 0xFF 0x00)
+                offset -= 1
+            return offset, restarts
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            offset += 2
+        else:
+            if offset + 4 > len(data):
+                return None
+            offset += 2 + struct.unpack(">H", data[offset + 2:offset + 4])[0]
+            if marker == 0xDA:  # a scan: its entropy-coded data runs to the next marker that is not a restart
+                restarts = 0
+                while True:  # in that data 0xFF is only ever a stuffed 0xFF 0x00, a restart, or the next marker
+                    offset = data.find(b"\xff", offset)
+                    if offset < 0 or offset + 1 >= len(data):
+                        return None
+                    following = data[offset + 1]
+                    if following != 0 and not 0xD0 <= following <= 0xD7:
+                        break
+                    restarts += following != 0
+                    offset += 2
+    return None
+
+
+def jpeg_is_cut_short(image, data):
+    """Whether the loaded JPEG `image` decoded from `data` had data missing that libjpeg made up (see the module).
+
+    The bytes inserted before the end marker are not a marker, then the restart marker the last scan
+    would expect next, then more such bytes: whether the cut fell inside a restart interval or at
+    its end, the decoder reads them as the missing data.
+    """
+    from PIL import Image
+
+    found = jpeg_end(data)
+    if found is None:  # its segments do not lead to an end marker: a cut inside a segment, say
+        return True
+    end, restarts = found
+    inserted = NOT_A_MARKER + bytes((0xFF, 0xD0 + restarts % 8)) + NOT_A_MARKER
+    try:
+        with Image.open(io.BytesIO(data[:end] + inserted + data[end:]), formats=("JPEG",)) as padded:
+            padded.load()
+            return padded.size != image.size or padded.mode != image.mode or \
+                not np.array_equal(np.asarray(padded), np.asarray(image))
+    except Exception:  # noqa: BLE001 - a whole JPEG never fails on bytes after its last scan: this one is damaged
+        return True
 
 
 def ink(image, name="the image"):
@@ -104,6 +193,8 @@ def prepare(image, name="the image"):
     """uint8 [28, 28], white ink on black: the digit in `image` (a PIL Image) prepared as MNIST's were."""
     from PIL import Image
 
+    if image.width == 0 or image.height == 0:
+        raise ImageError(f"{name}: no pixels ({image.width} x {image.height})")
     level = ink(image, name)
     rows, columns = np.nonzero(level >= INK_THRESHOLD)
     if len(rows) == 0:

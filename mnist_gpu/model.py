@@ -102,8 +102,9 @@ class Model:
 
     `variables`: {TF name: host array [K, ...]} (model.stacked makes one from K networks'); `learning_rates`:
     one per member. `active` [K] (int32, on the backend) is 1 while a member trains: a member whose
-    loss is not finite stops updating from that step on (its variables stay as they were), and the
-    trainer stops members too (a loss that blew up; pruning).
+    loss is not finite is stopped at that very step by the loss op (active becomes 0), the trainer
+    stops members too (a loss that blew up; pruning), and the SGD ops leave a stopped member's
+    variables exactly as they are.
     """
 
     def __init__(self, backend, variables, batch_size, learning_rates, global_step=0, active=None):
@@ -114,7 +115,8 @@ class Model:
         self.learning_rates = np.asarray(learning_rates, np.float32).reshape(self.members)  # host floats: ops take them
         # Copies in the tutorial's order: the model never shares the caller's arrays.
         self.variables = {name: backend.asarray(value.copy()) for name, value in host.items()}
-        # Weight gradients are never stored: each goes straight into its SGD step (matmul_sgd). Bias gradients are.
+        # Bias gradients live here; a weight gradient goes to its SGD step inside matmul_sgd (the cuda backend
+        # keeps it in a scratch buffer between its GEMM and its SGD kernel).
         self.bias_gradients = {name: backend.zeros(value.shape) for name, value in host.items()
                                if name.endswith("/biases")}
         self.active = backend.asarray(np.ones(self.members, np.int32) if active is None
@@ -169,7 +171,7 @@ def inference(model, images):
 
 def loss(model, logits, labels):
     """Each member's mean softmax cross-entropy ([K], on the backend: backend.to_host reads it); sets
-    model.grad_logits, zero for a member that does not train (model.active), which then updates nothing."""
+    model.grad_logits, and stops (model.active) a member whose loss is not finite."""
     return model.backend.softmax_xent(logits, labels, grad_out=model.grad_logits, active=model.active)
 
 
@@ -178,27 +180,30 @@ def training(model, images):
 
     As in TF's minimize(), every gradient is computed from the variables as they were before
     this step: a layer's weights are updated only after their last use (the GEMM that carries
-    the gradient back to the layer below). Each weight gradient op(a) @ op(b) goes straight
-    into its update (matmul_sgd: W -= lr * input^T @ grad_output, one GEMM on the fast backends).
-    A member whose gradient is zero (it does not train) keeps its variables exactly: W - lr * 0 = W.
+    the gradient back to the layer below). Each weight gradient op(a) @ op(b) goes to its update
+    (matmul_sgd: W -= lr * input^T @ grad_output; on cpu one GEMM per member, on cuda a gradient
+    GEMM for all members, then the SGD kernel).
+    A member that does not train (model.active) keeps its variables exactly: the SGD ops skip it (a
+    product with its gradient could be NaN: inf activations times a zero gradient).
     """
     backend, variables, bias_gradients = model.backend, model.variables, model.bias_gradients
-    rates = model.learning_rates
+    rates, active = model.learning_rates, model.active
     # softmax_linear: logits = hidden2 @ W + b
     backend.bias_grad(model.grad_logits, out=bias_gradients["softmax_linear/biases"])
     backend.matmul(model.grad_logits, variables["softmax_linear/weights"], out=model.grad_hidden2, trans_b=True)
-    backend.matmul_sgd(model.hidden2, model.grad_logits, variables["softmax_linear/weights"], rates, trans_a=True)
+    backend.matmul_sgd(model.hidden2, model.grad_logits, variables["softmax_linear/weights"], rates, active,
+                       trans_a=True)
     # hidden2: hidden2 = relu(hidden1 @ W + b)
     backend.relu_backward_bias_grad(model.grad_hidden2, model.hidden2, out=model.grad_hidden2,
                                     bias_grad=bias_gradients["hidden2/biases"])
     backend.matmul(model.grad_hidden2, variables["hidden2/weights"], out=model.grad_hidden1, trans_b=True)
-    backend.matmul_sgd(model.hidden1, model.grad_hidden2, variables["hidden2/weights"], rates, trans_a=True)
+    backend.matmul_sgd(model.hidden1, model.grad_hidden2, variables["hidden2/weights"], rates, active, trans_a=True)
     # hidden1: hidden1 = relu(images @ W + b); no gradient flows into the images
     backend.relu_backward_bias_grad(model.grad_hidden1, model.hidden1, out=model.grad_hidden1,
                                     bias_grad=bias_gradients["hidden1/biases"])
-    backend.matmul_sgd(images, model.grad_hidden1, variables["hidden1/weights"], rates, trans_a=True)
+    backend.matmul_sgd(images, model.grad_hidden1, variables["hidden1/weights"], rates, active, trans_a=True)
     for name, gradient in bias_gradients.items():
-        backend.sgd_update(variables[name], gradient, rates)
+        backend.sgd_update(variables[name], gradient, rates, active)
     model.global_step += 1
 
 

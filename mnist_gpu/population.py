@@ -2,7 +2,7 @@
 rate, its folder). The tutorial's run is a population of one.
 
 `mnist-gpu sweep --seed 1-4 --learning_rate 0.01,0.1` trains the grid of its lists, members that
-share a learning rate side by side (the cuda backend's GEMMs take such members in one call):
+share a learning rate side by side (the cuda backend's GEMMs take all members in one call each):
 
     <log_dir>/population.json         which members, with which flags, and the global_step all of them have
                                       saved: the population's commit point (written after every

@@ -17,6 +17,9 @@ another. The record:
     flags          every flag of the command, as given
     seed           the seed the run used (a random one when --seed was not given)
     started        the run's start, UTC, ISO 8601 to the second ("2026-12-01T12:34:56Z")
+    continues      a resumed run's: the runs it continues, oldest first (at most MAX_CONTINUES), each
+                   {"checkpoint": the one resumed from, "step", and that run's mnist_gpu, git, backend,
+                   flags, seed, started}; absent for a run that started from scratch
 
 Gathering it costs a few milliseconds (two git commands), so the trainer gathers it at the first
 checkpoint, after the first step line, never at start-up.
@@ -122,8 +125,24 @@ def backend_description(backend):
     return described
 
 
-def gather(flags, backend, seed, started):
-    """The provenance record (see the module's docstring) of a run of `flags` on `backend`, started at `started`."""
+MAX_CONTINUES = 100
+CONTINUED_FIELDS = ("mnist_gpu", "git", "backend", "flags", "seed", "started")
+
+
+def continues(resumed):
+    """The "continues" list of a run resumed from the checkpoint `resumed` (its provenance is a dict read from a
+    file: only the listed fields are taken, and at most MAX_CONTINUES parts are kept, the newest)."""
+    record = resumed.provenance if isinstance(resumed.provenance, dict) else {}
+    earlier = record.get("continues")
+    earlier = [part for part in earlier if isinstance(part, dict)] if isinstance(earlier, list) else []
+    part = {name: record[name] for name in CONTINUED_FIELDS if name in record}
+    part.update(checkpoint=os.path.basename(resumed.path), step=resumed.global_step - 1)
+    return (earlier + [part])[-MAX_CONTINUES:]
+
+
+def gather(flags, backend, seed, started, resumed=None):
+    """The provenance record (see the module's docstring) of a run of `flags` on `backend`, started at `started`;
+    `resumed` is the checkpoint it continues (None for a run from scratch)."""
     import platform
 
     record = {"mnist_gpu": __version__}
@@ -134,6 +153,8 @@ def gather(flags, backend, seed, started):
                   platform=f"{platform.system()} {platform.release()} {platform.machine()}",
                   flags={name: value for name, value in sorted(vars(flags).items()) if name != "command"},
                   seed=seed, started=utc_iso(started))
+    if resumed is not None:
+        record["continues"] = continues(resumed)
     return record
 
 
@@ -144,8 +165,9 @@ def hparams(record):
 
 def _printable(value):
     """`value` as text with every control character escaped: a record read from a file stays on one line."""
-    text = value if isinstance(value, str) else json.dumps(value)
-    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
+    from .log import printable
+
+    return printable(value if isinstance(value, str) else json.dumps(value))
 
 
 def typed_flag(name, value):
@@ -185,4 +207,13 @@ def describe(record):
     if isinstance(flags, dict):
         parts.append("flags " + " ".join(typed_flag(name, value) for name, value in flags.items()
                                          if value is not None and value is not False))
+    earlier = record.get("continues")
+    if isinstance(earlier, list) and earlier and all(isinstance(part, dict) for part in earlier):
+        last, first = earlier[-1], earlier[0]
+        resumed = f"resuming {field(last, 'checkpoint') or 'a checkpoint'} of a run started " \
+                  f"{field(last, 'started') or '(unknown)'}"
+        if len(earlier) > 1:
+            resumed += f", which continued {len(earlier) - 1} earlier run{'s' if len(earlier) > 2 else ''} " \
+                       f"(the first started {field(first, 'started') or '(unknown)'})"
+        parts.append(resumed)
     return "made by " + "; ".join(parts)

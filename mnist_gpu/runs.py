@@ -31,7 +31,7 @@ from . import checkpoint as checkpoints
 from . import locations
 from . import population as populations
 from .durable import ensure_writable_folder, failure_reason, temporary_target
-from .errors import FlagError, LogDirInUse, WriteError
+from .errors import NAME, Flag, FlagError, LogDirInUse, WriteError
 from .summaries import EVENT_FILE_PREFIX
 
 RUN_FOLDER = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}Z")
@@ -166,31 +166,44 @@ def claim(log_dir, resume=False, overwrite=False, note=None, population=False):
     """
     note = note or (lambda text: None)
     if resume and overwrite:
-        raise FlagError("--resume and --overwrite exclude each other")
+        raise FlagError(Flag("resume"), " and ", Flag("overwrite"), " exclude each other")
+    if log_dir == "":
+        raise FlagError(Flag("log_dir", NAME), " is empty: name a folder, or leave it out for a new run folder")
     if log_dir is None and resume:
         log_dir = newest_run(locations.runs_root(create=False), note, population)
     if log_dir is not None and os.path.exists(log_dir) and not os.path.isdir(log_dir):
-        raise WriteError(f"--log_dir {log_dir} is a file, not a folder")
+        raise WriteError(Flag("log_dir", NAME), f" {log_dir} is a file, not a folder")
     if resume and not os.path.isdir(log_dir):
-        raise FlagError(f"--resume: --log_dir {log_dir} has no checkpoint to continue from")
+        raise FlagError(Flag("resume"), ": ", Flag("log_dir", log_dir), " has no checkpoint to continue from")
     created = []  # folders this command made, parents first: removed again if it stops before writing
     run, lock = None, None
     try:
         if log_dir is None:
             log_dir = new_run_folder(locations.runs_root(), created)
-        lock = locked_folder(log_dir, created, note)
-        ensure_writable_folder(log_dir, "--log_dir")
+        try:
+            lock = locked_folder(log_dir, created, note)
+        except LogDirInUse:
+            # The run holding the lock works in the folders this command made (it found them made and took
+            # them): they are that run's now.
+            created.clear()
+            raise
+        ensure_writable_folder(log_dir, Flag("log_dir", NAME))
         run = Run(log_dir, checked_for_use(log_dir, resume, overwrite, note, population))
         yield run
     finally:
-        # Only a command that held the lock may take back the folders it made: when the lock was refused,
-        # the run holding it works in those very folders (it found them made and took them).
-        if lock is not None and (run is None or not run.writing):
-            for folder in reversed(created):
-                with contextlib.suppress(OSError):  # not empty after all (a file of someone else's): keep it
-                    os.rmdir(folder)
+        # A command that stops before writing takes back the folders it made (parents too), removed while it
+        # still holds the lock on its log_dir, so that no other run locks one of them meanwhile.
+        if run is None or not run.writing:
+            remove_folders(created)
         if lock is not None:
             os.close(lock)  # releases the flock
+
+
+def remove_folders(created):
+    """Remove the folders this command made, deepest first; a folder someone else put a file in stays."""
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):  # not empty after all (a file of someone else's): keep it
+            os.rmdir(folder)
 
 
 def checked_for_use(log_dir, resume, overwrite, note, population=False):
@@ -198,19 +211,25 @@ def checked_for_use(log_dir, resume, overwrite, note, population=False):
     holding a run unless asked to."""
     existing = run_files(log_dir) + [f"{name}/" for name in member_folders(log_dir)]
     if existing and not (resume or overwrite):
-        raise FlagError(f"--log_dir {log_dir} already holds a run ({plural(len(existing), 'file')}: "
-                        f"{', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''}); pass --resume to "
-                        "continue it from its latest checkpoint, or --overwrite to delete it and start fresh")
+        files = f"({plural(len(existing), 'file')}: {', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''})"
+        committed = populations.POPULATION_FILE if population else checkpoints.STATE_FILE
+        if not os.path.exists(os.path.join(log_dir, committed)):  # a run that never saved (diverged)
+            raise FlagError(Flag("log_dir", log_dir), f" holds a run that saved no checkpoint {files}: nothing to "
+                            "resume; pass ", Flag("overwrite"), " to delete it and start fresh, or another ",
+                            Flag("log_dir", NAME))
+        raise FlagError(Flag("log_dir", log_dir), f" already holds a run {files}; pass ", Flag("resume"),
+                        " to continue it from its latest checkpoint, or ", Flag("overwrite"),
+                        " to delete it and start fresh")
     if not resume:
         return None
     if population:
         found = populations.read(log_dir)
         if found is None:
-            raise FlagError(f"--resume: --log_dir {log_dir} has no population to continue (no "
+            raise FlagError(Flag("resume"), ": ", Flag("log_dir", log_dir), " has no population to continue (no "
                             f"{populations.POPULATION_FILE})")
         return found
     if not checkpoints.read_state(log_dir):
-        raise FlagError(f"--resume: --log_dir {log_dir} has no checkpoint to continue from")
+        raise FlagError(Flag("resume"), ": ", Flag("log_dir", log_dir), " has no checkpoint to continue from")
     return latest_checkpoint(log_dir, note)
 
 
@@ -222,8 +241,12 @@ def latest_checkpoint(log_dir, note):
     return checkpoint
 
 
-def make_folders(path, created, what="--log_dir"):
-    """Create `path` and its missing parents, appending each folder this call made to `created`."""
+def make_folders(path, created, what=None):
+    """Create `path` and its missing parents, appending each folder this call made to `created`.
+
+    `what` names the path in an error (text, or an errors.Flag; --log_dir by default).
+    """
+    what = what or Flag("log_dir", NAME)
     missing, folder = [], os.path.abspath(path)
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         missing.append(folder)
@@ -234,7 +257,7 @@ def make_folders(path, created, what="--log_dir"):
         except FileExistsError:  # made by another process meanwhile (or a file: the lock's open says so)
             continue
         except OSError as error:
-            raise WriteError(f"{what} {path} cannot be written: {failure_reason(error)}") from None
+            raise WriteError(what, f" {path} cannot be written: {failure_reason(error)}") from None
         created.append(folder)
 
 
@@ -264,14 +287,15 @@ def locked_folder(log_dir, created, note):
         except FileNotFoundError:  # removed since: a refused run took its folder away; make it again
             continue
         except OSError as error:
-            raise WriteError(f"--log_dir {log_dir} cannot be opened: {failure_reason(error)}") from None
+            raise WriteError(Flag("log_dir", log_dir), f" cannot be opened: {failure_reason(error)}") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = lock_holder(descriptor)
             os.close(descriptor)
-            raise LogDirInUse(f"--log_dir {log_dir} is in use by {holder or 'another process'}: one run writes "
-                              "a log_dir at a time; wait for it to end, or pass another --log_dir") from None
+            raise LogDirInUse(Flag("log_dir", log_dir), f" is in use by {holder or 'another process'}: one run "
+                              "writes a log_dir at a time; wait for it to end, or pass another ",
+                              Flag("log_dir", NAME)) from None
         except OSError as error:  # a file system without flock on folders (NFS's needs a file open for writing)
             note(f"--log_dir {log_dir} cannot be locked ({failure_reason(error)}): a second run into it would "
                  "not be refused")
@@ -279,7 +303,7 @@ def locked_folder(log_dir, created, note):
             if os.path.samestat(os.fstat(descriptor), os.stat(log_dir)):
                 return descriptor
         os.close(descriptor)  # we locked a folder that was removed while we waited: lock the one there now
-    raise WriteError(f"--log_dir {log_dir} keeps being removed and made again by another process")
+    raise WriteError(Flag("log_dir", log_dir), " keeps being removed and made again by another process")
 
 
 def lock_holder(descriptor):
@@ -315,7 +339,8 @@ def newest_run(root, note, population=False):
             note(f"--resume without --log_dir: continuing the newest run under {root}, {os.path.basename(folder)}"
                  f"{newer}")
             return folder
-    raise FlagError(f"--resume without --log_dir: no run under {root} has a checkpoint to continue from")
+    raise FlagError(Flag("resume"), " without ", Flag("log_dir", NAME), f": no run under {root} has a checkpoint to "
+                    "continue from")
 
 
 def newest_checkpoint(root, note):
@@ -334,8 +359,8 @@ def newest_checkpoint(root, note):
             refused.append(str(error))
     if refused:
         raise checkpoints.CheckpointError(f"{root}: no run holds a valid checkpoint ({'; '.join(refused)})")
-    raise FlagError(f"no --checkpoint given, and no run under {root} has a checkpoint; pass --checkpoint with "
-                    "a checkpoint file or a log_dir")
+    raise FlagError("no ", Flag("checkpoint", NAME), f" given, and no run under {root} has a checkpoint; pass ",
+                    Flag("checkpoint", NAME), " with a checkpoint file or a log_dir")
 
 
 def find_checkpoint(path_or_log_dir, note):

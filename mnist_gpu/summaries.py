@@ -68,10 +68,15 @@ def tutorial_graph():
 def hparam_value(value):
     """A flag's value as the HParams tab can hold it: a number (a double), text or a switch; None is left out.
 
-    An integer a double cannot hold exactly (a seed of more than 15 digits, say) becomes text.
+    An integer a double cannot hold exactly (a seed of more than 15 digits, say) becomes text; text
+    is stored as UTF-8, so a path's bytes that are not UTF-8 are written escaped (\\xff), as printed.
     """
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 53:
         return str(value)
+    if isinstance(value, str):
+        from .log import printable
+
+        return printable(value)
     return value
 
 

@@ -18,6 +18,7 @@ what mnist_gpu adds (the run's description, notes) goes to stderr. Both go throu
 """
 import contextlib
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,12 +29,14 @@ from . import checkpoint as checkpoints
 from . import model as mnist
 from . import population as populations
 from . import runs
-from .backends import get_backend, openblas, resolve_backend_name
-from .errors import CheckpointError, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
+from .backends import blas_library, resolve_backend_name
+from .errors import CheckpointError, Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
 from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all
+from .hints import continuation
 from .input_data import DataSet, read_data_sets, train_order_seed
 from .log import Log
 from .memory import check_memory
+from .numba_cache import get_backend
 from .population import Member
 from .steps import DeviceSplit
 from .stop_signals import StopSignals
@@ -91,14 +94,15 @@ def check_resumable(flags, checkpoint, log):
     saved = checkpoint.flags
     for flag in ("hidden1", "hidden2"):
         if getattr(flags, flag) != saved[flag]:
-            raise FlagError(f"--{flag} {getattr(flags, flag)} does not match the checkpoint {checkpoint.path}, "
+            raise FlagError(Flag(flag, getattr(flags, flag)), f" does not match the checkpoint {checkpoint.path}, "
                             f"which has {flag} = {saved[flag]}")
     if flags.dataset != saved["dataset"] or flags.fake_data != saved["fake_data"]:
-        raise FlagError(f"--dataset {flags.dataset}{' --fake_data' if flags.fake_data else ''} does not match the "
-                        f"checkpoint {checkpoint.path}, trained on {saved['dataset']}"
+        raise FlagError(Flag("dataset", flags.dataset), *((" ", Flag("fake_data")) if flags.fake_data else ()),
+                        f" does not match the checkpoint {checkpoint.path}, trained on {saved['dataset']}"
                         f"{' fake data' if saved['fake_data'] else ''}")
     if flags.seed is not None and flags.seed != saved["seed"]:
-        raise FlagError(f"--seed {flags.seed} does not match the checkpoint {checkpoint.path} (seed {saved['seed']})")
+        raise FlagError(Flag("seed", flags.seed), f" does not match the checkpoint {checkpoint.path} "
+                        f"(seed {saved['seed']})")
     for flag in ("learning_rate", "batch_size"):
         if getattr(flags, flag) != saved[flag]:
             log.note(f"resuming with --{flag} {getattr(flags, flag)} (the checkpoint used {saved[flag]}); "
@@ -109,19 +113,35 @@ def check_population_resumable(flags, found, path):
     """Refuse a sweep --resume whose flags do not describe the population in `found` (its population file)."""
     for flag in populations.SHARED_FLAGS:
         if getattr(flags, flag) != found["flags"][flag]:
-            raise FlagError(f"--{flag} {getattr(flags, flag)} does not match the population {path}, which has "
+            raise FlagError(Flag(flag, getattr(flags, flag)), f" does not match the population {path}, which has "
                             f"{flag} = {found['flags'][flag]}")
     for flag, key in (("seed", "seed"), ("learning_rate", "learning_rate")):
         given = getattr(flags, flag)
         saved = tuple(dict.fromkeys(member[key] for member in found["members"]))
         if given is not None and sorted(given) != sorted(saved):
-            raise FlagError(f"--{flag} {','.join(map(str, given))} does not match the population {path}, whose "
+            raise FlagError(Flag(flag, ",".join(map(str, given))), f" does not match the population {path}, whose "
                             f"members have {flag} {','.join(map(str, saved))}")
 
 
-def describe_run(flags, backend_name, why, members, data_sets, resume_step):
+def note_other_backend(checkpoint, backend_name, log):
+    """A resume on another backend than the checkpoint's goes on, saying that the run will differ in its last bits."""
+    record = checkpoint.provenance if isinstance(checkpoint.provenance, dict) else {}
+    earlier = record.get("backend", {}).get("name") if isinstance(record.get("backend"), dict) else None
+    if isinstance(earlier, str) and earlier != backend_name:
+        from .provenance import _printable
+
+        log.note(f"resuming on the {backend_name} backend; {os.path.basename(checkpoint.path)} was trained on the "
+                 f"{_printable(earlier)} backend: the run goes on, but its numbers will not repeat an uninterrupted "
+                 f"{_printable(earlier)} run bit for bit")
+
+
+def describe_run(flags, backend_name, why, members, data_sets, resumed):
     """The run's first line: backend (and for auto why), seeds, data, log_dir; enough to repeat it."""
-    start = "training" if resume_step is None else f"resuming from step {resume_step}"
+    if resumed is None:
+        start = "training"
+    else:
+        step, saved = resumed
+        start = f"resuming from step {step} ({os.path.basename(saved[0].path) if len(saved) == 1 else 'every member'})"
     if len(members) == 1:
         seeds = f"seed {members[0].seed}"
     else:
@@ -153,8 +173,9 @@ def run_training(flags, log=None):
         if resume_from is not None:
             check_resumable(flags, resume_from, log)
             if resume_from.global_step >= flags.max_steps:
-                log.note(f"nothing to do: the run in {flags.log_dir} is at step {resume_from.global_step}, "
-                         f"--max_steps is {flags.max_steps}")
+                log.note(f"nothing to do: the run in {flags.log_dir} has taken its {resume_from.global_step} steps "
+                         f"({checkpoints.step_words(resume_from.global_step)} is saved), --max_steps is "
+                         f"{flags.max_steps}")
                 return TrainingResult(log_dir=flags.log_dir)
             seed = resume_from.flags["seed"]
         else:
@@ -186,8 +207,9 @@ def run_sweep(flags, log=None):
             members = [Member(saved["name"], saved["seed"], saved["learning_rate"],
                               os.path.join(flags.log_dir, saved["name"])) for saved in found["members"]]
             if found["global_step"] >= flags.max_steps:
-                log.note(f"nothing to do: the population in {flags.log_dir} is at step {found['global_step']}, "
-                         f"--max_steps is {flags.max_steps}")
+                log.note(f"nothing to do: the population in {flags.log_dir} has taken its {found['global_step']} "
+                         f"steps ({checkpoints.step_words(found['global_step'])} is saved), --max_steps is "
+                         f"{flags.max_steps}")
                 return SweepResult(log_dir=flags.log_dir)
             resumed = (found["global_step"], [read_member_checkpoint(member, found["global_step"])
                                               for member in members])
@@ -262,13 +284,16 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
     """
     backend_name, why = resolve_backend_name(flags.backend)
     if flags.cuda_graph == "on" and backend_name != "cuda":
-        raise FlagError(f"--cuda_graph on needs the cuda backend; this run would use {backend_name} ({why})")
-    backend = get_backend(backend_name)
+        raise FlagError(Flag("cuda_graph", "on"), f" needs the cuda backend; this run would use {backend_name} "
+                        f"({why})")
+    for checkpoint in (resumed[1][:1] if resumed is not None else ()):
+        note_other_backend(checkpoint, backend_name, log)
+    backend = get_backend(backend_name, log.note)
     check_memory(backend, flags, len(members))
     data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, dataset=flags.dataset,
                                source_url=flags.source_url)
     check_batch_size(flags.batch_size, data_sets)
-    log.note(describe_run(flags, backend_name, why, members, data_sets, None if resumed is None else resumed[0]))
+    log.note(describe_run(flags, backend_name, why, members, data_sets, resumed))
     if flags.max_steps == 0:
         log.note("nothing to do: --max_steps 0 (no step, no checkpoint, no event file; the log_dir is left as "
                  "it was)")
@@ -297,10 +322,10 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
     summaries = [Summaries(member.log_dir, purge_step=global_step if resumed is not None else None)
                  for member in members]
     loop = TrainingLoop(flags, model, splits, orders, members, savers, summaries, signals, log, started, population,
-                        on_evaluation)
+                        resumed=None if resumed is None else resumed[1], on_evaluation=on_evaluation)
     try:
         signals.deferring = True
-        with np.errstate(over="ignore", invalid="ignore"), openblas.threads_for(BLAS_THREADS):
+        with np.errstate(over="ignore", invalid="ignore"), blas_library.threads_for(BLAS_THREADS):
             loop.run()
     except BaseException:
         for each in summaries:
@@ -312,6 +337,17 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
     return loop
 
 
+def divergence(step, loss, earlier=None):
+    """Why a member's loss at `step` (and 100 steps before, `earlier`) means it diverged, or None: the loss is NaN or
+    infinite, or above DIVERGED_LOSS at both reads."""
+    if not math.isfinite(loss):
+        return f"loss is {loss} at step {step}"
+    if earlier is not None and min(loss, earlier) > mnist.DIVERGED_LOSS:
+        return (f"loss is {loss:.4g} at step {step} and was {earlier:.4g} 100 steps before, far above ln 10 = 2.30 "
+                "where training starts: it diverged")
+    return None
+
+
 def init_seed(seed):
     """The seed of a run's initial variables: the second child of its seed (the first orders its data)."""
     return np.random.SeedSequence(seed).spawn(2)[1]
@@ -321,7 +357,7 @@ class TrainingLoop:
     """The loop of fully_connected_feed.py for K members: steps, loss lines, checkpoints, evaluations, signals."""
 
     def __init__(self, flags, model, splits, orders, members, savers, summaries, signals, log, started, population,
-                 on_evaluation=None):
+                 resumed=None, on_evaluation=None):
         self.flags, self.model, self.splits, self.members = flags, model, splits, members
         self.on_evaluation = on_evaluation
         self.savers, self.summaries, self.signals = savers, summaries, signals
@@ -329,6 +365,7 @@ class TrainingLoop:
         self.steps = model.backend.step_program(model, splits["train"], orders, flags.max_steps, flags.cuda_graph,
                                                 note=log.note)
         self.population = population
+        self.resumed = resumed  # each member's checkpoint this run continues (None: a run from scratch)
         self.first_step = model.global_step
         self.losses_read = model.global_step  # the next step whose loss the trainer has not read
         self.earlier = [None] * len(members)  # each member's loss at the previous read
@@ -349,11 +386,12 @@ class TrainingLoop:
             if member.stopped is not None:
                 continue
             member.last_loss = float(losses[-1, index])
-            bad = np.flatnonzero(~np.isfinite(losses[:, index]))
-            if len(bad):
-                at = step + 1 - len(losses) + int(bad[0])
-                member.stopped = {"step": at, "why": f"loss is {losses[bad[0], index]} at step {at}"}
-                newly = True
+            for offset, loss in enumerate(losses[:, index]):
+                why = divergence(step + 1 - len(losses) + offset, float(loss))
+                if why:
+                    member.stopped = {"step": step + 1 - len(losses) + offset, "why": why}
+                    newly = True
+                    break
         return losses[-1], newly
 
     def check_blow_up(self, step, current):
@@ -361,10 +399,9 @@ class TrainingLoop:
         newly = False
         for index, member in enumerate(self.members):
             earlier, loss = self.earlier[index], float(current[index])
-            if member.stopped is None and earlier is not None and min(loss, earlier) > mnist.DIVERGED_LOSS:
-                member.stopped = {"step": step, "why": f"loss is {loss:.4g} at step {step} and was {earlier:.4g} 100 "
-                                                       "steps before, far above ln 10 = 2.30 where training starts: "
-                                                       "it diverged"}
+            why = divergence(step, loss, earlier)
+            if member.stopped is None and why:
+                member.stopped = {"step": step, "why": why}
                 newly = True
             self.earlier[index] = loss
         return newly
@@ -429,9 +466,9 @@ class TrainingLoop:
         return self.check_blow_up(step, current)
 
     def interrupted_message(self, step, saved):
-        command = "mnist-gpu sweep" if self.population else "mnist-gpu"
-        return (f"interrupted at step {step}; saved {os.path.basename(saved)}; continue with {command} --resume "
-                f"--log_dir {self.flags.log_dir}")
+        """The message's parts: where it stopped, what it saved, and the exact command that continues it."""
+        return (f"interrupted at step {step}; saved {os.path.basename(saved)}; to continue: ",
+                continuation(self.flags, "sweep" if self.population else "train"))
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def save(self, step):
@@ -444,7 +481,8 @@ class TrainingLoop:
         first = self.records is None
         if first:  # gathered at the first checkpoint: nothing of it delays the first step line
             self.records = [gather(member_flags(flags, member, self.population), model.backend, member.seed,
-                                   self.started) for member in self.members]
+                                   self.started, self.resumed[index] if self.resumed else None)
+                            for index, member in enumerate(self.members)]
         path = None
         for index, member in enumerate(self.members):
             own = {name: value[index] for name, value in variables.items()}

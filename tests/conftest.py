@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_gpu.backends import openblas
+from mnist_gpu.backends import blas_library
 from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.backends.numpy_backend import NumpyBackend
 from mnist_gpu.input_data import PACKAGED_DIRECTORY
 
-openblas.set_threads(1)  # where NumPy has another BLAS, its own thread setting stays (no test depends on it)
+blas_library.set_threads(1)  # where NumPy has another BLAS, its own thread setting stays (no test depends on it)
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

@@ -1,6 +1,7 @@
 """Helpers shared by the tests."""
 import contextlib
 import hashlib
+import importlib.util
 import os
 import subprocess
 
@@ -12,6 +13,34 @@ from mnist_gpu.cli import main
 # Tests that only a real GPU can run carry this mark; elsewhere they are skipped with the reason.
 needs_gpu = pytest.mark.skipif(not gpu_available(),
                                reason="needs an NVIDIA GPU with CuPy (in the checkout: pip install '.[cuda13]')")
+
+
+def installed(module):
+    """Whether `module` can be imported here; a dotted name whose parent package is missing is not."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+PACKAGES = {"numba_cuda": "numba-cuda", "nvmath": "nvmath-python", "cuda.bindings": "cuda-bindings",
+            "cuda.core": "cuda-core"}  # module: the package that installs it
+
+
+def needs_packages(*modules):
+    """Skip, naming what is missing, where one of these optional GPU packages (modules) is not installed.
+
+    The [test] extra installs them all, so there these tests run in full; a machine with numba but
+    without the GPU packages (`pip install .` plus the test tools) skips them with the reason.
+    """
+    missing = [PACKAGES.get(module, module) for module in modules if not installed(module)]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {' and '.join(missing)}, not installed here (pip install "
+                              "'.[test]' brings the GPU packages the tests use; no GPU needed)")
+
+
+needs_numba_cuda = needs_packages("numba_cuda")  # NVIDIA's CUDA target; numba's own simulator lacks what we use
+needs_cuda_packages = needs_packages("numba_cuda", "nvmath")  # what the cuda backend loads besides CuPy
+needs_cuda_compiler = needs_packages("numba_cuda", "cuda.bindings")  # NVVM through numba-cuda, nvJitLink
 
 
 def run_main(capsys, *arguments):

@@ -159,3 +159,28 @@ def test_a_failing_benchmark_loses_only_itself(tmp_path):
     assert [name.rsplit(".", 1)[1] for name in reports] == ["json", "md"], reports  # no leftover .bench-run json
     saved = json.loads((out / reports[0]).read_text())
     assert [benchmark["name"] for benchmark in saved["benchmarks"]] == ["test_runs"]
+
+
+def test_the_report_records_the_figures_the_docs_quote(tmp_path, report):
+    """bench/results/figures.json: each figure with its unit, what it is, the command, date, machine and commit."""
+    from bench import figures
+
+    results = fake_results()
+    results["benchmarks"] += [
+        {"group": report.WHOLE_COMMAND_GROUP, "params": {"variant": "cpu"}, "stats": {"median": 1.1764}},
+        {"group": "population step, cpu (B=100): divide by K", "params": {"backend_name": "cpu", "members": 1},
+         "stats": {"median": 400e-6}, "extra_info": {"members": 1}},
+        {"group": "population step, cpu (B=100): divide by K", "params": {"backend_name": "cpu", "members": 16},
+         "stats": {"median": 4e-3}, "extra_info": {"members": 16}},
+    ]
+    measured = report.figures_of(results)
+    assert measured["run_cpu"][:2] == (1.18, "s")
+    assert measured["step_cpu_B100"][:2] == (400.0, "µs") and measured["step_over_floor_cpu_B100"][:2] == (1.23, "x")
+    assert measured["member_share_cpu_K16"][:2] == (0.62, "x")
+    path = tmp_path / "figures.json"
+    path.write_text(json.dumps({"kept": {"value": 1, "unit": "s"}}))
+    figures.record(measured, "python -m bench.report", "Test CPU", str(path), date="2026-12-02")
+    saved = json.loads(path.read_text())
+    assert saved["kept"] == {"value": 1, "unit": "s"}  # a figure this run did not measure stays
+    assert saved["run_cpu"]["date"] == "2026-12-02" and saved["run_cpu"]["machine"] == "Test CPU"
+    assert figures.shown(saved["run_cpu"]) == "1.18 s" and figures.shown(saved["member_share_cpu_K16"]) == "0.62x"

@@ -6,9 +6,10 @@ from mnist_gpu.backends.cpu_backend import CpuBackend
 from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.check import OP_CASES, TRAINING_STEPS
 
-from helpers import run_main
+from helpers import needs_cuda_packages, run_main
 
 
+@needs_cuda_packages  # without them the cuda line names the missing package, not the missing GPU
 def test_check_passes_here_and_says_why_cuda_is_not_usable(capsys):
     code, lines, _ = run_main(capsys, "check")
     assert code == 0, "\n".join(lines)
@@ -29,7 +30,7 @@ def test_check_passes_here_and_says_why_cuda_is_not_usable(capsys):
 
 def test_a_wrong_op_fails_its_line_and_the_exit_code(capsys, monkeypatch):
     def off_by_a_little(self, x, bias, out):
-        np.add(x, bias + np.float32(1e-3), out=out)
+        np.add(x, bias[:, None, :] + np.float32(1e-3), out=out)
         np.maximum(out, 0, out=out)
 
     monkeypatch.setattr(CpuBackend, "bias_relu", off_by_a_little)
@@ -58,7 +59,7 @@ def test_every_case_can_fail(case, numpy_backend, generator):
     """Each case compares something that a wrong op changes: perturbing any result is a mismatch."""
     from mnist_gpu.check import mismatch, run_case
 
-    inputs = case.make_inputs(generator, 17, 33)
+    inputs = case.make_inputs(generator, 3, 17, 33)
     expected = run_case(case, numpy_backend, inputs)
     for index, value in enumerate(expected):
         wrong = list(expected)

@@ -1,6 +1,8 @@
 """Checkpoint files: exact round trips, the state file, pruning, damage detection, crash safety."""
 import os
 import pickle
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -181,3 +183,46 @@ def test_a_listed_checkpoint_that_is_a_link_is_not_opened(tmp_path):
     latest, skipped = saver.latest()
     assert latest.global_step == 2
     assert skipped == [f"{run / 'model.ckpt-3.safetensors'}: a link, not a checkpoint file of this folder; not opened"]
+
+
+def read_as_nobody(path):
+    """What checkpoints.read says of `path` in a child process of the user nobody: a real permission fault."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and leaves at once
+        try:
+            os.close(reader)
+            os.setuid(65534)
+            try:
+                checkpoints.read(str(path))
+                message = "read"
+            except checkpoints.CheckpointError as error:
+                message = str(error)
+            os.write(writer, message.encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as stream:
+        message = stream.read()
+    os.waitpid(child, 0)
+    return message
+
+
+def test_a_checkpoint_that_may_not_be_read_is_reported_as_such():
+    """A checkpoint only root may read, and one in a folder only root may enter, read by the user nobody.
+    safetensors said "No such file or directory" of the first, and the second was "not found"."""
+    if os.geteuid() != 0:
+        pytest.skip("becoming another user needs root (CI runs as root)")
+    folder = tempfile.mkdtemp()  # in the shared temporary folder: nobody can reach it (pytest's own is 0700)
+    try:
+        os.chmod(folder, 0o755)
+        path = os.path.join(folder, "model.ckpt-999.safetensors")
+        checkpoints.write(path, sample_checkpoint())
+        os.chmod(path, 0o600)
+        assert read_as_nobody(path) == f"{path}: cannot be read: Permission denied"
+        os.chmod(path, 0o644)
+        assert read_as_nobody(path) == "read"
+        os.chmod(folder, 0o700)
+        assert read_as_nobody(path) == f"{path}: cannot be read: Permission denied"
+    finally:
+        shutil.rmtree(folder)

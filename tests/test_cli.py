@@ -9,7 +9,7 @@ import pytest
 from mnist_gpu.backends.gpu_probe import gpu_available
 from mnist_gpu.cli import main
 
-from helpers import run_main
+from helpers import needs_cuda_packages, run_main
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -31,10 +31,7 @@ def test_bad_flags_exit_2_with_a_message(flags, message, mnist_dir, tmp_path, ca
                               "--backend", "numpy", *flags)
     assert code == 2
     assert message in error
-    if message.startswith("argument"):  # a parse error shows the usage; a refusal at run time is one line
-        assert error.startswith("usage: mnist-gpu train")
-    else:
-        assert error == f"mnist-gpu: error: {message}\n"
+    assert len(error.splitlines()) == 1 and error.startswith(f"mnist-gpu: error: {message}")  # no usage block
 
 
 def test_batch_size_is_checked_against_fake_data_too(tmp_path, capsys):
@@ -65,6 +62,7 @@ def test_diverging_loss_stops_with_a_message(mnist_dir, tmp_path, capsys):
 
 
 @pytest.mark.skipif(gpu_available(), reason="this machine has a usable GPU")
+@needs_cuda_packages
 def test_cuda_backend_without_a_gpu_says_what_is_missing(tmp_path, capsys):
     code = main(["--fake_data", "--max_steps", "1", "--log_dir", str(tmp_path), "--backend", "cuda"])
     assert code == 1
@@ -93,3 +91,29 @@ def test_auto_picks_cuda_with_a_gpu_else_the_fast_cpu_backend():
     from mnist_gpu.backends import get_backend
 
     assert get_backend("auto").name == ("cuda" if gpu_available() else "cpu")
+
+
+@pytest.mark.parametrize("typed, meant", [("--max-steps", "--max_steps"), ("--lr", "--learning_rate"),
+                                          ("--log-dir=runs/a", "--log_dir"), ("--hiden1", "--hidden1"),
+                                          ("--bs", "--batch_size")])
+def test_a_mistyped_flag_gets_the_nearest_one_in_one_line(capsys, typed, meant):
+    code, _, error = run_main(capsys, typed, "5")
+    assert code == 2
+    assert error == f"mnist-gpu: error: train: unrecognized argument {typed}; did you mean {meant}?\n"
+
+
+def test_an_unknown_flag_with_nothing_near_points_at_the_help(capsys):
+    code, _, error = run_main(capsys, "eval", "--frobnicate")
+    assert code == 2
+    assert error == "mnist-gpu: error: eval: unrecognized argument --frobnicate (mnist-gpu eval --help lists its " \
+                    "flags)\n"
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_help_shows_each_default_once(capsys, command):
+    """Before, `eval --help` said "(default: the checkpoint's). (default: None)" and two defaults for --checkpoint."""
+    code, lines, _ = run_main(capsys, command, "--help")
+    text = " ".join(" ".join(lines).split())
+    assert code == 0 and "(default: None)" not in text
+    for chunk in re.split(r" (?=--\w+ [A-Z{])", text[text.index("options:"):]):
+        assert chunk.count("default") <= 1, chunk

@@ -8,10 +8,13 @@ import pytest
 
 from mnist_gpu.compile_report import ARCHITECTURES, compile_report, markdown, never_launched, occupancy, problems
 
+from helpers import needs_cuda_compiler
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.mark.slow
+@needs_cuda_compiler
 def test_every_kernel_compiles_without_spills_local_memory_or_float64(tmp_path):
     report = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-m", "mnist_gpu.compile_report", "--json", str(report)],
@@ -29,6 +32,7 @@ def test_every_kernel_compiles_without_spills_local_memory_or_float64(tmp_path):
         assert f"`{module.rsplit('.', 1)[-1]}.{kernel}`" in result.stdout
 
 
+@needs_cuda_compiler
 def test_the_tier_catches_float64_and_local_memory():
     launches = [
         {"module": "faulty_kernels", "kernel": "float64_literal_kernel", "threads": 256,

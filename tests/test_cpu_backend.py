@@ -30,7 +30,7 @@ def test_blas_wrapper_loads_from_the_disk_cache_and_still_computes_right(tmp_pat
         c = generator.random((2, 7, 3), dtype=np.float32)
         expected = c - np.float32([0.5, 0.25])[:, None, None] * (a.transpose(0, 2, 1) @ b)
         sgemm.one(a[0], b[0], c[0], np.float32(-0.5), np.float32(1.0), True, False)
-        sgemm.members(a[1:], b[1:], c[1:], np.float32([-0.25]), np.float32(1.0), True, False)
+        sgemm.members(a[1:], b[1:], c[1:], np.float32([-0.25]), np.float32(1.0), True, False, np.int32([1]))
         np.testing.assert_allclose(c, expected, rtol=1e-6, atol=1e-6)
         print(sum(sgemm.one.stats.cache_hits.values()) + sum(sgemm.members.stats.cache_hits.values()))
     """)

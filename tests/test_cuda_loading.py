@@ -13,7 +13,10 @@ import pytest
 
 from mnist_gpu.check import usable_backends
 
-from helpers import run_main
+from helpers import needs_cuda_packages, run_main
+
+# Each case loads the real numba-cuda, and the real nvmath-python where it is not stood in.
+pytestmark = needs_cuda_packages
 
 
 class CUDARuntimeError(RuntimeError):

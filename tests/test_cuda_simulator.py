@@ -6,9 +6,11 @@ import sys
 import pytest
 
 from conftest import REPOSITORY
+from helpers import needs_numba_cuda
 
 
 @pytest.mark.slow
+@needs_numba_cuda  # numba's own deprecated simulator lacks what the backend uses
 def test_cuda_kernels_in_the_simulator():
     environment = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS="0")
     result = subprocess.run(

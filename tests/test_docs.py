@@ -12,6 +12,10 @@ Markers (HTML comments, invisible on GitHub) tie the Markdown to the code:
     <!-- example: numpy-step -->   the walkthrough's NumPy step, run here against model.train_step
     <!-- flags: COMMAND -->        before cli.md's flag table of `mnist-gpu COMMAND`
     <!-- backend ops -->           before design.md's table of the Backend protocol's methods
+    <!-- figure: NAME -->VALUE     a measured figure, inline: VALUE is bench/results/figures.json's NAME
+                                   as bench/figures.py shows it (the file says its date, machine and
+                                   command; performance.md lists them all, generated)
+    <!-- afternoon read -->        before the README's table of the core's paths and their line counts
     <!-- generated: NAME -->  ...  <!-- end generated: NAME -->   output of a command (GENERATORS)
 
 Every python block carries a quote or an example marker. Tables a command produces sit between
@@ -35,10 +39,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import needs_cuda_packages, needs_numba_cuda
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 DOCS = REPOSITORY / "docs"
 README = REPOSITORY / "README.md"
 README_LIMIT = 12_000  # characters: the front page stays a five-minute read
+DOCS_LIMIT = 100_000  # characters in docs/*.md together
+WALKTHROUGH_LIMIT = 35_000  # characters: read in one sitting
+FIGURES = REPOSITORY / "bench" / "results" / "figures.json"
+FIGURE = re.compile(r"<!--\s*figure:\s*(\w+)\s*-->")
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
 TEST_COMMAND = '.venv/bin/pip install ".[test]" && .venv/bin/pytest'  # .ci/run runs exactly this
 RUN_COMMAND = "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/mnist-gpu"
 
@@ -56,9 +67,15 @@ FOREIGN_FLAGS = {
     "--no-index": "pip install", "--target": "pip install",
     "--rounds": "python tools/measure_run_cost.py",
     "--array": "sbatch", "--gres": "sbatch", "--job-name": "sbatch", "--requeue": "sbatch", "--time": "sbatch",
+    "--max-steps": "a typo cli.md shows refused", "--lr": "a typo cli.md shows refused",
+    "--time-limit": "bash bench/gpu_session.sh", "--wheels": "bash bench/gpu_session.sh",
+    "--max-files": "bash bench/gpu_session.sh", "--max-depth": "bash bench/gpu_session.sh",
+    "--max-file-mib": "bash bench/gpu_session.sh", "--max-total-mib": "bash bench/gpu_session.sh",
 }
 OWN_TOOL_SOURCES = {"--json": "mnist_gpu/compile_report.py", "--out": "bench/report.py",
-                    "--update": "tests/test_docs.py", "--rounds": "tools/measure_run_cost.py"}
+                    "--update": "tests/test_docs.py", "--rounds": "tools/measure_run_cost.py",
+                    **{flag: "bench/gpu_session.py" for flag in ("--time-limit", "--wheels", "--max-files",
+                                                                 "--max-depth", "--max-file-mib", "--max-total-mib")}}
 
 
 def markdown_files():
@@ -305,9 +322,11 @@ def record_under_simulator():
     from mnist_gpu.backends.cuda_launch import KernelLaunch
     from mnist_gpu.compile_report import cuda_kernels, record_launches
     from mnist_gpu.input_data import DataSet
+    from mnist_gpu.kernels import numba_cuda
     from mnist_gpu.steps import DeviceSplit
 
     kernels = {id(kernel): name for (_, name), kernel in cuda_kernels().items()}
+    numba_cuda.SIMULATED_BLOCKS = 2 ** 31  # recorded, never run: the grids a GPU gets
     backend = CudaBackend()
     model = mnist.Model(backend, mnist.stacked([mnist.initial_variables(128, 32, seed=0)]), 100, [0.01])
     data = DataSet(np.zeros((1000, mnist.IMAGE_PIXELS), np.uint8), np.zeros(1000, np.int32))
@@ -320,6 +339,8 @@ def record_under_simulator():
     for buffer in ("hidden1", "hidden2", "logits", "grad_logits", "grad_hidden2", "grad_hidden1"):
         names[id(getattr(model, buffer))] = buffer
     names.update({id(value): name for name, value in model.variables.items()})
+    names.update({id(backend.scratch(value.shape)): f"d {name}" for name, value in model.variables.items()
+                  if name.endswith("weights")})  # each weight's gradient (matmul_sgd), made while recording
     names.update({id(value): f"d {name}" for name, value in model.bias_gradients.items()})
 
     def name_of(value):
@@ -340,12 +361,12 @@ def record_under_simulator():
         else:
             a, b, out = operation.buffers
             # One member, one call; cuBLAS's A is our b, its B our a.
-            (transa, transb, m, n, k, _, lda, _, _, ldb, _, _, ldc, _, _), = operation.calls
+            transa, transb, m, n, k, _, lda, _, _, ldb, _, _, ldc, _, _ = operation.arguments
             operations.append({"gemm": {
                 "a": [name_of(a), list(a.shape)], "b": [name_of(b), list(b.shape)],
                 "out": [name_of(out), list(out.shape)], "transa": transa, "transb": transb, "m": m, "n": n, "k": k,
                 "lda": lda, "ldb": ldb, "ldc": ldc,
-                "alpha": float(operation.scalars[0, 0]), "beta": float(operation.scalars[0, 1])}})
+                "alpha": float(operation.scalars[0]), "beta": float(operation.scalars[1])}})
     return {"compile_launches": record_launches()["launches"], "program": operations}
 
 
@@ -361,19 +382,31 @@ def _launch(blocks_, threads):
     return f"{blocks_} × {tuple(threads) if isinstance(threads, list) else threads}"
 
 
+SHORT_NAMES = {"hidden1/weights": "W1", "hidden1/biases": "b1", "hidden2/weights": "W2", "hidden2/biases": "b2",
+               "softmax_linear/weights": "W3", "softmax_linear/biases": "b3"}  # the walkthrough's names
+
+
+def short(name):
+    """A buffer as the walkthrough names it: W1 for hidden1/weights, d b1 for its bias gradient."""
+    prefix = "d " if name.startswith("d ") else ""
+    name = name[len(prefix):]
+    return prefix + SHORT_NAMES.get(name, name)
+
+
 def step_program_table(program):
     """The walkthrough's table of the step program: every operation in order, its launch and its buffers."""
-    lines = ["| # | operation | launch: blocks × threads per block | arguments |", "|---|---|---|---|"]
+    lines = ["| # | operation | blocks × threads per block | arguments |", "|---|---|---|---|"]
     gemms = 0
     for number, operation in enumerate(program, 1):
         if "gemm" in operation:
             gemms += 1
             call = operation["gemm"]
-            lines.append(f"| {number} | cuBLAS sgemm (GEMM {gemms} of section 5) | cuBLAS chooses | {call['a'][0]}, "
-                         f"{call['b'][0]} → {call['out'][0]} |")
+            lines.append(f"| {number} | GEMM {gemms} | cuBLAS | {short(call['a'][0])}, {short(call['b'][0])} → "
+                         f"{short(call['out'][0])} |")
         else:
             launch = _launch(operation["blocks"], operation["threads"])
-            lines.append(f"| {number} | `{operation['kernel']}` | {launch} | {', '.join(operation['arguments'])} |")
+            arguments = ", ".join(short(argument) for argument in operation["arguments"])
+            lines.append(f"| {number} | `{operation['kernel']}` | {launch} | {arguments} |")
     return lines
 
 
@@ -384,14 +417,11 @@ def gemm_table(program):
              "| alpha, beta |", "|---|---|---|---|---|---|---|---|"]
     calls = [operation["gemm"] for operation in program if "gemm" in operation]
     for number, call in enumerate(calls, 1):
-        a, b, out = call["a"], call["b"], call["out"]
-        a_text = f"{a[0]}{'ᵀ' if call['transb'] else ''} [{'×'.join(map(str, a[1][::-1] if call['transb'] else a[1]))}]"
-        b_text = f"{b[0]}{'ᵀ' if call['transa'] else ''} [{'×'.join(map(str, b[1][::-1] if call['transa'] else b[1]))}]"
-        product = f"{a_text} @ {b_text}"
-        target = f"{out[0]} [{'×'.join(map(str, out[1]))}]"
-        row = f"{target} = {product}" if call["beta"] == 0 else f"{target} −= {-call['alpha']:g} × {product}"
+        a, b, out = short(call["a"][0]), short(call["b"][0]), short(call["out"][0])
+        product = f"{a}{'ᵀ' if call['transb'] else ''} @ {b}{'ᵀ' if call['transa'] else ''}"
+        row = f"{out} = {product}" if call["beta"] == 0 else f"{out} −= {-call['alpha']:g} × {product}"
         lines.append(f"| {number} | {row} | {flag[call['transa']]}, {flag[call['transb']]} | {call['m']}, {call['n']}, "
-                     f"{call['k']} | {b[0]}, {call['lda']} | {a[0]}, {call['ldb']} | {out[0]}, {call['ldc']} | "
+                     f"{call['k']} | {b}, {call['lda']} | {a}, {call['ldb']} | {out}, {call['ldc']} | "
                      f"{call['alpha']:g}, {call['beta']:g} |")
     return lines
 
@@ -420,6 +450,85 @@ def check_shape(lines):
             line = "libraries: " + ", ".join(found)
         masked.append(re.sub(r" *\d+(\.\d+)? us", " # us", line))
     return masked
+
+
+# -- measured figures ---------------------------------------------------------------------------------------
+def load_figures():
+    return json.loads(FIGURES.read_text(encoding="utf-8")) if FIGURES.exists() else {}
+
+
+def shown(figure):
+    """How the docs write a figure (bench/figures.py's rule, repeated here so that bench/ needs no import)."""
+    value, unit = figure["value"], figure["unit"]
+    return f"{value:.2f}x" if unit == "x" else f"{value:g} {unit}"
+
+
+def quoted_figures():
+    """The names of the figures the docs quote."""
+    return {name for path in markdown_files() for name in FIGURE.findall(path.read_text(encoding="utf-8"))}
+
+
+def figures_table(figures):
+    """performance.md's list of every figure the docs quote: a table per measuring run, headed by its command, date,
+    commit and machine."""
+    runs = {}
+    quoted = quoted_figures()
+    for name, figure in sorted(figures.items()):
+        if name not in quoted:
+            continue
+        runs.setdefault((figure["command"], figure["date"], figure["commit"], figure["machine"]), []).append(
+            (name, figure))
+    lines = []
+    for (command, date, commit, machine), named in sorted(runs.items(), key=lambda item: (item[0][1], item[0][0])):
+        lines += [f"`{command}`, {date}, commit {commit}; {machine}:", "",
+                  "| figure | value | what |", "|---|---|---|"]
+        lines += [f"| `{name}` | {shown(figure)} | {figure['what']} |" for name, figure in named] + [""]
+    return lines
+
+
+def figure_problems(path, figures):
+    """Why each `<!-- figure: NAME -->` of a Markdown file is not followed by the file's value ([] when all are)."""
+    text = path.read_text(encoding="utf-8")
+    problems = []
+    for match in FIGURE.finditer(text):
+        name, after = match[1], text[match.end():]
+        if name not in figures:
+            problems.append(f"{relative(path)}: no figure {name} in {FIGURES.name}")
+            continue
+        expected = shown(figures[name])
+        if not after.startswith(expected) or re.match(r"\w|\.\d", after[len(expected):len(expected) + 2]):
+            problems.append(f"{relative(path)}: {name} is {expected} in {FIGURES.name}, the doc says "
+                            f"{after[:len(expected) + 4]!r}")
+    return problems
+
+
+def stray_dates(path):
+    """Dates in a Markdown file's prose that are neither in a generated block nor in the paragraph just above one.
+
+    A measured figure carries its date in the figures file; a measured table (`--update`) in the line before it.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    inside = False
+    for index, line in enumerate(lines):  # blank the generated blocks' contents
+        if line.startswith("<!-- end generated:"):
+            inside = False
+        elif inside:
+            lines[index] = ""
+        elif line.startswith("<!-- generated:"):
+            inside = True
+    lines = prose("\n".join(lines)).splitlines()
+    found = []
+    for index, line in enumerate(lines):
+        if not DATE.search(line):
+            continue
+        following = index
+        while following < len(lines) and lines[following].strip():
+            following += 1
+        while following < len(lines) and not lines[following].strip():
+            following += 1
+        if following >= len(lines) or not lines[following].startswith("<!-- generated:"):
+            found.append(f"{relative(path)}:{index + 1}: {DATE.search(line)[0]}")
+    return found
 
 
 # -- the tests ----------------------------------------------------------------------------------------------
@@ -507,6 +616,7 @@ def without_quoted_blocks(text):
     return "\n".join(lines)
 
 
+@needs_numba_cuda  # the kernels are read from their modules
 def test_kernels_the_docs_name_exist():
     names = kernel_names()
     for path in markdown_files():
@@ -525,6 +635,48 @@ def test_the_backend_interface_table_lists_the_protocols_methods():
                   for name in re.findall(r"`(\w+)\(", row[0])}
     methods = {name for name, member in vars(Backend).items() if callable(member) and not name.startswith("_")}
     assert documented == methods
+
+
+def test_the_docs_fit_their_limits():
+    sizes = {path.name: len(path.read_text(encoding="utf-8")) for path in DOCS.glob("*.md")}
+    assert sum(sizes.values()) <= DOCS_LIMIT, f"docs/ has {sum(sizes.values())} characters ({sizes}); at most " \
+        f"{DOCS_LIMIT}"
+    assert sizes["walkthrough.md"] <= WALKTHROUGH_LIMIT, f"walkthrough.md has {sizes['walkthrough.md']} characters; " \
+        f"at most {WALKTHROUGH_LIMIT}: one sitting"
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=relative)
+def test_every_quoted_figure_is_the_one_in_the_results_file(path):
+    assert figure_problems(path, load_figures()) == []
+
+
+def test_every_figure_is_listed_with_its_command_date_and_machine():
+    figures = load_figures()
+    assert figures, f"{relative(FIGURES)} is missing: run the measuring commands (docs/performance.md)"
+    for name, figure in figures.items():
+        assert {"value", "unit", "what", "command", "date", "machine", "commit"} <= set(figure), name
+        assert DATE.fullmatch(figure["date"]), name
+    assert generated((DOCS / "performance.md").read_text(encoding="utf-8"), "figures") == figures_table(figures)
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=relative)
+def test_dates_sit_only_in_the_results_file_and_beside_measured_tables(path):
+    assert stray_dates(path) == []
+
+
+def test_the_afternoon_read_counts_its_lines():
+    text = README.read_text(encoding="utf-8")
+    (index, _), = markers(text, "afternoon read")
+    total = 0
+    for row in table_after(text.splitlines(), index)[1:]:
+        place = REPOSITORY / re.search(r"`([^`]+)`", row[1])[1]
+        files = sorted(place.glob("*.py")) if place.is_dir() else [place]
+        lines = sum(len(path.read_text(encoding="utf-8").splitlines()) for path in files)
+        stated = int(row[-1].replace(",", ""))
+        assert abs(stated - lines) <= 0.1 * lines, f"README: {relative(place)} has {lines} lines; the table: {stated}"
+        total += lines
+    stated = int(re.search(r"about ([\d,]+) lines", text)[1].replace(",", ""))
+    assert abs(stated - total) <= 0.1 * total, f"README: the afternoon read is {total} lines, it says about {stated}"
 
 
 def test_the_numpy_step_in_the_walkthrough_is_the_models_step(generator):
@@ -558,12 +710,14 @@ def recording():
     return simulator_recording()
 
 
+@needs_numba_cuda  # recorded in the simulator
 def test_the_step_program_and_gemm_tables_are_the_programs(recording):
     walkthrough = (DOCS / "walkthrough.md").read_text(encoding="utf-8")
     assert generated(walkthrough, "step-program") == step_program_table(recording["program"])
     assert generated(walkthrough, "gemm-calls") == gemm_table(recording["program"])
 
 
+@needs_numba_cuda
 def test_the_compiler_table_has_every_launched_kernel_with_its_argument_types(recording):
     from mnist_gpu.compile_report import markdown
 
@@ -572,6 +726,7 @@ def test_the_compiler_table_has_every_launched_kernel_with_its_argument_types(re
     assert compile_rows(table) == recorded_compile_rows(recording["compile_launches"])
 
 
+@needs_cuda_packages  # the documented output says why cuda is not usable where they are installed
 def test_the_check_output_is_what_mnist_gpu_check_prints():
     from mnist_gpu.backends.gpu_probe import why_no_cuda_device
     from mnist_gpu.check import run_check
@@ -615,6 +770,13 @@ def test_the_checkers_catch_what_they_are_for(tmp_path, monkeypatch):
                                   "../code.py#L2: an anchor into a file that is not Markdown (line numbers move)"]
     problems = quote_problems(page)
     assert len(problems) == 2 and "'y = x + 2'" in problems[0] and "neither" in problems[1]
+    figures = {"run": {"value": 1.18, "unit": "s"}, "ratio": {"value": 1.1, "unit": "x"}}
+    page.write_text("A <!-- figure: run -->1.18 s run; <!-- figure: run -->1.185 s; <!-- figure: ratio -->1.10x; "
+                    "<!-- figure: gone -->2 s.\n\nOn 2026-12-01 it ran.\n\nMeasured on 2026-12-01:\n\n"
+                    "<!-- generated: x -->\n2026-12-02\n<!-- end generated: x -->\n`2026-12-03` in code\n")
+    problems = figure_problems(page, figures)
+    assert len(problems) == 2 and "run is 1.18 s" in problems[0] and "no figure gone" in problems[1], problems
+    assert stray_dates(page) == ["docs/page.md:3: 2026-12-01"]
     assert slug("What has run where — read this") == "what-has-run-where--read-this"
     assert slug("`mnist-gpu check`: its lines") == "mnist-gpu-check-its-lines"
 
@@ -631,6 +793,7 @@ def update_docs(names=()):
         "step-program": lambda: step_program_table(simulator_recording()["program"]),
         "gemm-calls": lambda: gemm_table(simulator_recording()["program"]),
         "compile-report": lambda: command_output(sys.executable, "-m", "mnist_gpu.compile_report"),
+        "figures": lambda: figures_table(load_figures()),
         "check": lambda: ["```text"] + [line.replace(f"{REPOSITORY}/", "") for line in  # paths as in the checkout
                                          command_output(sys.executable, "-m", "mnist_gpu", "check")] + ["```"],
     }
@@ -646,7 +809,8 @@ def update_docs(names=()):
                           + match[2], text, flags=re.S)
         if text != original:
             path.write_text(text, encoding="utf-8")
-            print(f"updated {relative(path)}; give the date beside each measured table")
+            print(f"updated {relative(path)}; give the date beside each measured table (not the figures: they carry "
+                  "theirs)")
 
 
 if __name__ == "__main__":
@@ -656,4 +820,4 @@ if __name__ == "__main__":
         update_docs(sys.argv[2:])
     else:
         sys.exit("usage: python tests/test_docs.py --update [NAME ...]   (rewrites the docs' generated tables: "
-                 "step-program, gemm-calls, compile-report, check; all when none is named)")
+                 "step-program, gemm-calls, compile-report, figures, check; all when none is named)")

@@ -1,6 +1,7 @@
 """Ctrl-C and SIGTERM, sent for real to a training process: the step finishes, is saved, and resumes exactly."""
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,11 +16,11 @@ from helpers import run_main, without_timings
 STEPS = "3000"
 
 
-def start_training(log_dir, mnist_dir):
+def start_training(log_dir, mnist_dir, program=(sys.executable, "-m", "mnist_gpu"), **keywords):
     return subprocess.Popen(
-        [sys.executable, "-m", "mnist_gpu", "--input_data_dir", mnist_dir, "--log_dir", str(log_dir),
+        [*program, "--input_data_dir", mnist_dir, "--log_dir", str(log_dir),
          "--backend", "numpy", "--seed", "11", "--max_steps", STEPS],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **keywords)
 
 
 def interrupt_once_training(process, signals, delay):
@@ -56,12 +57,13 @@ def test_a_signal_saves_the_step_and_resume_is_exact(tmp_path, mnist_dir, capsys
     lines, error = interrupt_once_training(process, signals, delay)
     assert process.returncode == exit_code, f"after {delay:.3f} s: {error}"
     message = error.splitlines()[-1]
-    assert message.startswith("mnist-gpu: interrupted at step ") and message.endswith("; continue with --resume")
+    assert message.startswith("mnist-gpu: interrupted at step ")
     assert "Traceback" not in error
     step = int(message.split("step ")[1].split(";")[0])
     saved = checkpoints.Saver(str(tmp_path)).latest()[0]
-    assert message == f"mnist-gpu: interrupted at step {step}; saved model.ckpt-{step}.safetensors; " \
-                      "continue with --resume"
+    assert message == f"mnist-gpu: interrupted at step {step}; saved model.ckpt-{step}.safetensors; to continue: " \
+                      f"{shlex.quote(sys.executable)} -m mnist_gpu --resume --log_dir {shlex.quote(str(tmp_path))} " \
+                      f"--max_steps {STEPS} --input_data_dir {shlex.quote(mnist_dir)} --backend numpy"
     assert saved.global_step == step + 1 and saved.path.endswith(f"model.ckpt-{step}.safetensors")
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".part")]
     # Resume: the same later lines and the same final weights, byte for byte.
@@ -88,3 +90,42 @@ def test_an_interrupt_before_training_saves_nothing_and_says_so(tmp_path, capsys
     assert error.splitlines()[-1] == "mnist-gpu: interrupted before training started; nothing was saved"
     assert not (tmp_path / "run").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("program", ["python -m mnist_gpu", "mnist-gpu"])
+def test_the_printed_hint_run_as_printed_continues_the_run(tmp_path, mnist_dir, uninterrupted, program):
+    """Ctrl-C on `--log_dir runs/b` (a relative folder), then the hint pasted into a shell in another folder,
+    while a newer run under the default root is unfinished: the hint continues runs/b, exactly, and leaves the
+    default run alone. Without an activated venv, `mnist-gpu` is the script's full path."""
+    whole_lines, whole = uninterrupted
+    home, started_in, elsewhere = tmp_path / "home", tmp_path / "project", tmp_path / "elsewhere"
+    for folder in (home, started_in, elsewhere):
+        folder.mkdir()
+    environment = {**os.environ, "HOME": str(home), "TEST_TMPDIR": str(home / "tmp"),
+                   "XDG_DATA_HOME": str(home / "data"), "XDG_CACHE_HOME": str(home / "cache")}
+    script = os.path.join(os.path.dirname(sys.executable), "mnist-gpu")
+    command = (sys.executable, "-m", "mnist_gpu") if program.startswith("python") else (script,)
+    process = start_training("runs/b", mnist_dir, command, cwd=started_in, env=environment)
+    lines, error = interrupt_once_training(process, [signal.SIGINT], random.uniform(0, 1.0))
+    assert process.returncode == 130, error
+    message = error.splitlines()[-1]
+    step = int(message.split("step ")[1].split(";")[0])
+    hint = message.split("; to continue: ", 1)[1]
+    assert hint.startswith(shlex.quote(script) if program == "mnist-gpu" else f"{shlex.quote(sys.executable)} -m ")
+    assert f" --resume --log_dir {shlex.quote(str(started_in / 'runs' / 'b'))} " in hint
+    # A newer run under the default root, with a checkpoint and short of the default --max_steps: a bare
+    # `--resume` would continue it.
+    newer = subprocess.run([sys.executable, "-m", "mnist_gpu", "--fake_data", "--backend", "numpy", "--max_steps", "3"],
+                           capture_output=True, text=True, env=environment, cwd=elsewhere)
+    assert newer.returncode == 0, newer.stderr
+    newer_folder = newer.stderr.splitlines()[0].rsplit("log_dir ", 1)[1]
+    newer_files = sorted(os.listdir(newer_folder))
+    resumed = subprocess.run(["bash", "-c", hint], capture_output=True, text=True, env=environment, cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from step {step + 1} (model.ckpt-{step}.safetensors)" in resumed.stderr
+    assert without_timings(lines + resumed.stdout.splitlines()) == without_timings(whole_lines)
+    final = checkpoints.Saver(str(started_in / "runs" / "b")).latest()[0]
+    for name, value in whole.variables.items():
+        assert value.tobytes() == final.variables[name].tobytes(), name
+    assert sorted(os.listdir(newer_folder)) == newer_files

@@ -5,7 +5,7 @@ import stat
 import pytest
 
 from mnist_gpu import data_cache, input_data, locations
-from mnist_gpu.cli import build_parser
+from mnist_gpu.flags import build_parser
 from mnist_gpu.idx_files import DATASETS
 
 from helpers import one_error_line, run_main

@@ -43,11 +43,12 @@ def test_a_two_dimensional_a_is_every_members(backend):
 def test_matmul_sgd_subtracts_the_product_scaled_by_each_members_learning_rate(backend):
     a = f32([[[1, 2], [3, 4], [5, 6]]] * 2)  # two members, the same a
     parameter = f32([[[10, 10], [10, 10]]] * 2)
-    backend.matmul_sgd(a, a, parameter, f32([0.5, 0.25]), trans_a=True)  # a^T a = [[35, 44], [44, 56]]
+    backend.matmul_sgd(a, a, parameter, f32([0.5, 0.25]), np.ones(2, np.int32), trans_a=True)  # a^T a = [[35, 44], ...
     np.testing.assert_array_equal(parameter[0], [[-7.5, -12], [-12, -18]])
     np.testing.assert_array_equal(parameter[1], [[1.25, -1], [-1, -4]])
     parameter = f32([[[1, 1, 1]]])
-    backend.matmul_sgd(f32([[[1, 2]]]), f32([[[1, 0], [0, 1], [1, 1]]]), parameter, f32([1.0]), trans_b=True)
+    backend.matmul_sgd(f32([[[1, 2]]]), f32([[[1, 0], [0, 1], [1, 1]]]), parameter, f32([1.0]), np.ones(1, np.int32),
+                       trans_b=True)
     np.testing.assert_array_equal(parameter, [[[0, -1, -2]]])
 
 
@@ -121,20 +122,28 @@ def test_softmax_xent_two_classes_closed_form_and_each_members_own_mean(backend)
     np.testing.assert_allclose(grad[1], [[0.25, 0.75 - 1]], rtol=1e-6)
 
 
-def test_softmax_xent_gates_members_that_do_not_train(backend):
-    """A member not active, or whose loss is not finite, gets a zero gradient; the latter stops (active 0)."""
+def test_softmax_xent_stops_a_member_whose_loss_is_not_finite(backend):
     logits = f32([[[0, 1]], [[np.inf, 0]], [[0, 1]]])
     labels = np.array([[1], [0], [1]], np.int32)
-    losses, grad, active = softmax_xent(backend, logits, labels, active=[1, 1, 0])
+    losses, _, active = softmax_xent(backend, logits, labels, active=[1, 1, 0])
     assert math.isfinite(losses[0]) and not math.isfinite(losses[1]) and math.isfinite(losses[2])
-    np.testing.assert_array_equal(active, [1, 0, 0])
-    assert grad[0].any() and not grad[1].any() and not grad[2].any()
+    np.testing.assert_array_equal(active, [1, 0, 0])  # a stopped member stays stopped
+
+
+def test_sgd_leaves_a_stopped_member_as_it_is_even_with_a_nan_gradient(backend):
+    parameter = f32([[1, 2], [3, 4]])
+    backend.sgd_update(parameter, f32([[1, 1], [np.nan, np.inf]]), f32([1.0, 1.0]), np.array([1, 0], np.int32))
+    np.testing.assert_array_equal(parameter, [[0, 1], [3, 4]])
+    weights = f32([[[5]], [[6]]])
+    backend.matmul_sgd(f32([[[np.inf]], [[np.inf]]]), f32([[[0]], [[0]]]), weights, f32([1.0, 1.0]),
+                       np.array([1, 0], np.int32), trans_a=True)
+    assert np.isnan(weights[0, 0, 0]) and weights[1, 0, 0] == 6  # inf * 0 = NaN, but only for a member that trains
 
 
 def test_sgd_update_in_place_at_each_members_rate(backend):
     parameter = f32([[1, 2, 3], [1, 2, 3]])
     alias = parameter
-    backend.sgd_update(parameter, f32([[10, -10, 0], [10, -10, 0]]), f32([0.5, 0.1]))
+    backend.sgd_update(parameter, f32([[10, -10, 0], [10, -10, 0]]), f32([0.5, 0.1]), np.ones(2, np.int32))
     assert alias is parameter
     np.testing.assert_array_equal(parameter, [[-4, 7, 3], [0, 3, 3]])
 

@@ -11,19 +11,21 @@ import sys
 
 import pytest
 
-from mnist_gpu.backends import openblas
+from mnist_gpu.backends import blas_library
 
 from conftest import REPOSITORY
+from helpers import needs_cuda_packages
 
 
 def test_blas_runs_on_one_thread_in_the_test_process():
     plugin = sys.modules.get("numpy_first_plugin")
     if plugin is not None:  # run by the test below: NumPy was loaded before conftest could set the variable
         assert plugin.LOADED_BEFORE_CONFTEST
-    assert openblas.threads() == 1
+    assert blas_library.threads() == 1
 
 
 @pytest.mark.slow
+@needs_cuda_packages  # it runs test_check.py, whose first test needs them, and wants no skip
 def test_part_of_the_suite_passes_with_a_numpy_importing_plugin_loaded_first():
     environment = dict(os.environ, OPENBLAS_NUM_THREADS="2")  # what NumPy's OpenBLAS starts with there
     result = subprocess.run(

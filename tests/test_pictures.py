@@ -42,7 +42,8 @@ def test_the_matrix_takes_the_first_of_equal_largest_logits_and_counts_where_in_
     found = Confusion.from_logits(logits, labels)
     np.testing.assert_array_equal(found.matrix, confusion_by_hand(logits, labels))
     assert found.correct == int(np.trace(confusion_by_hand(logits, labels)))
-    in_top_k = [int(numpy_backend.in_top_k(logits[row:row + 1], labels[row:row + 1], 1)) for row in range(500)]
+    in_top_k = [int(numpy_backend.in_top_k(logits[None, row:row + 1], labels[row:row + 1], 1)[0])
+                for row in range(500)]
     right = (found.predicted == labels).astype(int)
     assert found.differs_from_in_top_k == sum(a != b for a, b in zip(in_top_k, right, strict=True))
     assert found.differs_from_in_top_k >= 30  # the ties and non-finite rows above
@@ -186,7 +187,8 @@ def test_eval_report_writes_the_same_pictures_and_a_markdown_report(run, tmp_pat
     assert pairs == [(-true, -guess, count) for count, true, guess in top]
     assert "![The confusion matrix](confusion_matrix.png)" in markdown
     assert re.search(r"Precision @ 1, the tutorial's count .*: 0\.\d{4} \(\d+ correct\)", markdown.replace("\n", " "))
-    assert f"global_step {classifier.global_step}" in markdown and "made by mnist_gpu" in markdown
+    assert f"step {classifier.global_step - 1} ({classifier.global_step} training steps)" in markdown
+    assert "made by mnist_gpu" in markdown
 
 
 def test_eval_report_into_a_file_is_one_error_line(run, tmp_path, capsys, mnist_dir):

@@ -176,7 +176,7 @@ def test_an_interrupted_population_resumes_exactly(mnist_dir, tmp_path, signal_n
     assert (committed > 1500) if signal_number == signal.SIGINT else (committed == 1000)
     resumed = subprocess.run(sweep_command(broken, mnist_dir, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resuming from step {committed}" in resumed.stderr
+    assert f"resuming from step {committed} (every member)" in resumed.stderr
     for member in populations.read(str(broken))["members"]:
         expected = final_variables(tmp_path / "whole" / member["name"])
         for name, value in final_variables(broken / member["name"]).items():

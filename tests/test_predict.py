@@ -74,7 +74,7 @@ def test_image_files_are_predicted_as_the_model_predicts_the_original_digits(cla
     expected = model.predict(test_digits)  # the model on MNIST's own 28 x 28 arrays
     code, lines, error = run_main(capsys, "predict", "--checkpoint", log_dir, "--backend", "numpy",
                                   *picture_files[variant])
-    assert code == 0 and error == f"mnist-gpu: predicting with {model.path} (global_step 3000)\n", error
+    assert code == 0 and error == f"mnist-gpu: predicting with {model.path} (step 2999)\n", error
     assert [line.split(": ")[0] for line in lines] == picture_files[variant]
     predicted = np.array([int(line.split(": ")[1].split(" ")[0]) for line in lines])
     agreement = np.mean(predicted == expected)
@@ -190,7 +190,7 @@ def test_without_a_checkpoint_predict_and_load_checkpoint_use_the_newest_run(tmp
     newest = mnist_gpu.load_checkpoint(backend="numpy")
     assert newest.provenance["flags"]["seed"] == 4 and newest.path.startswith(str(tmp_path))
     code, lines, error = run_main(capsys, "predict", "--backend", "numpy", *picture_files["original"][:3])
-    assert code == 0 and error == f"mnist-gpu: predicting with {newest.path} (global_step 20)\n", error
+    assert code == 0 and error == f"mnist-gpu: predicting with {newest.path} (step 19)\n", error
     expected = newest.predict(picture_files["original"][:3])
     assert [int(line.split(": ")[1].split(" ")[0]) for line in lines] == list(expected)
 

@@ -165,7 +165,7 @@ def test_eval_prints_one_line_of_it(run, capsys, mnist_dir):
                  "seed 7", "--learning_rate 0.01", "--batch_size 50", f"--log_dir {log_dir}"):
         assert part in described[0], part
     assert "--fake_data" not in described[0]  # a switch that is off is not typed
-    assert lines[0] == f"Evaluating {log_dir / 'model.ckpt-999.safetensors'} (global_step 1000)"
+    assert lines[0] == f"Evaluating {log_dir / 'model.ckpt-999.safetensors'} (step 999)"
 
 
 def test_provenance_is_gathered_at_the_first_checkpoint_not_before_the_first_step(tmp_path, mnist_dir, monkeypatch):
@@ -280,3 +280,30 @@ def test_hparams_hold_what_a_double_cannot_as_text():
 
     assert hparam_value(2 ** 64 + 1) == str(2 ** 64 + 1)  # a 20-digit seed would lose its last digits
     assert hparam_value(2 ** 53) == 2 ** 53 and hparam_value(0.01) == 0.01 and hparam_value(True) is True
+
+
+def test_a_resumed_checkpoint_shows_the_runs_it_continues(tmp_path, capsys):
+    """Before, a resumed checkpoint's record was the resume's alone (its start, `--max_steps 1200 --resume`)."""
+    common = ("--fake_data", "--log_dir", str(tmp_path), "--seed", "5")
+    assert run_main(capsys, *common, "--backend", "numpy", "--max_steps", "1000", "--learning_rate", "0.02")[0] == 0
+    first = checkpoints.Saver(str(tmp_path)).latest()[0].provenance
+    code, _, error = run_main(capsys, *common, "--backend", "cpu", "--max_steps", "1100", "--learning_rate", "0.02",
+                              "--resume")
+    assert code == 0, error
+    assert "mnist-gpu: resuming on the cpu backend; model.ckpt-999.safetensors was trained on the numpy backend: " \
+           "the run goes on, but its numbers will not repeat an uninterrupted numpy run bit for bit" in error
+    assert run_main(capsys, *common, "--backend", "cpu", "--max_steps", "1200", "--learning_rate", "0.02",
+                    "--resume")[0] == 0
+    record = checkpoints.Saver(str(tmp_path)).latest()[0].provenance
+    assert [part["checkpoint"] for part in record["continues"]] == ["model.ckpt-999.safetensors",
+                                                                     "model.ckpt-1099.safetensors"]
+    assert [part["step"] for part in record["continues"]] == [999, 1099]
+    oldest = record["continues"][0]
+    assert {name: oldest[name] for name in ("started", "flags", "backend", "seed")} == \
+        {name: first[name] for name in ("started", "flags", "backend", "seed")}
+    assert oldest["flags"]["max_steps"] == 1000 and not oldest["flags"]["resume"]
+    assert record["flags"]["resume"] and record["flags"]["max_steps"] == 1200
+    described = provenance.describe(record)
+    assert described.endswith(f"; resuming model.ckpt-1099.safetensors of a run started "
+                              f"{record['continues'][1]['started']}, which continued 1 earlier run (the first "
+                              f"started {first['started']})")

@@ -154,7 +154,7 @@ def test_eval_command_prints_the_runs_last_evaluation(train, capsys, tmp_path, m
         code, evaluated, _ = run_main(capsys, "eval", "--checkpoint", target, "--input_data_dir", mnist_dir,
                                       "--backend", "numpy")
         assert code == 0
-        assert evaluated[0] == f"Evaluating {log_dir / 'model.ckpt-999.safetensors'} (global_step 1000)"
+        assert evaluated[0] == f"Evaluating {log_dir / 'model.ckpt-999.safetensors'} (step 999)"
         assert evaluated[1:] == lines[-6:]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from mnist_gpu.backends.gpu_probe import gpu_available
 
-from helpers import run_main, snapshot, without_timings
+from helpers import needs_numba_cuda, run_main, snapshot, without_timings
 
 FAST = ["--fake_data", "--hidden1", "8", "--hidden2", "4"]
 
@@ -22,7 +22,7 @@ def test_the_first_line_says_backend_seed_data_and_log_dir(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("missing, why", [
-    ({"nvmath"}, "nvmath-python is not installed"),
+    pytest.param({"nvmath"}, "nvmath-python is not installed", marks=needs_numba_cuda),  # only nvmath missing
     ({"numba_cuda", "nvmath"}, "numba-cuda and nvmath-python are not installed"),
     (set(), None)])
 def test_auto_picks_cuda_only_when_its_packages_are_installed_too(monkeypatch, missing, why):
@@ -80,8 +80,8 @@ def test_resume_says_where_from_and_when_there_is_nothing_left(tmp_path, capsys)
     before = snapshot(tmp_path)
     code, lines, error = run_main(capsys, *common, "--resume", "--max_steps", "1001")
     assert code == 0 and lines == []
-    assert error.splitlines()[-1] == f"mnist-gpu: nothing to do: the run in {tmp_path} is at step 1001, " \
-                                     "--max_steps is 1001"
+    assert error.splitlines()[-1] == f"mnist-gpu: nothing to do: the run in {tmp_path} has taken its 1001 steps " \
+                                     "(step 1000 is saved), --max_steps is 1001"
     assert snapshot(tmp_path) == before
 
 
@@ -93,7 +93,7 @@ def test_eval_notes_a_damaged_newest_checkpoint(tmp_path, capsys):
     code, lines, error = run_main(capsys, "eval", "--checkpoint", str(tmp_path), "--backend", "numpy")
     assert code == 0
     assert error.startswith(f"mnist-gpu: skipping a damaged checkpoint: {newest}: ")
-    assert lines[0] == f"Evaluating {tmp_path / 'model.ckpt-999.safetensors'} (global_step 1000)"
+    assert lines[0] == f"Evaluating {tmp_path / 'model.ckpt-999.safetensors'} (step 999)"
 
 
 def test_an_existing_run_is_counted_in_words(tmp_path, capsys):

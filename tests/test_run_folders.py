@@ -90,12 +90,12 @@ def test_eval_without_checkpoint_takes_the_newest_valid_checkpoint_under_the_roo
         assert run_main(capsys, *FAST, "--max_steps", "1000")[0] == 0
     older, newer = runs.run_folders(str(root))
     code, lines, _ = run_main(capsys, "eval", "--backend", "numpy")
-    assert code == 0 and lines[0] == f"Evaluating {newer}/model.ckpt-999.safetensors (global_step 1000)"
+    assert code == 0 and lines[0] == f"Evaluating {newer}/model.ckpt-999.safetensors (step 999)"
     damaged = os.path.join(newer, "model.ckpt-999.safetensors")
     with open(damaged, "r+b") as stream:
         stream.truncate(1000)
     code, lines, error = run_main(capsys, "eval", "--backend", "numpy")
-    assert code == 0 and lines[0] == f"Evaluating {older}/model.ckpt-999.safetensors (global_step 1000)"
+    assert code == 0 and lines[0] == f"Evaluating {older}/model.ckpt-999.safetensors (step 999)"
     assert error.startswith(f"mnist-gpu: skipping a run with no valid checkpoint: {newer}: no valid checkpoint to "
                             f"use ({damaged}")
 
@@ -116,7 +116,7 @@ def test_resume_and_eval_take_only_real_run_folders_of_this_user(root, capsys, t
     assert run_main(capsys, *FAST, "--log_dir", foreign, "--max_steps", "7")[0] == 0
     os.chown(foreign, 12345, 12345)
     code, lines, error = run_main(capsys, "eval", "--backend", "numpy")
-    assert code == 0 and lines[0] == f"Evaluating {mine}/model.ckpt-4.safetensors (global_step 5)"
+    assert code == 0 and lines[0] == f"Evaluating {mine}/model.ckpt-4.safetensors (step 4)"
     assert error.splitlines()[:2] == [f"mnist-gpu: skipping {link}: a link, not a run folder of this user's",
                                       f"mnist-gpu: skipping {foreign}: owned by user 12345, not a run folder of this "
                                       "user's"]

@@ -158,11 +158,11 @@ def test_another_users_plants_are_neither_used_nor_touched_and_each_users_defaul
             log_dir = log_dir_of(errors)
             assert os.path.dirname(log_dir) == runs and "data: mnist from the copy shipped in the package" in errors[0]
             code, lines, errors = mnist_gpu(machine, user, "eval", "--backend", "numpy")
-            assert code == 0 and lines[0] == f"Evaluating {log_dir}/model.ckpt-19.safetensors (global_step 20)", \
+            assert code == 0 and lines[0] == f"Evaluating {log_dir}/model.ckpt-19.safetensors (step 19)", \
                 (user, lines, errors)
             code, lines, errors = mnist_gpu(machine, user, "predict", "--backend", "numpy", machine["picture"])
             assert code == 0 and len(lines) == 1 and lines[0].startswith(f"{machine['picture']}: "), (user, errors)
-            assert errors == [f"mnist-gpu: predicting with {log_dir}/model.ckpt-19.safetensors (global_step 20)"]
+            assert errors == [f"mnist-gpu: predicting with {log_dir}/model.ckpt-19.safetensors (step 19)"]
     assert listing(shared) == before and os.listdir(trap) == []  # nothing planted was used, followed or changed
 
     for home, uid in ((machine["root_home"], 0), (machine["other_home"], other_uid())):

@@ -1,8 +1,8 @@
 """What provenance and the evaluation pictures cost: this commit against an older one, side by side in one loop.
 
-    .venv/bin/python tools/measure_run_cost.py 30b1be8            # the commit before issue 20
-    .venv/bin/python tools/measure_run_cost.py 30b1be8 --rounds 15
-    .venv/bin/python tools/measure_run_cost.py --in-process-only --rounds 21
+    .venv/bin/python -m tools.measure_run_cost 30b1be8            # against an older commit
+    .venv/bin/python -m tools.measure_run_cost 30b1be8 --rounds 15
+    .venv/bin/python -m tools.measure_run_cost --in-process-only --rounds 21
 
 Both commits are exported (git archive) into fresh folders and run as `python -m mnist_gpu` from
 there with this interpreter, alternating round by round (the machine's noise hits both alike):
@@ -12,7 +12,8 @@ not a checkout, so the new code records no git commit there, as an installed mni
 checkout's extra `git` calls are timed on their own, in-process, with the pictures of one
 evaluation. Then the whole run in this process, alternating the code as it is with its pictures and
 provenance stubbed out (the extra work alone, without the noise of starting processes). Prints
-medians; nothing is written outside temporary folders.
+medians, and records the in-process ones in bench/results/figures.json (bench/figures.py: the
+figures the docs quote); run it from the checkout's root, as above.
 """
 import argparse
 import os
@@ -152,11 +153,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--in-process-only", action="store_true", help="skip the fresh processes")
     options = parser.parse_args()
+    from bench import figures  # the checkout's bench/: run as python -m tools.measure_run_cost from its root
+
+    machine = figures.machine()
     if options.base is None and not options.in_process_only:
         parser.error("name the commit to compare with, or pass --in-process-only")
     if not options.in_process_only:
         fresh_processes(options.base, options.rounds)
-    for kind, medians in zip(("wall", "CPU (process_time)"), in_process(options.rounds), strict=True):
+    wall, cpu = in_process(options.rounds)
+    for kind, medians in zip(("wall", "CPU (process_time)"), (wall, cpu), strict=True):
         extra = medians["with"] - medians["without"]
         print(f"in-process run (cpu, --seed 1), {kind}: with {medians['with']:.3f} s, without (pictures and "
               f"provenance stubbed out) {medians['without']:.3f} s, difference {extra:+.3f} s "
@@ -164,6 +169,13 @@ def main():
     gathering, drawing = pieces(options.rounds)
     print(f"in-process: provenance gathered in this checkout {gathering * 1000:.1f} ms; one evaluation's pictures "
           f"(confusion, two PNGs, table) {drawing * 1000:.1f} ms; medians of {options.rounds}")
+    figures.record({
+        "run_in_process_cpu": (*figures.seconds(wall["with"]), "the tutorial's run (cpu, --seed 1) in one process"),
+        "pictures_and_provenance_in_run": (*figures.seconds(wall["with"] - wall["without"]),
+                                           "what the pictures and provenance add to that run"),
+        "evaluation_pictures": (*figures.seconds(drawing), "one evaluation's pictures: confusion, two PNGs, table"),
+        "provenance_gather": (*figures.seconds(gathering), "gathering the provenance in a git checkout"),
+    }, " ".join(["python -m tools.measure_run_cost", *sys.argv[1:]]), f"{machine}, {figures.load_average()} at the end")
 
 
 if __name__ == "__main__":

@@ -31,27 +31,30 @@ class CpuBackend(NumpyBackend):
         super().__init__(np.float32)
         self.sgemm = find_sgemm()  # None where NumPy's BLAS is not its bundled OpenBLAS
 
-    def _gemm(self, a, b, out, alphas, beta, trans_a, trans_b):
-        """out[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * out[k]; a 2-D `a` is every member's."""
+    def _gemm(self, a, b, out, alphas, beta, trans_a, trans_b, active):
+        """out[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * out[k] for the members with active[k] != 0 (no call for
+        the others); a 2-D `a` is every member's."""
         if len(out) == 1:
-            self.sgemm.one(a if a.ndim == 2 else a[0], b[0], out[0], alphas[0], beta, trans_a, trans_b)
+            if active[0] != 0:
+                self.sgemm.one(a if a.ndim == 2 else a[0], b[0], out[0], alphas[0], beta, trans_a, trans_b)
         elif a.ndim == 2:
-            self.sgemm.shared(a, b, out, alphas, beta, trans_a, trans_b)
+            self.sgemm.shared(a, b, out, alphas, beta, trans_a, trans_b, active)
         else:
-            self.sgemm.members(a, b, out, alphas, beta, trans_a, trans_b)
+            self.sgemm.members(a, b, out, alphas, beta, trans_a, trans_b, active)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         if self.sgemm is None:
             super().matmul(a, b, out, trans_a, trans_b)
         else:
-            self._gemm(a, b, out, np.ones(len(out), np.float32), ZERO, trans_a, trans_b)
+            self._gemm(a, b, out, np.ones(len(out), np.float32), ZERO, trans_a, trans_b, np.ones(len(out), np.int32))
 
-    def matmul_sgd(self, a, b, parameter, learning_rates, trans_a=False, trans_b=False):
-        """One BLAS call per member, W[k] = W[k] - lr[k] * op(a[k]) @ op(b[k]): no gradient is written and read back."""
+    def matmul_sgd(self, a, b, parameter, learning_rates, active, trans_a=False, trans_b=False):
+        """One BLAS call per member that trains, W[k] = W[k] - lr[k] * op(a[k]) @ op(b[k]): no gradient is written
+        and read back; a stopped member gets no call at all."""
         if self.sgemm is None:
-            super().matmul_sgd(a, b, parameter, learning_rates, trans_a, trans_b)
+            super().matmul_sgd(a, b, parameter, learning_rates, active, trans_a, trans_b)
         else:
-            self._gemm(a, b, parameter, -self.rates(learning_rates), ONE, trans_a, trans_b)
+            self._gemm(a, b, parameter, -self.rates(learning_rates), ONE, trans_a, trans_b, active)
 
     def gather_rows(self, table, indices, out):
         table = table.reshape(len(table), -1)
@@ -103,12 +106,13 @@ class CpuBackend(NumpyBackend):
             cpu.softmax_xent_members(logits, labels, grad_out, active, losses)
         return losses
 
-    def sgd_update(self, parameter, grad, learning_rates):
+    def sgd_update(self, parameter, grad, learning_rates, active):
         rates = self.rates(learning_rates)
         if len(parameter) == 1:
-            cpu.sgd_update(parameter[0], grad[0], rates[0])
+            if active[0] != 0:
+                cpu.sgd_update(parameter[0], grad[0], rates[0])
         else:
-            cpu.sgd_update_members(parameter, grad, rates)
+            cpu.sgd_update_members(parameter, grad, rates, active)
 
     def in_top_k(self, logits, labels, k=1):
         check_labels(labels)

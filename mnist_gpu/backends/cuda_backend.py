@@ -85,6 +85,7 @@ class CudaBackend:
         self.recorded = None  # a list while recording()
         self.index_buffer = self.empty(0, dtype=np.int32)
         self.device_rates = {}  # the members' learning rates (bytes) -> their device array
+        self.scratch_buffers = {}  # shape -> a gradient buffer (matmul_sgd)
 
     # -- arrays ---------------------------------------------------------------
     def asarray(self, array, dtype=None):
@@ -149,13 +150,19 @@ class CudaBackend:
         """kernel[blocks, threads] on our stream, like CUDA's kernel<<<blocks, threads, 0, stream>>>."""
         self._issue(KernelLaunch(kernel, blocks, threads, arguments, self.launch_stream, self.on_stream))
 
-    def _gemm(self, a, b, out, alphas, beta, trans_a, trans_b):
-        self._issue(GemmCall(self.gemms, a, b, out, alphas, beta, trans_a, trans_b))
+    def _gemm(self, a, b, out, alpha, beta, trans_a, trans_b):
+        self._issue(GemmCall(self.gemms, a, b, out, alpha, beta, trans_a, trans_b))
 
     def grid(self, count):
         """(blocks, threads) for one thread per item."""
         threads = self.kernels_module.THREADS_PER_BLOCK
         return self.kernels_module.blocks_for(count, threads), threads
+
+    def stride_grid(self, count):
+        """(blocks, threads) for a grid-stride kernel: one thread per item on a GPU; in the simulator, which starts a
+        Python thread per simulated thread, at most SIMULATED_BLOCKS blocks whose threads loop over the items."""
+        blocks, threads = self.grid(count)
+        return (min(blocks, self.kernels_module.SIMULATED_BLOCKS) if self.simulated else blocks), threads
 
     def step_program(self, model, split, orders, last_step, graph="auto", note=print):
         """The training step as a program of prepared operations, eager or one CUDA graph (cuda_program.py)."""
@@ -185,23 +192,34 @@ class CudaBackend:
     def gather_rows(self, table, indices, out):
         """out[...] = table[indices]; `indices` are host integers ([K, B] or [R]), flattened for the kernel."""
         out_2d = out.reshape(indices.size, -1)
-        self.launch(self.gather.gather_rows_kernel, *self.grid(out_2d.size),
+        self.launch(self.gather.gather_rows_kernel, *self.stride_grid(out_2d.size),
                     table.reshape(len(table), -1), self._device_indices(indices), out_2d)
 
     def gather_images(self, pixels, indices, out):
         """out[...] = pixels[indices] * PIXEL_SCALE, uint8 to float32 in the same pass (rows flattened)."""
         out_2d = out.reshape(indices.size, -1)
-        self.launch(self.gather.gather_images_kernel, *self.grid(out_2d.size),
+        self.launch(self.gather.gather_images_kernel, *self.stride_grid(out_2d.size),
                     pixels, self._device_indices(indices), PIXEL_SCALE, out_2d)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
-        """out[k] = op(a[k]) @ op(b[k]) by cuBLAS's strided-batched sgemm; a transpose is a flag, never a copy."""
-        self._gemm(a, b, out, np.ones(out.shape[0], np.float32), 0.0, trans_a, trans_b)
+        """out[k] = op(a[k]) @ op(b[k]) by one strided-batched cuBLAS call; a transpose is a flag, never a copy."""
+        self._gemm(a, b, out, 1.0, 0.0, trans_a, trans_b)
 
-    def matmul_sgd(self, a, b, parameter, learning_rates, trans_a=False, trans_b=False):
-        """parameter[k] -= learning_rates[k] * op(a[k]) @ op(b[k]) in ONE sgemm per run of members sharing a learning
-        rate (alpha = -lr, beta = 1)."""
-        self._gemm(a, b, parameter, -np.asarray(learning_rates, np.float32), 1.0, trans_a, trans_b)
+    def matmul_sgd(self, a, b, parameter, learning_rates, active, trans_a=False, trans_b=False):
+        """parameter[k] -= learning_rates[k] * op(a[k]) @ op(b[k]) where active[k]: every member's gradient by one
+        strided-batched GEMM into a scratch buffer, then the SGD kernel (each member's rate; a stopped member left
+        as it is). cuBLAS takes one alpha per call, so folding the rates into the GEMM would need a call per
+        learning rate and could not skip a member the device has just stopped."""
+        gradient = self.scratch(parameter.shape)
+        self._gemm(a, b, gradient, 1.0, 0.0, trans_a, trans_b)
+        self.sgd_update(parameter.reshape(len(parameter), -1), gradient.reshape(len(parameter), -1), learning_rates,
+                        active)
+
+    def scratch(self, shape):
+        """A buffer of `shape` for a gradient used at once (the stream orders its uses), made once per shape."""
+        if shape not in self.scratch_buffers:
+            self.scratch_buffers[shape] = self.empty(shape)
+        return self.scratch_buffers[shape]
 
     def bias_relu(self, x, bias, out):
         self.launch(self.bias_activation.bias_relu_kernel, *self.grid(x.size), x, bias, out)
@@ -228,9 +246,9 @@ class CudaBackend:
                     logits, labels, grad_out, active, losses)
         return losses
 
-    def sgd_update(self, parameter, grad, learning_rates):
-        self.launch(self.sgd.sgd_update_kernel, *self.grid(parameter.size),
-                    parameter, grad, self.rates_on_device(learning_rates))
+    def sgd_update(self, parameter, grad, learning_rates, active):
+        self.launch(self.sgd.sgd_update_kernel, *self.stride_grid(parameter.size),
+                    parameter, grad, self.rates_on_device(learning_rates), active)
 
     def in_top_k(self, logits, labels, k=1):
         """Returns the members' counts [K] on the device (to_host reads them, waiting for the GPU)."""

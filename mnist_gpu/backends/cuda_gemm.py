@@ -39,22 +39,11 @@ def _operand(array, pointer):
     return pointer(array), array.strides[-2] // 4, array.strides[0] // 4 if array.ndim == 3 else 0
 
 
-def runs_of_equal(values):
-    """[(first, count)] of the runs of equal consecutive values: the members one strided-batched call can take."""
-    runs, first = [], 0
-    for index in range(1, len(values) + 1):
-        if index == len(values) or values[index] != values[first]:
-            runs.append((first, index - first))
-            first = index
-    return runs
-
-
 class GemmCall:
-    """out[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * out[k] for every member k, bound to its buffers: run() issues
-    it again and again, as one strided-batched cuBLAS call per run of members that share alpha (cuBLAS takes one
-    alpha per call: members that share a learning rate share a call)."""
+    """out[k] = alpha * op(a[k]) @ op(b[k]) + beta * out[k] for every member k, bound to its buffers: run() issues it
+    again and again, one strided-batched cuBLAS call for all the members."""
 
-    def __init__(self, library, a, b, out, alphas, beta, trans_a=False, trans_b=False):
+    def __init__(self, library, a, b, out, alpha, beta, trans_a=False, trans_b=False):
         rows, inner = (a.shape[-1], a.shape[-2]) if trans_a else a.shape[-2:]
         inner_b, columns = (b.shape[-1], b.shape[-2]) if trans_b else b.shape[-2:]
         members = out.shape[0]
@@ -63,18 +52,13 @@ class GemmCall:
             raise ValueError(f"sgemm: op(a) {rows}x{inner}, op(b) {inner_b}x{columns} and out {out.shape} do not fit")
         (a_address, a_leading, a_stride), (b_address, b_leading, b_stride), (out_address, out_leading, out_stride) = (
             _operand(array, library.pointer) for array in (a, b, out))
-        alphas = np.asarray(alphas, np.float32)
         self.library = library
-        # Per run of members: its alpha and beta (cuBLAS reads them through host pointers), and cuBLAS's arguments
-        # transa, transb, m, n, k, A, lda, strideA, B, ldb, strideB, C, ldc, strideC, count (see the module's
-        # docstring: b is cuBLAS's A).
-        self.scalars = np.array([[alphas[first], beta] for first, _ in runs_of_equal(alphas)], np.float32)
-        self.calls = [(TRANSPOSE if trans_b else NO_TRANSPOSE, TRANSPOSE if trans_a else NO_TRANSPOSE,
-                       columns, rows, inner,
-                       b_address + 4 * first * b_stride, b_leading, b_stride,
-                       a_address + 4 * first * a_stride, a_leading, a_stride,
-                       out_address + 4 * first * out_stride, out_leading, out_stride, count)
-                      for first, count in runs_of_equal(alphas)]
+        self.scalars = np.array([alpha, beta], np.float32)  # cuBLAS reads alpha and beta through host pointers
+        # cuBLAS's order: transa, transb, m, n, k, A, lda, strideA, B, ldb, strideB, C, ldc, strideC, count (see the
+        # module's docstring: b is cuBLAS's A).
+        self.arguments = (TRANSPOSE if trans_b else NO_TRANSPOSE, TRANSPOSE if trans_a else NO_TRANSPOSE,
+                          columns, rows, inner, b_address, b_leading, b_stride, a_address, a_leading, a_stride,
+                          out_address, out_leading, out_stride, members)
         self.buffers = (a, b, out)  # alive as long as the call can run
 
     def run(self):
@@ -104,12 +88,10 @@ class Cublas:
         return array.data.ptr
 
     def sgemm(self, call):
-        scalars = call.scalars.ctypes.data
-        for group, (transa, transb, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, count) in \
-                enumerate(call.calls):
-            alpha = scalars + 8 * group
-            self.cublas.sgemm_strided_batched(self.handle, transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb,
-                                              stride_b, alpha + 4, c, ldc, stride_c, count)
+        transa, transb, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, count = call.arguments
+        alpha = call.scalars.ctypes.data
+        self.cublas.sgemm_strided_batched(self.handle, transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb,
+                                          stride_b, alpha + 4, c, ldc, stride_c, count)
 
 
 class SimulatedCublas:
@@ -119,9 +101,9 @@ class SimulatedCublas:
     CBLAS_TRANSPOSE = {NO_TRANSPOSE: 111, TRANSPOSE: 112}
 
     def __init__(self):
-        from . import openblas
+        from . import blas_library
 
-        address = openblas.sgemm_address()
+        address = blas_library.sgemm_address()
         if address is None:
             raise BackendUnavailable("the simulated CUDA backend needs NumPy's bundled OpenBLAS for its GEMMs; "
                                      "this NumPy has none")
@@ -135,10 +117,10 @@ class SimulatedCublas:
         return array.ctypes.data
 
     def sgemm(self, call):
-        """Each member of each run as its own column-major sgemm: what a strided-batched call computes."""
-        for (alpha, beta), (transa, transb, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, count) in \
-                zip(call.scalars.tolist(), call.calls, strict=True):
-            for member in range(count):
-                self.function(self.COLUMN_MAJOR, self.CBLAS_TRANSPOSE[transa], self.CBLAS_TRANSPOSE[transb], m, n, k,
-                              alpha, a + 4 * member * stride_a, lda, b + 4 * member * stride_b, ldb, beta,
-                              c + 4 * member * stride_c, ldc)
+        """Each member as its own column-major sgemm: what a strided-batched call computes."""
+        transa, transb, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, count = call.arguments
+        alpha, beta = (float(value) for value in call.scalars)
+        for member in range(count):
+            self.function(self.COLUMN_MAJOR, self.CBLAS_TRANSPOSE[transa], self.CBLAS_TRANSPOSE[transb], m, n, k,
+                          alpha, a + 4 * member * stride_a, lda, b + 4 * member * stride_b, ldb, beta,
+                          c + 4 * member * stride_c, ldc)

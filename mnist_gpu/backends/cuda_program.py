@@ -6,7 +6,7 @@ every launch) while the GPU works well under 0.1 ms. So the step is built once, 
 
     gather_batch   images, labels <- rows index_ring[step % R_index] of the split (on the device)
     train_step     the model's one step (model.py) for every member, recorded through the backend:
-                   8 kernels, 8 GEMMs (each GEMM one strided-batched call per learning rate)
+                   its kernels and 8 GEMMs (each GEMM one strided-batched call for all members)
     advance_step   loss_ring[step % R_loss] <- the members' losses; step += 1
 
 where `step` is a counter in device memory. Every buffer is allocated once, here; nothing in a
@@ -78,7 +78,7 @@ class StepProgram:
         self.positions = {}  # step -> the members' data positions after drawing its batches (this window's steps)
         self.upload_done = None  # an event after the last window's upload (GPU)
         with backend.recording() as operations:
-            backend.launch(step_ring.gather_batch_kernel, *backend.grid(rows * mnist.IMAGE_PIXELS),
+            backend.launch(step_ring.gather_batch_kernel, *backend.stride_grid(rows * mnist.IMAGE_PIXELS),
                            split.pixels, split.labels, self.index_ring, self.step_counter, mnist.PIXEL_SCALE,
                            self.images.reshape(rows, mnist.IMAGE_PIXELS), self.labels.reshape(rows))
             # The model's own step, recorded on a copy so the recording does not count as a step.

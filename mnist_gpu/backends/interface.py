@@ -62,9 +62,10 @@ class Backend(Protocol):
         """out[k] = op(a[k]) @ op(b[k]) for each member k, op transposing the last two axes when asked (a flag or a
         view, never a copy); a 2-D `a` [M, N] is shared by every member (evaluation's images)."""
 
-    def matmul_sgd(self, a, b, parameter, learning_rates, trans_a=False, trans_b=False):
-        """parameter[k] -= learning_rates[k] * op(a[k]) @ op(b[k]): each member's weight gradient and its SGD step,
-        never stored. `learning_rates`: host float32 [K]."""
+    def matmul_sgd(self, a, b, parameter, learning_rates, active, trans_a=False, trans_b=False):
+        """parameter[k] -= learning_rates[k] * op(a[k]) @ op(b[k]) for each member k with active[k] != 0: a weight
+        gradient and its SGD step; a stopped member's parameter is left exactly as it is. `learning_rates`: host
+        float32 [K]; `active`: the model's [K] int32, on the backend."""
 
     def bias_relu(self, x, bias, out):
         """out[k, b, h] = max(x[k, b, h] + bias[k, h], 0); out may be x."""
@@ -82,13 +83,14 @@ class Backend(Protocol):
         """Each member's mean softmax cross-entropy of logits [K, B, C] against integer labels [K, B]: [K], on the
         backend.
 
-        Writes d(mean loss)/d(logits) = (softmax - onehot) / B into grad_out, but zero for a member
-        that does not train: active[k] == 0, or its loss is not finite now (then active[k] becomes
-        0). A label outside 0..C-1 makes the loss NaN, never an out-of-bounds access.
+        Writes d(mean loss)/d(logits) = (softmax - onehot) / B into grad_out, and stops a member
+        whose loss is not finite: active[k] becomes 0 (from this step on the SGD ops skip it). A
+        label outside 0..C-1 makes the loss NaN, never an out-of-bounds access.
         """
 
-    def sgd_update(self, parameter, grad, learning_rates):
-        """parameter[k] -= learning_rates[k] * grad[k], in place (learning_rates: host float32 [K])."""
+    def sgd_update(self, parameter, grad, learning_rates, active):
+        """parameter[k] -= learning_rates[k] * grad[k], in place, for each member with active[k] != 0 (the others
+        are left exactly as they are)."""
 
     def in_top_k(self, logits, labels, k=1):
         """How many rows each member has its integer label among the top k, logits [K, R, C] against labels [R]

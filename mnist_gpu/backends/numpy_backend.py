@@ -67,14 +67,14 @@ class NumpyBackend:
         """out[k] = op(a[k]) @ op(b[k]); a 2-D `a` is every member's (np.matmul broadcasts it)."""
         np.matmul(transposed(a) if trans_a else a, transposed(b) if trans_b else b, out=out)
 
-    def matmul_sgd(self, a, b, parameter, learning_rates, trans_a=False, trans_b=False):
-        """parameter[k] -= learning_rates[k] * op(a[k]) @ op(b[k]): a weight gradient GEMM and its SGD step.
+    def matmul_sgd(self, a, b, parameter, learning_rates, active, trans_a=False, trans_b=False):
+        """parameter[k] -= learning_rates[k] * op(a[k]) @ op(b[k]) where active[k]: a weight gradient and its step.
 
-        The gradient op(a) @ op(b) is never kept, so the fast backends can do this in one GEMM.
+        A select, not a product: a stopped member is left as it is, even where its gradient is NaN.
         """
         gradient = np.matmul(transposed(a) if trans_a else a, transposed(b) if trans_b else b)
         gradient *= self.rates(learning_rates)[:, None, None]
-        parameter -= gradient
+        np.subtract(parameter, gradient, out=parameter, where=(active != 0)[:, None, None])
 
     def bias_relu(self, x, bias, out):
         """out[k, b, h] = max(x[k, b, h] + bias[k, h], 0)."""
@@ -108,8 +108,7 @@ class NumpyBackend:
 
         Stable: subtract each row's max before exp. grad = (softmax - onehot(labels)) / B. A label
         outside 0..C-1 makes the loss NaN (no one-hot for that row), never a bad index. A member
-        that does not train (active 0), or whose loss is not finite (it stops: active becomes 0),
-        gets a zero gradient: its step changes none of its variables.
+        whose loss is not finite stops: active becomes 0.
         """
         check_labels(labels)
         members, batch, classes = logits.shape
@@ -125,12 +124,11 @@ class NumpyBackend:
         grad_out[member[valid], row[valid], labels[valid]] -= 1 / batch
         mean_losses = losses.mean(axis=1, dtype=self.dtype)
         active &= np.isfinite(mean_losses)
-        grad_out[active == 0] = 0
         return mean_losses
 
-    def sgd_update(self, parameter, grad, learning_rates):
-        """parameter[k] -= learning_rates[k] * grad[k], in place."""
-        parameter -= self.rates(learning_rates)[:, None] * grad
+    def sgd_update(self, parameter, grad, learning_rates, active):
+        """parameter[k] -= learning_rates[k] * grad[k], in place, where active[k] (a select: see matmul_sgd)."""
+        np.subtract(parameter, self.rates(learning_rates)[:, None] * grad, out=parameter, where=(active != 0)[:, None])
 
     def in_top_k(self, logits, labels, k=1):
         """How many rows each member has its label among the top k, with TensorFlow's exact rules.

@@ -2,29 +2,21 @@
 
 The cpu backend uses it to fold SGD into the weight-gradient GEMM (W = W - lr * X^T G: beta = 1,
 alpha = -lr), which saves writing, re-reading and updating a separate gradient the size of W.
-NumPy >= 2 wheels bundle OpenBLAS as `scipy_openblas64_` (64-bit integers); loading that same
-file shares NumPy's library and thread pool. Where it is not found (another BLAS, another
-platform), `find_sgemm` returns None and the caller falls back to NumPy.
+The library is NumPy's bundled OpenBLAS (blas_library.py); where it is not found, `find_sgemm`
+returns None and the caller falls back to NumPy.
 
 The call is made from Numba-compiled code: from Python, ctypes spends ~14 us converting the
 arguments of one call, more than a small GEMM takes. The compiled code names the function by its
 symbol, which `find_sgemm` registers with LLVM in each process, and holds no address: so it is
 cached on disk like the kernels (compiling it cost ~0.6 s at the start of every run).
-
-The same library's thread count can be set at any time (`set_threads`, what the tests use), not
-only through OPENBLAS_NUM_THREADS before NumPy loads.
 """
-import contextlib
-import ctypes
 import functools
-import glob
-import os
 
 import llvmlite.binding as llvm
-import numpy as np
 from numba import njit, prange, types
 
-SYMBOL = "scipy_cblas_sgemm64_"
+from .blas_library import SYMBOL, sgemm_address
+
 ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112
 # cblas_sgemm(order, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), 64-bit sizes.
 _enum, _size, _scalar, _pointer = types.int32, types.int64, types.float32, types.uintp
@@ -33,62 +25,9 @@ cblas_sgemm = types.ExternalFunction(SYMBOL, types.void(
 SIGNATURE = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32, float32, boolean, boolean)"
 # The members' outputs may be views (evaluation writes each chunk's logits into rows of a larger array).
 MEMBERS_SIGNATURE = ("void(float32[:, :, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
-                     "boolean)")
+                     "boolean, int32[::1])")
 SHARED_SIGNATURE = ("void(float32[:, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
-                    "boolean)")
-
-
-@functools.cache
-def _library():
-    """NumPy's bundled OpenBLAS (the very library NumPy has loaded, so its thread pool too), or None."""
-    numpy_folder = os.path.dirname(np.__file__)
-    candidates = glob.glob(os.path.join(numpy_folder, os.pardir, "numpy.libs", "libscipy_openblas64_*")) + \
-        glob.glob(os.path.join(numpy_folder, ".dylibs", "libscipy_openblas64_*"))
-    for path in sorted(candidates):
-        try:
-            library = ctypes.CDLL(path)
-            getattr(library, SYMBOL)
-        except (OSError, AttributeError):
-            continue
-        return library
-    return None
-
-
-def sgemm_address():
-    """Where NumPy's bundled OpenBLAS has its cblas_sgemm, or None."""
-    library = _library()
-    return None if library is None else ctypes.cast(getattr(library, SYMBOL), ctypes.c_void_p).value
-
-
-def set_threads(count):
-    """Run NumPy's OpenBLAS on `count` threads from now on, whenever NumPy was loaded; False where it is not found.
-
-    OPENBLAS_NUM_THREADS is read once, when the library loads: this works after that too (the tests pin
-    one thread even where a pytest plugin imported NumPy before any conftest could set the variable).
-    """
-    library = _library()
-    if library is None:
-        return False
-    library.scipy_openblas_set_num_threads64_(ctypes.c_int(count))
-    return True
-
-
-@contextlib.contextmanager
-def threads_for(count):
-    """Run NumPy's OpenBLAS on `count` threads inside the block, and as before after it."""
-    before = threads()
-    set_threads(count)
-    try:
-        yield
-    finally:
-        if before is not None:
-            set_threads(before)
-
-
-def threads():
-    """How many threads NumPy's OpenBLAS runs on now, or None where it is not found."""
-    library = _library()
-    return None if library is None else library.scipy_openblas_get_num_threads64_()
+                    "boolean, int32[::1])")
 
 
 @njit(cache=True)
@@ -111,16 +50,19 @@ def sgemm(a, b, c, alpha, beta, trans_a, trans_b):
                 beta, c.ctypes.data, c.strides[0] // 4)
 
 
-def sgemm_members(a, b, c, alphas, beta, trans_a, trans_b):
-    """c[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * c[k] for every member k, one member per thread."""
+def sgemm_members(a, b, c, alphas, beta, trans_a, trans_b, active):
+    """c[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * c[k] for every member k with active[k] != 0, one member per
+    thread; the others are left as they are."""
     for member in prange(c.shape[0]):
-        sgemm(a[member], b[member], c[member], alphas[member], beta, trans_a, trans_b)
+        if active[member] != 0:
+            sgemm(a[member], b[member], c[member], alphas[member], beta, trans_a, trans_b)
 
 
-def sgemm_members_shared(a, b, c, alphas, beta, trans_a, trans_b):
+def sgemm_members_shared(a, b, c, alphas, beta, trans_a, trans_b, active):
     """The same with one `a` [M, N] for every member (evaluation's images)."""
     for member in prange(c.shape[0]):
-        sgemm(a, b[member], c[member], alphas[member], beta, trans_a, trans_b)
+        if active[member] != 0:
+            sgemm(a, b[member], c[member], alphas[member], beta, trans_a, trans_b)
 
 
 class Sgemm:

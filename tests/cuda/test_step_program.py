@@ -16,7 +16,7 @@ from mnist_gpu.steps import DeviceSplit, HostSteps
 from backend_equivalence import SIMULATED
 
 ROWS, BATCH, HIDDEN1, HIDDEN2 = 7, 3, 5, 4  # 7 rows, batches of 3: an epoch ends every ~2 steps
-RATES = (0.1, 0.1, 0.05)  # three members, two sharing a learning rate (one strided-batched GEMM call for both)
+RATES = (0.1, 0.1, 0.05)  # three members, two sharing a learning rate: each member's own rate in the SGD kernel
 GRAPH_MODES = ["off"] if SIMULATED else ["off", "on"]
 
 
