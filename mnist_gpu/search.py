@@ -646,8 +646,8 @@ class Worker:
 
     def check_signals(self):
         if self.signals.received is not None:
-            raise TrainingInterrupted(self.signals.received, message="interrupted between populations; the trials "
-                                      "this worker held are marked for another worker (or --resume) to take over")
+            raise TrainingInterrupted(self.signals.received, parts=("interrupted between populations; the trials "
+                                      "this worker held are marked for another worker (or --resume) to take over",))
 
     def wait(self):
         deadline = time.monotonic() + min(self.every, 5.0)
@@ -928,9 +928,9 @@ class Job:
             except TrainingInterrupted as interrupted:
                 where = os.path.join(name, os.path.basename(interrupted.saved)) if interrupted.saved else name
                 raise TrainingInterrupted(interrupted.signal_number, interrupted.step, interrupted.saved, None,
-                                          f"interrupted at step {interrupted.step}; saved {where}; the same "
-                                          "mnist-gpu sweep command with --resume continues the study (or another "
-                                          "worker takes its trials over)") from None
+                                          (f"interrupted at step {interrupted.step}; saved {where}; the same "
+                                           "mnist-gpu sweep command with --resume continues the study (or another "
+                                           "worker takes its trials over)",)) from None
             if loop is not None:
                 worker.trained += loop.results()
             self.tell(members)

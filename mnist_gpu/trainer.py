@@ -237,7 +237,7 @@ def grid_flags(flags):
         several = isinstance(value, tuple) and len(value) > 1 and name != "learning_rate"
         if several or not isinstance(value, (tuple, int, float, type(None))):
             raise FlagError(f"--{name} {value}: several hidden or batch sizes, or a range, make the sweep an Optuna "
-                            "study (mnist-gpu sweep runs one; mnist_gpu.search.run from Python)")
+                            "study (mnist-gpu sweep or mnist_gpu.sweep runs one)")
         if name != "learning_rate" and isinstance(value, tuple):
             setattr(flags, name, value[0])
     return flags

@@ -393,3 +393,16 @@ def test_a_sweep_resumed_after_ctrl_c_ends_as_an_uninterrupted_one(tmp_path, mni
         for name, value in final_variables(broken / member).items():
             np.testing.assert_array_equal(value.view(np.uint32), expected[name].view(np.uint32),
                                           err_msg=f"{member} {name}")
+
+
+def test_a_signal_between_populations_is_an_interruption_that_says_so():
+    from types import SimpleNamespace
+
+    from mnist_gpu.errors import TrainingInterrupted
+
+    worker = object.__new__(search.Worker)  # only its signals matter here
+    worker.signals = SimpleNamespace(received=signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted) as raised:
+        worker.check_signals()
+    assert raised.value.exit_code == 143
+    assert raised.value.command_line().startswith("interrupted between populations; the trials this worker held")
