@@ -79,3 +79,40 @@ def test_sweep_against_solo_runs(benchmark, way):
                          f"{name}-{seed}"], folder)
 
         benchmark.pedantic(commands, rounds=2, warmup_rounds=0)
+
+
+TRIALS = 64  # the study's configurations; under --benchmark-disable (the test suite's smoke run) 2 of them
+SMALL = ["--hidden1", "12", "--hidden2", "5", "--batch_size", "13", "--max_steps", "1000"]
+
+
+def learning_rates(count):
+    """`count` learning rates spread evenly in log space over 0.005 .. 0.5, each written as Python reads it back."""
+    return [float(f"{rate:.6g}") for rate in [0.005 * 100 ** (index / max(count - 1, 1)) for index in range(count)]]
+
+
+@pytest.mark.parametrize("way", ["study, populations of 64", "study, populations of 16", "solo runs"])
+def test_study_against_solo_runs(benchmark, way):
+    """A 64-trial Optuna study (a grid of 64 learning rates, one seed, small layers 784-12-5-10, B=13, 1000 steps,
+    cpu) as one `mnist-gpu sweep` worker, against the 64 commands `mnist-gpu --learning_rate R` one after the other:
+    whole commands, start-up, the study's journal and every evaluation included."""
+    pytest.importorskip("optuna", reason="the sweep extra (pip install '.[sweep]') is not installed")
+    trials = 2 if benchmark.disabled else TRIALS
+    benchmark.group = f"{TRIALS} trials (cpu, 784-12-5-10, B=13, 1000 steps): one study or one command each"
+    benchmark.extra_info["trials"] = trials
+    rates = learning_rates(trials)
+    with tempfile.TemporaryDirectory() as folder:
+        data = os.path.join(folder, "input_data")
+        run(["--max_steps", "1", "--backend", "cpu", "--input_data_dir", data, "--log_dir", "warm"], folder)
+        rounds = iter(range(1000))
+
+        def commands():
+            name = f"r{next(rounds)}"
+            if way.startswith("study"):
+                run(["sweep", "--learning_rate", ",".join(map(str, rates)), "--seed", "1", "--population",
+                     way.split()[-1], "--backend", "cpu", "--input_data_dir", data, "--log_dir", name, *SMALL], folder)
+            else:
+                for index, rate in enumerate(rates):
+                    run(["--learning_rate", str(rate), "--seed", "1", "--backend", "cpu", "--input_data_dir", data,
+                         "--log_dir", f"{name}-{index}", *SMALL], folder)
+
+        benchmark.pedantic(commands, rounds=1, warmup_rounds=0)

@@ -264,7 +264,8 @@ def write_markdown(data, path, chart_name, command):
                      ["backend", "K", "step", "per member", "per member / K=1 step"], steps)
     lines += section("A sweep against its solo runs",
                      "The 16 tutorial runs (--seed 1-16, cpu) as one `mnist-gpu sweep` and as 16 `mnist-gpu` commands "
-                     "one after the other, whole commands. The target: the sweep at most 0.5x.",
+                     "one after the other, whole commands. The target: the sweep at most 0.5x. And a 64-trial Optuna "
+                     "study (docs/sweeps.md; small layers, one round) as one worker against its 64 solo commands.",
                      ["what", "way", "median"], sweeps)
     lines += section("The whole command against a baseline checkout, interleaved",
                      "bench/bench_run.py with MNIST_GPU_BASELINE set to an older checkout: `mnist-gpu --seed 1` "
@@ -409,6 +410,14 @@ def figures_of(data):
                                 "the other, cpu")
             found["sweep_over_solo_16"] = (*figures.ratio(times["one sweep"] / times["solo runs"]),
                                            "the sweep over the 16 solo commands")
+        if group in population_groups(data) and times.get("study, populations of 64") and times.get("solo runs"):
+            for members in (64, 16):
+                found[f"study_64_pop{members}"] = (*figures.seconds(times[f"study, populations of {members}"]),
+                                                   "a 64-trial study (docs/sweeps.md), --population 64, cpu"
+                                                   if members == 64 else "the same, --population 16")
+            found["solo_64"] = (*figures.seconds(times["solo runs"]), "its 64 trials as solo commands")
+            found["study_over_solo_64"] = (*figures.ratio(times["study, populations of 64"] / times["solo runs"]),
+                                           "study_64_pop64 / solo_64")
     return found
 
 

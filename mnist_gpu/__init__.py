@@ -16,6 +16,7 @@ from .errors import (
     FlagError,
     ImageError,
     LogDirInUse,
+    StudyError,
     TrainingDiverged,
     TrainingInterrupted,
     WriteError,
@@ -26,6 +27,6 @@ from .trainer import TrainingResult, run_training
 from .version import __version__
 
 __all__ = ["BackendUnavailable", "CheckpointError", "Classifier", "CudaGraphError", "DataError", "DataSet", "Error",
-           "FlagError", "ImageError", "LogDirInUse", "TrainingDiverged", "TrainingInterrupted", "TrainingResult",
-           "WriteError", "__version__", "evaluation", "get_backend", "inference", "load_checkpoint", "loss",
-           "read_data_sets", "run_training", "sweep", "train", "training"]
+           "FlagError", "ImageError", "LogDirInUse", "StudyError", "TrainingDiverged", "TrainingInterrupted",
+           "TrainingResult", "WriteError", "__version__", "evaluation", "get_backend", "inference", "load_checkpoint",
+           "loss", "read_data_sets", "run_training", "sweep", "train", "training"]

@@ -11,7 +11,7 @@
 """
 from .flags import parse_flags
 from .log import Log
-from .trainer import run_sweep, run_training
+from .trainer import run_training
 
 
 def train(*, verbose=True, **flags):
@@ -38,5 +38,10 @@ def sweep(*, verbose=True, **flags):
     Keyword arguments are the sweep's flags; seed and learning_rate take one value or several
     (a list, a range): mnist_gpu.sweep(seed=range(16), learning_rate=[0.01, 0.1], log_dir="runs/grid").
     Errors as for train; a member that diverges is reported in its result, not raised.
+    With a study's flags (docs/sweeps.md; the sweep extra), this process is one worker of an Optuna study:
+    mnist_gpu.sweep(learning_rate="0.001:0.3:log", hidden1=[64, 128], trials=32, prune="halving"); `members` are
+    those it trained and `trials` the study's table (one row per member of each finished trial).
     """
-    return run_sweep(parse_flags("sweep", **flags), Log(verbose))
+    from .search import run
+
+    return run(parse_flags("sweep", **flags), Log(verbose))

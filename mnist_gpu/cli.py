@@ -72,7 +72,7 @@ def run(flags, log):
 
         run_evaluation(flags, log)
     elif flags.command == "sweep":
-        from .trainer import run_sweep
+        from .search import run as run_sweep  # the grid of trainer.run_sweep, or an Optuna study
 
         return SOME_DIVERGED if run_sweep(flags, log).diverged else 0
     else:

@@ -103,6 +103,11 @@ class CheckpointError(Error):
     """A checkpoint is missing, damaged, or does not fit the flags; the message names the file."""
 
 
+class StudyError(Error):
+    """A sweep's Optuna study cannot be used: Optuna is missing, its storage is unreachable or holds something that is
+    not a study of ours; the message names the storage."""
+
+
 class WriteError(Error):
     """A file could not be written; the message names it, says why, and what is still intact."""
 

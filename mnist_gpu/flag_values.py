@@ -64,4 +64,52 @@ class NumberList:
 
 
 seed_list = NumberList(non_negative_int)
-learning_rate_list = NumberList(positive_float)
+
+
+class Range:
+    """A range a sweep searches: LOW:HIGH, or LOW:HIGH:log for a log-uniform draw (integers or numbers)."""
+
+    def __init__(self, low, high, log, kind):
+        self.low, self.high, self.log, self.kind = low, high, log, kind
+
+    def __eq__(self, other):
+        return isinstance(other, Range) and (self.low, self.high, self.log, self.kind) == \
+            (other.low, other.high, other.log, other.kind)
+
+    def __hash__(self):
+        return hash((self.low, self.high, self.log, self.kind))
+
+    def __repr__(self):
+        return f"{self.low!r}:{self.high!r}{':log' if self.log else ''}"
+
+    def describe(self):
+        """The range as JSON data (a study records its search space)."""
+        return {"low": self.low, "high": self.high, "log": self.log, "type": self.kind.__name__}
+
+
+class SearchValues:
+    """A searchable flag's type (`mnist-gpu sweep`): a value or values separated by commas (grid points, parsed by
+    NumberList: a tuple), or a range LOW:HIGH[:log] that a search draws from (a Range)."""
+
+    def __init__(self, item):
+        self.item, self.list = item, NumberList(item)
+        self.expected = f"{self.list.expected}; or a range LOW:HIGH or LOW:HIGH:log"
+
+    def __call__(self, text):
+        if ":" not in text:
+            return self.list(text)
+        parts = [part.strip() for part in text.split(":")]
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+            raise argparse.ArgumentTypeError(f"expected a range LOW:HIGH or LOW:HIGH:log, got {text!r}")
+        try:
+            low, high = self.item(parts[0]), self.item(parts[1])
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected a range LOW:HIGH or LOW:HIGH:log, each {self.item.expected}, "
+                                             f"got {text!r}") from None
+        if not low < high:
+            raise argparse.ArgumentTypeError(f"the range {text!r} is empty: LOW must be below HIGH")
+        return Range(low, high, len(parts) == 3, self.item.kind)
+
+
+searchable_int = SearchValues(positive_int)
+searchable_learning_rate = SearchValues(positive_float)

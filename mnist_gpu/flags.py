@@ -12,7 +12,14 @@ import sys
 from .backends import BACKEND_NAMES, CUDA_GRAPH_MODES
 from .errors import NAME, FlagError
 from .errors import Flag as NamedFlag
-from .flag_values import learning_rate_list, non_negative_int, positive_float, positive_int, seed_list
+from .flag_values import (
+    non_negative_int,
+    positive_float,
+    positive_int,
+    searchable_int,
+    searchable_learning_rate,
+    seed_list,
+)
 from .idx_files import DATASETS
 from .locations import default_input_data_dir
 from .model import DIVERGED_LOSS
@@ -74,6 +81,9 @@ def training_flags():
         Flag("overwrite", action="store_true",
              help="Delete the run already in --log_dir (checkpoints, events) and start fresh."),
         Flag("max_to_keep", type=positive_int, default=5, help="Checkpoints to keep (newest)."),
+        Flag("eval_every", type=positive_int, default=1000,
+             help="Save a checkpoint and evaluate every this many steps (the tutorial's 1000), and after the last "
+             "step."),
         Flag("cuda_graph", choices=CUDA_GRAPH_MODES, default="auto",
              help="The cuda backend's training step: on, one CUDA graph replayed each step; off, prepared launches "
              "issued one by one; auto, the graph when its first step matches the eager step bit for bit, else "
@@ -81,18 +91,57 @@ def training_flags():
     ]
 
 
+SAMPLERS = ("grid", "tpe", "random")
+PRUNERS = ("none", "median", "halving")
+SEARCH_INSTALL = "pip install 'mnist_gpu[sweep]'"
+
+
 def sweep_flags():
-    """Every training flag; --seed and --learning_rate take lists, and the members are their grid."""
+    """Every training flag; --seed and --learning_rate take lists, and the members are their grid. With Optuna
+    (search.py): lists of hidden sizes and batch sizes too, ranges that a study searches, and the study's flags."""
     lists = {
         "seed": Flag("seed", type=seed_list, default=None,
-                     help="Seeds, separated by commas, integers also as ranges A-B (1-16): each learning rate is "
-                     "trained with each seed. Without it, one random seed of at most 10 digits."),
-        "learning_rate": Flag("learning_rate", type=learning_rate_list, default=None,
-                              help="Learning rates, separated by commas (default 0.01). A member whose loss "
-                              "diverges stops training at that step and the others train on; the command then exits "
-                              "with 3."),
+                     help="Seeds, separated by commas, integers also as ranges A-B (1-16): each learning rate (each "
+                     "trial of a study) is trained with each seed. Without it, one random seed of at most 10 "
+                     "digits."),
+        "learning_rate": Flag("learning_rate", type=searchable_learning_rate, default=None,
+                              help="Learning rates, separated by commas (default 0.01), or a range LOW:HIGH[:log] "
+                              "that a study searches (with --trials). A member whose loss diverges stops training at "
+                              "that step and the others train on; the command then exits with 3."),
+        **{name: Flag(name, type=searchable_int, default=default,
+                      help=f"{what}; several separated by commas (grid points of a study) or a range LOW:HIGH[:log] "
+                      "(searched, with --trials). Members of equal hidden and batch sizes share a population.")
+           for name, default, what in (("hidden1", 128, "Units in hidden layer 1"),
+                                       ("hidden2", 32, "Units in hidden layer 2"),
+                                       ("batch_size", 100, "Batch size"))},
     }
-    return [lists.get(flag.name, flag) for flag in training_flags()]
+    study = [
+        Flag("trials", type=positive_int, default=None,
+             help="Trials of the study (each a configuration, trained with every --seed): needed with a range; a "
+             "grid's default is all of its points. Every option below runs the sweep as an Optuna study "
+             f"({SEARCH_INSTALL})."),
+        Flag("sampler", choices=SAMPLERS, default=None,
+             help="How the study picks configurations: grid (every point of the lists, the default without a range), "
+             "tpe (the default with one), random."),
+        Flag("prune", choices=PRUNERS, default="none",
+             help="Stop trials that lag at an evaluation (every --eval_every steps): median (Optuna's "
+             "MedianPruner), halving (its SuccessiveHalvingPruner), none."),
+        Flag("population", type=positive_int, default=None,
+             help="Most members (trials x seeds) a worker trains in one population (default 16), fewer where memory "
+             "allows fewer: trials of equal hidden and batch sizes share one."),
+        Flag("storage", default=None,
+             help="The study's Optuna storage: an RDB URL (postgresql://user@host/db) that workers on many machines "
+             "share. Without it, a journal file in --log_dir (study.journal): workers on one machine, or on "
+             "machines sharing --log_dir over NFS."),
+        Flag("study", default=None,
+             help="The study's name in --storage (default mnist-gpu); a study made by another sweep's flags is "
+             "refused."),
+        Flag("heartbeat", type=positive_float, default=None,
+             help="Seconds between a worker's heartbeats on its running trials (default 30). A running trial whose "
+             "heartbeat stops for 3 of them (its worker was killed, its machine rebooted) is taken over by another "
+             "worker, from its population's last checkpoint where that worker can read it."),
+    ]
+    return [lists.get(flag.name, flag) for flag in training_flags()] + study
 
 
 def checkpoint_flag():

@@ -28,14 +28,29 @@ from .flag_values import non_negative_int, positive_float, positive_int
 POPULATION_FILE = "population.json"
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
 FORMAT = "mnist_gpu population 1"
-MEMBER_NAME = re.compile(r"lr(?P<learning_rate>[0-9.e+-]+)_seed(?P<seed>0|[1-9][0-9]*)")
+MEMBER_NAME = re.compile(r"(?:trial(?P<trial>0|[1-9][0-9]*)_h(?P<hidden1>[1-9][0-9]*)x(?P<hidden2>[1-9][0-9]*)"
+                         r"_b(?P<batch_size>[1-9][0-9]*)_)?lr(?P<learning_rate>[0-9.e+-]+)_seed(?P<seed>0|[1-9][0-9]*)")
 MAX_POPULATION_FILE_BYTES = 64 * 2 ** 20  # 65536 members of ~100 bytes each, with room
 SHARED_FLAGS = ("hidden1", "hidden2", "batch_size", "dataset", "fake_data")  # every member's: the model's shape
 
 
-def member_name(seed, learning_rate):
-    """A member's folder name: its learning rate (Python's shortest repr, so two rates never share a name), its seed."""
-    return f"lr{float(learning_rate)!r}_seed{seed}"
+PRUNED = "pruned"  # how a pruned member's `stopped["why"]` begins (any other stop is a divergence)
+
+
+def member_name(seed, learning_rate, trial=None, shape=None):
+    """A member's folder name: its learning rate (Python's shortest repr, so two rates never share a name), its seed;
+    a study's member (search.py) first names its trial and its shape (hidden1, hidden2, batch_size):
+    trial7_h64x16_b100_lr0.01_seed1. Only digits, letters, dots and signs: a name never leaves its folder."""
+    name = f"lr{float(learning_rate)!r}_seed{seed}"
+    if trial is None:
+        return name
+    hidden1, hidden2, batch_size = shape
+    return f"trial{trial}_h{hidden1}x{hidden2}_b{batch_size}_{name}"
+
+
+def was_pruned(stopped):
+    """Whether a member's stop ({"step", "why"}, or None) was a pruning (search.py) rather than a divergence."""
+    return stopped is not None and stopped["why"].startswith(PRUNED)
 
 
 @dataclass
@@ -46,6 +61,7 @@ class Member:
     seed: int
     learning_rate: float
     log_dir: str
+    trial: int = None  # the study's trial it belongs to (search.py), else None
     stopped: dict = None  # {"step": s, "why": "..."} once it stopped training (a loss that was not finite, ...)
     losses: dict = field(default_factory=dict)  # step -> loss, every 100 steps
     last_loss: float = math.nan  # the loss of the last step read while it trained
@@ -66,8 +82,8 @@ def record(flags, members, global_step):
     """The population file's contents: the shared flags, the members, and the global_step all of them have saved."""
     return {"format": FORMAT, "global_step": global_step, "max_steps": flags.max_steps,
             "flags": {name: getattr(flags, name) for name in SHARED_FLAGS},
-            "members": [{"name": member.name, "seed": member.seed, "learning_rate": member.learning_rate}
-                        for member in members]}
+            "members": [{"name": member.name, "seed": member.seed, "learning_rate": member.learning_rate,
+                         **({} if member.trial is None else {"trial": member.trial})} for member in members]}
 
 
 def commit(folder, flags, members, global_step):
@@ -124,11 +140,15 @@ def read(folder):
     if not isinstance(members, list) or not members:
         refuse("members", "is not a list of members")
     names = set()
+    shape = (flags["hidden1"], flags["hidden2"], flags["batch_size"])
     for index, member in enumerate(members):
-        if not (isinstance(member, dict) and set(member) == {"name", "seed", "learning_rate"}
+        if not (isinstance(member, dict) and set(member) - {"trial"} == {"name", "seed", "learning_rate"}
                 and non_negative_int.holds(member["seed"]) and positive_float.holds(member["learning_rate"])
-                and member["name"] == member_name(member["seed"], member["learning_rate"])):
-            refuse(f"members[{index}]", "is not a member (name, seed, learning_rate; the name lr<rate>_seed<seed>)")
+                and non_negative_int.holds(member.get("trial", 0))
+                and member["name"] == member_name(member["seed"], member["learning_rate"], member.get("trial"),
+                                                  shape)):
+            refuse(f"members[{index}]", "is not a member (name, seed, learning_rate and maybe trial; the name "
+                   "lr<rate>_seed<seed>, after trial<trial>_h<hidden1>x<hidden2>_b<batch_size>_ with a trial)")
         if member["name"] in names:
             refuse(f"members[{index}]", f"repeats {member['name']}")
         names.add(member["name"])
@@ -136,38 +156,53 @@ def read(folder):
 
 
 # -- results -----------------------------------------------------------------------------------------------
+def group_key(member):
+    """Members that differ only by seed form a group (results per group, the ensemble): in a grid those of a learning
+    rate, in a study those of a trial."""
+    return (member.trial, member.learning_rate)
+
+
 def member_rows(members):
-    """One row per member: its seed, learning rate, last loss, last evaluation's precisions, and whether it stopped."""
+    """One row per member: its seed, learning rate, last loss, last evaluation's precisions, and whether it stopped
+    (a study's members also say their trial, and whether a pruner stopped them)."""
     rows = []
+    trials = any(member.trial is not None for member in members)
     for member in members:
         last = member.evaluations[max(member.evaluations)] if member.evaluations else {}
         precision = {split: correct / examples for split, (examples, correct) in last.items()}
-        rows.append({"member": member.name, "seed": member.seed, "learning_rate": member.learning_rate,
-                     "final_loss": member.last_loss,
-                     "train": precision.get("train", math.nan), "validation": precision.get("validation", math.nan),
-                     "test": precision.get("test", math.nan),
-                     "diverged_at_step": "" if member.stopped is None else member.stopped["step"]})
+        pruned = was_pruned(member.stopped)
+        row = {"member": member.name, **({"trial": member.trial} if trials else {}), "seed": member.seed,
+               "learning_rate": member.learning_rate, "final_loss": member.last_loss,
+               "train": precision.get("train", math.nan), "validation": precision.get("validation", math.nan),
+               "test": precision.get("test", math.nan),
+               "diverged_at_step": "" if member.stopped is None or pruned else member.stopped["step"]}
+        if trials:
+            row["pruned_at_step"] = member.stopped["step"] if pruned else ""
+        rows.append(row)
     return rows
 
 
 def group_rows(members, ensembles):
-    """One row per learning rate: its members' test precision (mean, sample std, min, max), its validation mean,
-    how many diverged, and the test precision of the ensemble (the members' averaged softmax)."""
+    """One row per group (a learning rate; in a study, a trial): its members' test precision (mean, sample std, min,
+    max), its validation mean, how many diverged, and the test precision of the ensemble (the members' averaged
+    softmax)."""
     rows = []
-    for rate in dict.fromkeys(member.learning_rate for member in members):
-        group = [row for row in member_rows(members) if row["learning_rate"] == rate]
+    table = member_rows(members)
+    for key in dict.fromkeys(group_key(member) for member in members):
+        group = [row for member, row in zip(members, table, strict=True) if group_key(member) == key]
         test = np.array([row["test"] for row in group])
-        rows.append({"learning_rate": rate, "members": len(group),
+        trial, rate = key
+        rows.append({**({} if trial is None else {"trial": trial}), "learning_rate": rate, "members": len(group),
                      "test_mean": float(test.mean()), "test_std": float(test.std(ddof=1)) if len(group) > 1 else 0.0,
                      "test_min": float(test.min()), "test_max": float(test.max()),
                      "validation_mean": float(np.mean([row["validation"] for row in group])),
                      "diverged": sum(row["diverged_at_step"] != "" for row in group),
-                     "ensemble_test": ensembles.get(rate, math.nan)})
+                     "ensemble_test": ensembles.get(key, math.nan)})
     return rows
 
 
 def ensemble_precisions(members, test_logits, labels):
-    """{learning rate: test Precision @ 1 of its members' averaged softmax}, counted with in_top_k's rules.
+    """{group key: test Precision @ 1 of its members' averaged softmax}, counted with in_top_k's rules.
 
     test_logits: every member's test logits, a host array [K, N, C] (the evaluation keeps them).
     """
@@ -176,11 +211,11 @@ def ensemble_precisions(members, test_logits, labels):
 
     backend = NumpyBackend()
     found = {}
-    for rate in dict.fromkeys(member.learning_rate for member in members):
-        indices = [index for index, member in enumerate(members) if member.learning_rate == rate]
+    for key in dict.fromkeys(group_key(member) for member in members):
+        indices = [index for index, member in enumerate(members) if group_key(member) == key]
         average = np.mean([softmax(test_logits[index]) for index in indices], axis=0, dtype=np.float32)
         correct = backend.in_top_k(average[None], labels[:len(average)].astype(np.int32), 1)[0]
-        found[rate] = int(correct) / len(average)
+        found[key] = int(correct) / len(average)
     return found
 
 
@@ -205,15 +240,23 @@ def results_markdown(members_table, groups_table):
     def number(value, digits=4):
         return "" if isinstance(value, str) else ("nan" if math.isnan(value) else f"{value:.{digits}f}")
 
-    lines = ["# Population results", "", "| member | seed | learning rate | final loss | train | validation | test | "
-             "diverged at step |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {row['member']} | {row['seed']} | {row['learning_rate']!r} | {number(row['final_loss'], 2)} | "
-              f"{number(row['train'])} | {number(row['validation'])} | {number(row['test'])} | "
-              f"{row['diverged_at_step']} |" for row in members_table]
-    lines += ["", "Per learning rate, over its seeds (test precision; sample std):", "",
-              "| learning rate | members | test mean ± std | min | max | validation mean | diverged | ensemble |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {row['learning_rate']!r} | {row['members']} | {number(row['test_mean'])} ± {number(row['test_std'])}"
-              f" | {number(row['test_min'])} | {number(row['test_max'])} | {number(row['validation_mean'])} | "
-              f"{row['diverged']} | {number(row['ensemble_test'])} |" for row in groups_table]
+    trials = bool(members_table) and "trial" in members_table[0]  # a study's population: its trials, its prunings
+    lines = ["# Population results", "", f"| member |{' trial |' if trials else ''} seed | learning rate | final loss "
+             f"| train | validation | test | diverged at step |{' pruned at step |' if trials else ''}",
+             f"|---|{'---:|' if trials else ''}---:|---:|---:|---:|---:|---:|---:|{'---:|' if trials else ''}"]
+    for row in members_table:
+        lines.append(f"| {row['member']} |" + (f" {row['trial']} |" if trials else "")
+                     + f" {row['seed']} | {row['learning_rate']!r} | {number(row['final_loss'], 2)} | "
+                     f"{number(row['train'])} | {number(row['validation'])} | {number(row['test'])} | "
+                     f"{row['diverged_at_step']} |" + (f" {row['pruned_at_step']} |" if trials else ""))
+    group = "trial" if trials else "learning rate"
+    lines += ["", f"Per {group}, over its seeds (test precision; sample std):", "",
+              f"| {'trial | ' if trials else ''}learning rate | members | test mean ± std | min | max | "
+              "validation mean | diverged | ensemble |",
+              f"|{'---:|' if trials else ''}---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [("| " + (f"{row['trial']} | " if trials else "")
+               + f"{row['learning_rate']!r} | {row['members']} | {number(row['test_mean'])} ± "
+               f"{number(row['test_std'])} | {number(row['test_min'])} | {number(row['test_max'])} | "
+               f"{number(row['validation_mean'])} | {row['diverged']} | {number(row['ensemble_test'])} |")
+              for row in groups_table]
     return "\n".join(lines) + "\n"

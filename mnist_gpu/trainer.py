@@ -57,6 +57,8 @@ class TrainingResult:
     seed: int = None
     learning_rate: float = None
     diverged_at_step: int = None  # a member that stopped training because its loss diverged
+    pruned_at_step: int = None  # a study's member that a pruner stopped (search.py)
+    trial: int = None  # a study's member: its trial's number
 
     @property
     def precision(self):
@@ -74,6 +76,7 @@ class SweepResult:
     members: list = field(default_factory=list)
     groups: list = field(default_factory=list)
     log_dir: str = ""
+    trials: list = field(default_factory=list)  # a study's (search.py): one row per member of each finished trial
 
     @property
     def diverged(self):
@@ -193,9 +196,9 @@ def run_training(flags, log=None):
 def run_sweep(flags, log=None):
     """`mnist-gpu sweep`: the grid of --seed and --learning_rate trained as one population. A SweepResult."""
     log, started = log or Log(), time.time()
+    flags = grid_flags(flags)
     with StopSignals() as signals, runs.claim(flags.log_dir, flags.resume, flags.overwrite, log.note,
                                               population=True) as run:
-        flags = copy.copy(flags)
         flags.log_dir = run.log_dir
         found = run.resume_from
         if found is not None:
@@ -225,6 +228,21 @@ def run_sweep(flags, log=None):
                            log_dir=flags.log_dir)
 
 
+def grid_flags(flags):
+    """A copy of a sweep's flags for one population (the grid of --seed and --learning_rate): one hidden and batch
+    size each. Several, or a range, are a study's (search.py), refused here in one line."""
+    flags = copy.copy(flags)
+    for name in ("hidden1", "hidden2", "batch_size", "learning_rate"):
+        value = getattr(flags, name)
+        several = isinstance(value, tuple) and len(value) > 1 and name != "learning_rate"
+        if several or not isinstance(value, (tuple, int, float, type(None))):
+            raise FlagError(f"--{name} {value}: several hidden or batch sizes, or a range, make the sweep an Optuna "
+                            "study (mnist-gpu sweep or mnist_gpu.sweep runs one)")
+        if name != "learning_rate" and isinstance(value, tuple):
+            setattr(flags, name, value[0])
+    return flags
+
+
 def read_member_checkpoint(member, global_step):
     """A member's checkpoint of the population's committed global_step, which an exact resume starts from (saved
     after step global_step - 1, whose number names the file)."""
@@ -251,11 +269,15 @@ def member_orders(data_set, members, resumed):
     return orders
 
 
-def train(flags, members, run, resumed, signals, log, started, population):
+def train(flags, members, run, resumed, signals, log, started, population, on_evaluation=None):
     """Train the members to flags.max_steps from scratch or from `resumed` (step, [checkpoint per member]).
 
     `population`: a sweep's members, each in a folder of its own inside flags.log_dir, which holds the
     population file and the results; else the tutorial's run, a population of one in flags.log_dir.
+    A member the caller has stopped already (member.stopped set) stays stopped, whatever its checkpoint says.
+    `on_evaluation(step, members)`, called after each evaluation of a population (the members' `evaluations` hold
+    it), returns {member name: why} of the members to stop there (search.py's pruner): they stop updating as a
+    diverged member does, reported by the caller.
 
     Returns the finished TrainingLoop (its results(), model, ensembles), or None when --max_steps 0 leaves nothing
     to do.
@@ -280,7 +302,7 @@ def train(flags, members, run, resumed, signals, log, started, population):
         global_step, saved = resumed
         variables = mnist.stacked([checkpoint.variables for checkpoint in saved])
         for member, checkpoint in zip(members, saved, strict=True):
-            member.stopped = checkpoint.stopped
+            member.stopped = checkpoint.stopped or member.stopped
     else:
         global_step = 0
         variables = mnist.stacked([mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed(member.seed))
@@ -300,7 +322,7 @@ def train(flags, members, run, resumed, signals, log, started, population):
     summaries = [Summaries(member.log_dir, purge_step=global_step if resumed is not None else None)
                  for member in members]
     loop = TrainingLoop(flags, model, splits, orders, members, savers, summaries, signals, log, started, population,
-                        None if resumed is None else resumed[1])
+                        resumed=None if resumed is None else resumed[1], on_evaluation=on_evaluation)
     try:
         signals.deferring = True
         with np.errstate(over="ignore", invalid="ignore"), blas_library.threads_for(BLAS_THREADS):
@@ -335,8 +357,9 @@ class TrainingLoop:
     """The loop of fully_connected_feed.py for K members: steps, loss lines, checkpoints, evaluations, signals."""
 
     def __init__(self, flags, model, splits, orders, members, savers, summaries, signals, log, started, population,
-                 resumed=None):
+                 resumed=None, on_evaluation=None):
         self.flags, self.model, self.splits, self.members = flags, model, splits, members
+        self.on_evaluation = on_evaluation
         self.savers, self.summaries, self.signals = savers, summaries, signals
         self.log, self.started = log, started
         self.steps = model.backend.step_program(model, splits["train"], orders, flags.max_steps, flags.cuda_graph,
@@ -348,7 +371,7 @@ class TrainingLoop:
         self.earlier = [None] * len(members)  # each member's loss at the previous read
         self.test_logits = EvaluationPictures(model, splits["test"])
         self.records = None  # what made each member (provenance.py), gathered at the first checkpoint
-        self.ensembles = {}  # learning rate -> the test precision of its members' ensemble, at the last evaluation
+        self.ensembles = {}  # group key -> the test precision of its members' ensemble, at the last evaluation
 
     # -- losses and divergence -----------------------------------------------------------------------------
     def read_losses(self, step):
@@ -402,7 +425,7 @@ class TrainingLoop:
         for step in range(self.model.global_step, flags.max_steps):
             start_time = time.time()  # before the batch is drawn, as in the tutorial
             self.steps.run(step)
-            evaluate = (step + 1) % 1000 == 0 or step + 1 == flags.max_steps
+            evaluate = (step + 1) % flags.eval_every == 0 or step + 1 == flags.max_steps
             if step % 100 == 0 or evaluate:
                 current, newly = self.read_losses(step)  # reading the losses waits for the step to finish
                 if step % 100 == 0:
@@ -418,7 +441,11 @@ class TrainingLoop:
             saved = None
             if evaluate:
                 saved = self.save(step)
-                self.evaluate(step)
+                if self.evaluate(step):  # on_evaluation stopped members: their checkpoints of this step say so
+                    saved = self.save(step)
+                    if all(member.stopped is not None for member in self.members):
+                        self.log.note(f"every member has stopped training (step {step}): the population ends here")
+                        return
             if self.signals.received is not None:  # the step is done: save it (unless just saved) and stop
                 self.read_losses(step)
                 saved = saved or self.save(step)
@@ -478,8 +505,21 @@ class TrainingLoop:
             return os.path.join(flags.log_dir, populations.POPULATION_FILE)
         return path
 
+    def stop_members(self, step, stops):
+        """Stop the members named in `stops` ({name: why}) after step `step` (the caller reports them); True when one
+        was still training."""
+        stopped = False
+        for member in self.members:
+            if member.name in stops and member.stopped is None:
+                member.stopped = {"step": step, "why": stops[member.name], "noted": True}
+                stopped = True
+        self.model.set_active([member.stopped is None for member in self.members])
+        return stopped
+
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self, step):
+        """Evaluate every member (a population: write the results, then ask on_evaluation whom to stop); True when
+        on_evaluation stopped a member."""
         model, log = self.model, self.log
         found = evaluate_all(model, self.splits, log, self.test_logits,
                              [member.prefix for member in self.members])
@@ -492,17 +532,25 @@ class TrainingLoop:
         if not self.population:  # the pictures of a run of one; a member's are `eval --report` away
             _, drawn, table = self.test_logits.draw(host_logits[0], f"at step {step}")
             self.summaries[0].add_pictures(step, drawn, table)
-            return
+            return False
         self.ensembles = populations.ensemble_precisions(self.members, host_logits,
                                                          self.splits["test"].data_set.labels)
         written = populations.write_results(self.flags.log_dir, self.members, self.ensembles)
         log.note(f"wrote {' and '.join(written)} in {self.flags.log_dir} (step {step})")
+        stops = self.on_evaluation(step, self.members) if self.on_evaluation is not None else None
+        return bool(stops) and self.stop_members(step, stops)
 
     def results(self):
-        return [TrainingResult(losses=member.losses, evaluations=member.evaluations, log_dir=member.log_dir,
-                               seed=member.seed, learning_rate=member.learning_rate,
-                               diverged_at_step=None if member.stopped is None else member.stopped["step"])
-                for member in self.members]
+        return [member_result(member) for member in self.members]
+
+
+def member_result(member):
+    """A member's TrainingResult: what it printed, as numbers, and where and why it stopped."""
+    pruned = populations.was_pruned(member.stopped)
+    return TrainingResult(losses=member.losses, evaluations=member.evaluations, log_dir=member.log_dir,
+                          seed=member.seed, learning_rate=member.learning_rate, trial=member.trial,
+                          diverged_at_step=None if member.stopped is None or pruned else member.stopped["step"],
+                          pruned_at_step=member.stopped["step"] if pruned else None)
 
 
 def member_flags(flags, member, population):
@@ -511,5 +559,8 @@ def member_flags(flags, member, population):
     changed = copy.copy(flags)
     changed.seed = member.seed
     if population:
-        changed.learning_rate, changed.log_dir, changed.population = member.learning_rate, member.log_dir, flags.log_dir
+        changed.learning_rate, changed.log_dir = member.learning_rate, member.log_dir
+        changed.population_dir = flags.log_dir
+        if member.trial is not None:
+            changed.trial = member.trial
     return changed

@@ -66,6 +66,7 @@ FOREIGN_FLAGS = {
     "--hypothesis-show-statistics": "pytest (hypothesis)",
     "--no-index": "pip install", "--target": "pip install",
     "--rounds": "python tools/measure_run_cost.py",
+    "--array": "sbatch", "--gres": "sbatch", "--job-name": "sbatch", "--requeue": "sbatch", "--time": "sbatch",
     "--max-steps": "a typo cli.md shows refused", "--lr": "a typo cli.md shows refused",
     "--time-limit": "bash bench/gpu_session.sh", "--wheels": "bash bench/gpu_session.sh",
     "--max-files": "bash bench/gpu_session.sh", "--max-depth": "bash bench/gpu_session.sh",

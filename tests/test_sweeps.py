@@ -1,0 +1,408 @@
+"""Sweeps on Optuna (search.py): real workers (processes), a real journal file, a real PostgreSQL server, real signals.
+
+No part of Optuna or of a database is replaced: the tests run `mnist-gpu sweep` as a user would, kill
+it as a machine would, and read the study back with Optuna itself. Small layers and an odd batch keep
+each population short (tests/test_populations.py's shapes); every evaluation counts all 70,000 examples.
+"""
+import collections
+import csv
+import getpass
+import glob
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+
+from mnist_gpu import checkpoint as checkpoints
+from mnist_gpu import population as populations
+from mnist_gpu import search
+from mnist_gpu.flag_values import Range, searchable_int, searchable_learning_rate
+
+from helpers import run_main
+
+optuna = pytest.importorskip("optuna", reason="the sweep extra (pip install '.[sweep]') is not installed")
+
+SHAPE = ["--hidden2", "5", "--batch_size", "13"]
+GRID = ["--learning_rate", "0.01,0.03,0.1", "--hidden1", "8,12", "--hidden2", "4,5", "--batch_size", "13"]  # 12
+
+
+def command(log_dir, mnist_dir, *more):
+    return [sys.executable, "-m", "mnist_gpu", "sweep", "--backend", "cpu", "--input_data_dir", mnist_dir,
+            "--log_dir", str(log_dir), "--seed", "1", *more]
+
+
+def load(log_dir=None, storage=None, name="mnist-gpu"):
+    """The study as Optuna itself reads it."""
+    if storage is None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(log_dir / search.STUDY_JOURNAL)))
+    elif storage.startswith("postgresql://"):
+        storage = "postgresql+psycopg://" + storage[len("postgresql://"):]
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def study_table(log_dir):
+    with open(log_dir / populations.RESULTS_CSV, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def snapshot(folder):
+    """{path: bytes} of every file under `folder`, to prove a command changed nothing."""
+    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def final_variables(folder):
+    return checkpoints.Saver(str(folder)).latest()[0].variables
+
+
+# -- flags -------------------------------------------------------------------------------------------------------
+def test_searchable_values_are_lists_or_ranges():
+    assert searchable_int("64,128") == (64, 128)
+    assert searchable_int("32:512") == Range(32, 512, False, int)
+    assert searchable_learning_rate("0.001:0.3:log") == Range(0.001, 0.3, True, float)
+    assert repr(searchable_learning_rate("0.001:0.3:log")) == "0.001:0.3:log"
+    for bad, why in (("0.3:0.001", "is empty"), ("0.1:0.1", "is empty"), ("0.001:0.3:lin", "LOW:HIGH or"),
+                     ("a:b", "each a finite number > 0"), ("1:2:3:4", "LOW:HIGH or")):
+        with pytest.raises(Exception, match=why):
+            searchable_learning_rate(bad)
+    with pytest.raises(Exception, match="LOW:HIGH:log, each a positive integer, got '32.5:64'"):
+        searchable_int("32.5:64")
+
+
+def test_eval_every_moves_the_checkpoints_and_evaluations(tmp_path, capsys, mnist_dir):
+    """--eval_every (train's and sweep's): a checkpoint and the three evaluations every N steps and after the last."""
+    code, lines, error = run_main(capsys, "--max_steps", "250", "--eval_every", "100", "--seed", "1", "--hidden1", "8",
+                                  *SHAPE, "--backend", "cpu", "--input_data_dir", mnist_dir, "--log_dir",
+                                  str(tmp_path / "run"))
+    assert code == 0, error
+    assert sum(line == "Training Data Eval:" for line in lines) == 3
+    expected = [checkpoints.checkpoint_name(step) for step in (99, 199, 249)]
+    assert checkpoints.read_state(str(tmp_path / "run")) == expected
+
+
+# -- bad input: one line, nothing written ---------------------------------------------------------------------------
+@pytest.mark.parametrize("flags, code, message", [
+    (["--learning_rate", "0.3:0.001", "--trials", "4"], 2, "the range '0.3:0.001' is empty"),
+    (["--hidden1", "8.5:64", "--trials", "4"], 2, "each a positive integer, got '8.5:64'"),
+    (["--learning_rate", "0.001:0.3:lin", "--trials", "4"], 2, "expected a range LOW:HIGH or LOW:HIGH:log"),
+    (["--learning_rate", "0.001:0.3:log"], 2, "--learning_rate 0.001:0.3:log is a range: pass --trials N"),
+    (["--learning_rate", "0.01,0.1", "--hidden1", "8,12", "--trials", "5"], 2,
+     "--trials 5 is more than the grid has: 4 points (2 --hidden1 x 2 --learning_rate)"),
+    (["--learning_rate", "0.001:0.3", "--sampler", "grid", "--trials", "4"], 2, "--sampler grid takes lists"),
+    (["--learning_rate", "0.01,0.1", "--storage", "postgresql://mnist@127.0.0.1:1/nothing"], 1,
+     "--storage postgresql://mnist@127.0.0.1:1/nothing cannot be reached"),
+    (["--learning_rate", "0.01,0.1", "--storage", "not-a-url"], 2, "--storage not-a-url: expected a database URL"),
+    (["--learning_rate", "0.01,0.1", "--trials", "2", "--max_steps", "0"], 2, "--max_steps 0 trains nothing"),
+    (["--hidden1", "8,12", "--batch_size", "10:6000", "--trials", "3"], 2, "larger than the validation set"),
+    (["--learning_rate", "0.01,0.1", "--trials", "2", "--resume"], 2, "--resume: no study 'mnist-gpu'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, mnist_dir, flags, code, message):
+    log_dir = tmp_path / "sweep"
+    found, _, error = run_main(capsys, "sweep", "--log_dir", str(log_dir), "--input_data_dir", mnist_dir,
+                               "--backend", "numpy", *flags)
+    assert found == code
+    assert message in error.splitlines()[-1] and "Traceback" not in error, error
+    if code == 1 or "usage:" not in error:  # a run-time refusal is one line (a parse error prints the usage first)
+        assert len([line for line in error.splitlines() if line.startswith("mnist-gpu: error:")]) == 1
+        assert error.splitlines()[-1].startswith("mnist-gpu: error: ")
+    assert not log_dir.exists()
+
+
+def test_without_optuna_a_search_flag_says_what_to_install_and_the_grid_still_runs(tmp_path, mnist_dir):
+    """Optuna made unimportable the way Python itself does it (a None in sys.modules), in a real process."""
+    blocked = "import sys; sys.modules['optuna'] = None; from mnist_gpu.cli import main; sys.exit(main(sys.argv[1:]))"
+    run = subprocess.run([sys.executable, "-c", blocked, "sweep", "--learning_rate", "0.001:0.3:log", "--trials",
+                          "4", "--log_dir", str(tmp_path / "search")], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == ["mnist-gpu: error: --learning_rate 0.001:0.3:log makes this sweep an Optuna "
+                                       "study, and Optuna is not installed: pip install 'mnist_gpu[sweep]'"]
+    assert not (tmp_path / "search").exists()
+    grid = subprocess.run([sys.executable, "-c", blocked, "sweep", "--seed", "1,2", "--learning_rate", "0.01,0.1",
+                           "--max_steps", "2", "--backend", "cpu", "--input_data_dir", mnist_dir, "--log_dir",
+                           str(tmp_path / "grid"), "--hidden1", "8", *SHAPE], capture_output=True, text=True)
+    assert grid.returncode == 0, grid.stderr[-2000:]
+    assert populations.read(str(tmp_path / "grid"))["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_a_study_of_another_sweep_is_refused_and_left_as_it_was(tmp_path, capsys, mnist_dir):
+    log_dir = tmp_path / "sweep"
+    first = ["--learning_rate", "0.01,0.1", "--max_steps", "2", "--hidden1", "8", *SHAPE]
+    code, _, error = run_main(capsys, "sweep", "--log_dir", str(log_dir), "--input_data_dir", mnist_dir, "--backend",
+                              "cpu", "--seed", "3", "--trials", "2", *first)
+    assert code == 0, error
+    before = snapshot(log_dir)
+    for changed, message in (
+            (["--learning_rate", "0.01,0.2", "--max_steps", "2", "--trials", "2"],
+             "its --learning_rate is 0.01,0.1, this command's 0.01,0.2"),
+            (["--learning_rate", "0.01,0.1", "--max_steps", "3", "--trials", "2"],
+             "its --max_steps is 2, this command's 3"),
+            (["--learning_rate", "0.001:0.1", "--max_steps", "2", "--trials", "2"], "its --learning_rate is 0.01,0.1"),
+            (["--learning_rate", "0.01,0.1", "--max_steps", "2", "--seed", "4"], "its --seed is 3, this command's 4")):
+        code, _, error = run_main(capsys, "sweep", "--log_dir", str(log_dir), "--input_data_dir", mnist_dir,
+                                  "--backend", "cpu", "--hidden1", "8", *SHAPE, *changed)
+        assert code == 2 and error.splitlines()[-1].startswith(f"mnist-gpu: error: study 'mnist-gpu' in {log_dir}"), \
+            error
+        assert message in error.splitlines()[-1] and "another sweep's" in error, error
+        assert snapshot(log_dir) == before
+    # The same flags join the study: it is complete, so the worker only prints its table.
+    code, lines, error = run_main(capsys, "sweep", "--log_dir", str(log_dir), "--input_data_dir", mnist_dir,
+                                  "--backend", "cpu", "--trials", "2", "--resume", *first)
+    assert code == 0 and "2 trials: 2 complete" in "\n".join(lines), error
+
+
+def test_a_study_without_seed_draws_one_and_its_workers_adopt_it(tmp_path, capsys, mnist_dir):
+    flags = ["sweep", "--log_dir", str(tmp_path / "sweep"), "--input_data_dir", mnist_dir, "--backend", "cpu",
+             "--learning_rate", "0.01,0.1", "--trials", "2", "--max_steps", "2", "--hidden1", "8", *SHAPE]
+    for _ in range(2):  # the second worker finds the study complete, with the seed the first drew
+        code, _, error = run_main(capsys, *flags)
+        assert code == 0, error
+        seeds = {int(row["seed"]) for row in study_table(tmp_path / "sweep")}
+        recorded = load(tmp_path / "sweep").user_attrs[search.SWEEP_KEY]["seeds"]
+        assert len(seeds) == 1 and seeds == set(recorded) and recorded[0] < 10 ** 10
+        assert f"seeds {recorded[0]}, populations of" in error
+
+
+def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys, mnist_dir):
+    flags = ["sweep", "--learning_rate", "0.01,0.1", "--trials", "2", "--backend", "numpy", "--input_data_dir",
+             mnist_dir]
+    for kind in ("fifo", "link", "garbage", "unknown operation", "wrong fields"):
+        log_dir = tmp_path / kind
+        log_dir.mkdir()
+        journal = log_dir / search.STUDY_JOURNAL
+        if kind == "fifo":
+            os.mkfifo(journal)
+        elif kind == "link":
+            os.symlink("/etc/passwd", journal)
+        elif kind == "garbage":
+            journal.write_bytes(b'{"op_code": 0, "worker_id": "x", "study_name": "mnist-gpu", "directions": [1]}\n'
+                                b"\x00\xffnot json\n")
+        else:
+            journal.write_bytes(b'{"op_code": 99}\n' if kind == "unknown operation" else b"[1, 2]\n")
+        code, _, error = run_main(capsys, *flags, "--log_dir", str(log_dir))
+        assert code == 1 and "Traceback" not in error, error
+        line = error.splitlines()[-1]
+        assert line.startswith("mnist-gpu: error: ") and str(journal) in line, line
+        assert {"fifo": "not a regular file", "link": "is a link"}.get(kind, "Error: ") in line, line
+        assert os.listdir(log_dir) == [search.STUDY_JOURNAL]
+    # A trial's attribute names its population's folder: only a name of ours, never a path.
+    study = optuna.create_study(direction="maximize")
+    for name, expected in (("pop3", "pop3"), ("pop3-1", "pop3-1"), ("../pop3", None), ("pop3/..", None),
+                           ("/etc", None), (7, None), ("pop03", None)):
+        trial = study.ask()
+        study._storage.set_trial_system_attr(trial._trial_id, search.FOLDER, name)
+        assert search.folder_name(study._storage.get_trial(trial._trial_id)) == expected
+
+
+def test_a_population_file_names_its_trials_members(tmp_path):
+    good = {"format": populations.FORMAT, "global_step": 100, "max_steps": 300,
+            "flags": {"hidden1": 8, "hidden2": 5, "batch_size": 13, "dataset": "mnist", "fake_data": False},
+            "members": [{"name": "trial7_h8x5_b13_lr0.01_seed1", "seed": 1, "learning_rate": 0.01, "trial": 7}]}
+    (tmp_path / populations.POPULATION_FILE).write_text(json.dumps(good))
+    assert populations.read(str(tmp_path)) == good
+    for member in ({**good["members"][0], "trial": 8}, {**good["members"][0], "name": "trial7_h9x5_b13_lr0.01_seed1"},
+                   {**good["members"][0], "trial": -1}, {**good["members"][0], "name": "../trial7"}):
+        (tmp_path / populations.POPULATION_FILE).write_text(json.dumps({**good, "members": [member]}))
+        with pytest.raises(Exception, match="members\\[0\\]"):
+            populations.read(str(tmp_path))
+
+
+# -- workers that die -----------------------------------------------------------------------------------------------
+def start(arguments, **options):
+    return subprocess.Popen(arguments, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **options)
+
+
+def two_workers_one_killed(log_dir, mnist_dir, storage=()):
+    """Worker A, then worker B (once A has taken its first population) on a 12-trial grid in populations of 3; A is
+    SIGKILLed once it has committed step 200 of its first population. Returns (the trials A was training, A's pid,
+    B's pid, B's stderr)."""
+    arguments = command(log_dir, mnist_dir, *GRID, "--max_steps", "300", "--eval_every", "100", "--population", "3",
+                        "--heartbeat", "0.5", *storage)
+    a = start(arguments, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    b = None
+    killed = set()
+    deadline = time.monotonic() + 600
+    for line in a.stdout:
+        match = re.match(r"trial(\d+)_\S+: Step (\d+):", line)
+        if match:
+            b = b or start(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            killed.add(int(match[1]))
+            if match[2] == "200":
+                a.send_signal(signal.SIGKILL)
+                break
+        assert time.monotonic() < deadline, "worker A did not reach step 200"
+    assert a.wait(timeout=60) == -signal.SIGKILL
+    _, error = b.communicate(timeout=900)
+    assert b.returncode == 0, error[-3000:]
+    return killed, a.pid, b.pid, error
+
+
+def check_every_trial_complete_once(study, killed, a_pid, b_pid, error, log_dir):
+    trials = study.get_trials()
+    complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
+    keys = [(trial.params["learning_rate"], trial.params["hidden1"], trial.params["hidden2"]) for trial in complete]
+    assert len(keys) == 12 and len(set(keys)) == 12  # every grid point COMPLETE exactly once (counted by parameters)
+    assert len(killed) == 3  # A's first population: its three trials
+    for trial in trials:
+        worker = trial.system_attrs[search.WORKER].split(":")[1]
+        if trial.number in killed:  # taken over in place, from A's last commit, and finished by B
+            assert trial.state.name == "COMPLETE" and worker == str(b_pid)
+        elif trial.state.name == "FAIL":  # a trial A had taken but not started: failed, and queued again
+            assert worker == str(a_pid) and search.FOLDER not in trial.system_attrs
+            retried = [other for other in complete if other.system_attrs.get("failed_trial") == trial.number]
+            assert len(retried) == 1 and retried[0].params == trial.params
+        else:
+            assert trial.state.name == "COMPLETE"
+    assert re.search(r"taking over pop\d+ \(trials [\d, ]+; worker \S+ stopped\): resuming from step 200", error), error
+    rows = study_table(log_dir)
+    assert len(rows) == 12 and {row["state"] for row in rows} == {"complete"}
+    for row in rows:  # every member with its final checkpoint
+        assert row["checkpoint"].endswith("model.ckpt-299.safetensors")
+        checkpoint = checkpoints.read(str(log_dir / row["checkpoint"]))
+        assert checkpoint.global_step == 300
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_journal_file_one_killed_finish_every_trial_once(tmp_path, mnist_dir):
+    log_dir = tmp_path / "sweep"
+    killed, a_pid, b_pid, error = two_workers_one_killed(log_dir, mnist_dir)
+    check_every_trial_complete_once(load(log_dir), killed, a_pid, b_pid, error, log_dir)
+
+
+def postgres_binaries():
+    for folder in [os.path.dirname(shutil.which("initdb") or "")] + sorted(glob.glob("/usr/lib/postgresql/*/bin")):
+        if folder and all(os.access(os.path.join(folder, name), os.X_OK) for name in ("initdb", "pg_ctl", "postgres")):
+            return folder
+    return None
+
+
+@pytest.fixture
+def postgres_url():
+    """A real PostgreSQL server in a temporary folder, on a free port of 127.0.0.1, stopped afterwards.
+
+    PostgreSQL refuses to run as root: as root (CI), the server runs as the `postgres` user Debian's package
+    makes (else `nobody`)."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server here (initdb, pg_ctl, postgres): CI installs Debian's postgresql package")
+    folder = tempfile.mkdtemp(prefix="mnist-gpu-postgres-")
+    prefix = []
+    if os.geteuid() == 0:
+        user = "postgres" if "postgres" in {entry.pw_name for entry in pwd.getpwall()} else "nobody"
+        os.chown(folder, pwd.getpwnam(user).pw_uid, -1)
+        prefix = ["runuser", "-u", user, "--"]
+    else:
+        user = getpass.getuser()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = os.path.join(folder, "data")
+    subprocess.run([*prefix, f"{binaries}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*prefix, f"{binaries}/pg_ctl", "-D", data, "-w", "-l", os.path.join(folder, "log"), "-o",
+                    f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, f"{binaries}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_real_postgresql_server_one_killed_finish_every_trial_once(tmp_path, mnist_dir,
+                                                                                    postgres_url):
+    log_dir = tmp_path / "sweep"
+    storage = ("--storage", postgres_url, "--study", "grid12")
+    killed, a_pid, b_pid, error = two_workers_one_killed(log_dir, mnist_dir, storage)
+    assert not (log_dir / search.STUDY_JOURNAL).exists()
+    check_every_trial_complete_once(load(storage=postgres_url, name="grid12"), killed, a_pid, b_pid, error, log_dir)
+
+
+# -- search and pruning ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_search_prunes_and_its_best_trial_evaluates_to_the_recorded_precision(tmp_path, capsys, mnist_dir):
+    log_dir = tmp_path / "search"
+    code, printed, error = run_main(capsys, "sweep", "--log_dir", str(log_dir), "--input_data_dir", mnist_dir,
+                                    "--backend", "cpu", "--seed", "2", "--learning_rate", "0.001:0.5:log", "--trials",
+                                  "16", "--prune", "halving", "--max_steps", "300", "--eval_every", "100",
+                                  "--population", "4", "--hidden1", "8", *SHAPE)
+    assert code == 0, error
+    study = load(log_dir)
+    trials = study.get_trials()
+    states = collections.Counter(trial.state.name for trial in trials)
+    assert len(trials) == 16 and states["COMPLETE"] + states["PRUNED"] == 16 and states["PRUNED"] >= 1, states
+    rows = study_table(log_dir)
+    pruned = [row for row in rows if row["state"] == "pruned"]
+    assert pruned and all(row["pruned_at_step"] == "99" for row in pruned)  # halving's first rung: the first evaluation
+    for row in pruned:  # a pruned member stopped updating: its last checkpoint holds its variables of step 99
+        member = log_dir / row["member"]
+        stopped = checkpoints.Saver(str(member)).latest()[0]
+        assert stopped.stopped["step"] == 99 and stopped.stopped["why"].startswith("pruned at step 99 by the halving")
+        assert f"trial {row['trial']} pruned at step 99" in error
+    best = study.best_trial
+    member = log_dir / best.user_attrs["members"][0]["folder"]
+    code, lines, _ = run_main(capsys, "eval", "--checkpoint", str(member), "--backend", "cpu", "--input_data_dir",
+                              mnist_dir)
+    assert code == 0
+    validation = [line for line in lines if "Precision @ 1" in line][1]
+    assert float(validation.split("Precision @ 1: ")[1]) == round(best.value, 4)
+    assert f"Best: trial {best.number}, validation precision {best.value:.4f}" in "\n".join(printed)
+
+
+# -- Ctrl-C and --resume ------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_sweep_resumed_after_ctrl_c_ends_as_an_uninterrupted_one(tmp_path, mnist_dir):
+    flags = ["--learning_rate", "0.01,0.05,0.1", "--hidden1", "8,12", *SHAPE, "--max_steps", "300", "--eval_every",
+             "100", "--population", "3"]
+    whole = subprocess.run(command(tmp_path / "whole", mnist_dir, *flags), capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    broken = tmp_path / "broken"
+    process = start(command(broken, mnist_dir, *flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in process.stdout:
+        if re.match(r"trial\d+_\S+: Step 200:", line):
+            process.send_signal(signal.SIGINT)
+            break
+    process.stdout.read()
+    assert process.wait(timeout=300) == 130
+    error = process.stderr.read()
+    assert re.search(r"interrupted at step \d+; saved pop0/population.json; the same mnist-gpu sweep command with "
+                     r"--resume continues the study", error), error
+    resumed = subprocess.run(command(broken, mnist_dir, *flags, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "taking over pop0 (trials 0, 1, 2" in resumed.stderr
+    study = load(broken)
+    assert {trial.state.name for trial in study.get_trials()} == {"COMPLETE"} and len(study.get_trials()) == 6
+    members = sorted(row["member"] for row in study_table(broken))
+    assert members == sorted(row["member"] for row in study_table(tmp_path / "whole")) and len(members) == 6
+    for member in members:
+        expected = final_variables(tmp_path / "whole" / member)
+        for name, value in final_variables(broken / member).items():
+            np.testing.assert_array_equal(value.view(np.uint32), expected[name].view(np.uint32),
+                                          err_msg=f"{member} {name}")
+
+
+def test_a_signal_between_populations_is_an_interruption_that_says_so():
+    from types import SimpleNamespace
+
+    from mnist_gpu.errors import TrainingInterrupted
+
+    worker = object.__new__(search.Worker)  # only its signals matter here
+    worker.signals = SimpleNamespace(received=signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted) as raised:
+        worker.check_signals()
+    assert raised.value.exit_code == 143
+    assert raised.value.command_line().startswith("interrupted between populations; the trials this worker held")
