@@ -32,6 +32,7 @@ def test_every_kernel_compiles_without_spills_local_memory_or_float64(tmp_path):
         assert f"`{module.rsplit('.', 1)[-1]}.{kernel}`" in result.stdout
 
 
+@pytest.mark.slow
 @needs_cuda_compiler
 def test_the_tier_catches_float64_and_local_memory():
     launches = [

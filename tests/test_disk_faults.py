@@ -26,6 +26,7 @@ def temporaries(folder):
     return [name for name in os.listdir(folder) if name.endswith(".part")]
 
 
+@pytest.mark.slow
 def test_disk_full_at_the_second_checkpoint(tmp_path, capsys, mnist_dir):
     """The tutorial's default run on a 1.1 MB file system: the first checkpoint (640 KB) fits, the second does not."""
     with small_filesystem(tmp_path / "full") as full:

@@ -378,6 +378,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 def test_a_command_that_has_not_ended_after_sigkill_is_left_behind_after_a_bounded_wait(gpu_session, monkeypatch,
                                                                                         tmp_path):
     """A stopped debugger holds the command: SIGTERM stops it (the tracer is told, and never resumes it); SIGKILL

@@ -46,6 +46,7 @@ def run(arguments, environment, cwd):
                           env=environment, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow
 def test_train_and_predict_compile_into_a_private_folder(tmp_path, read_only_install):
     environment, install = read_only_install
     trained = run(["--fake_data", "--backend", "cpu", "--max_steps", "2", "--log_dir", str(tmp_path / "run")],

@@ -142,6 +142,7 @@ def log_dir_of(errors):
     return first.split(", log_dir ")[1]
 
 
+@pytest.mark.slow
 def test_another_users_plants_are_neither_used_nor_touched_and_each_users_default_runs_succeed(machine):
     shared, trap = machine["shared"], machine["trap"]
     planted = subprocess.run(as_other("sh", "-c", PLANT, "sh", shared, trap), capture_output=True, text=True)

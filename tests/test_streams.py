@@ -56,6 +56,7 @@ def test_a_pipe_that_closes_keeps_the_run(tmp_path, mnist_dir, lines):
     assert checkpoints.Saver(str(log_dir)).latest()[0].global_step == 2500
 
 
+@pytest.mark.slow
 def test_the_note_about_a_lost_stdout_goes_to_a_stderr_that_still_works(tmp_path, mnist_dir):
     log_dir = tmp_path / "run"
     code, out, error = shell(f"{PYTHON} --max_steps 1100 --seed 1 --backend numpy --input_data_dir "
