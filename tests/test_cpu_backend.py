@@ -17,6 +17,7 @@ def candidate():
     return get_backend("cpu")
 
 
+@pytest.mark.slow
 def test_blas_wrapper_loads_from_the_disk_cache_and_still_computes_right(tmp_path):
     """The sgemm wrappers hold no per-process address, so a second process loads them compiled."""
     if find_sgemm() is None:

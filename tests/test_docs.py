@@ -710,6 +710,7 @@ def recording():
     return simulator_recording()
 
 
+@pytest.mark.slow
 @needs_numba_cuda  # recorded in the simulator
 def test_the_step_program_and_gemm_tables_are_the_programs(recording):
     walkthrough = (DOCS / "walkthrough.md").read_text(encoding="utf-8")
@@ -718,6 +719,7 @@ def test_the_step_program_and_gemm_tables_are_the_programs(recording):
 
 
 @needs_numba_cuda
+@pytest.mark.slow
 def test_the_compiler_table_has_every_launched_kernel_with_its_argument_types(recording):
     from mnist_gpu.compile_report import markdown
 

@@ -126,6 +126,7 @@ def test_the_lock_is_held_from_the_first_check_and_given_back_at_the_end(tmp_pat
     assert run_main(capsys, *FAST, "--log_dir", str(log_dir), "--max_steps", "1")[0] == 0
 
 
+@pytest.mark.slow
 def test_eval_while_a_run_writes_and_prunes_its_checkpoints(tmp_path, capsys):
     """With --max_to_keep 1 each save prunes the checkpoint an eval may have just found listed."""
     log_dir = tmp_path / "run"

@@ -168,6 +168,7 @@ def test_eval_prints_one_line_of_it(run, capsys, mnist_dir):
     assert lines[0] == f"Evaluating {log_dir / 'model.ckpt-999.safetensors'} (step 999)"
 
 
+@pytest.mark.slow
 def test_provenance_is_gathered_at_the_first_checkpoint_not_before_the_first_step(tmp_path, mnist_dir, monkeypatch):
     calls = []
     printed = []
