@@ -3,6 +3,7 @@
 Within a group every K is timed in the same run, so the ratios are comparable even on a noisy
 shared machine: the report divides each K's median by K (per member) and by K = 1's.
 """
+import itertools
 import os
 import subprocess
 import sys
@@ -54,6 +55,16 @@ def run(arguments, folder):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def time_whole_commands(benchmark, one_round, rounds):
+    """Times `one_round(folder, data, log_dir)`, whole `mnist-gpu` commands run in a temporary folder whose data
+    cache and cpu kernels a 1-step run has warmed first; each round gets a log_dir name of its own."""
+    with tempfile.TemporaryDirectory() as folder:
+        data = os.path.join(folder, "input_data")
+        run(["--max_steps", "1", "--backend", "cpu", "--input_data_dir", data, "--log_dir", "warm"], folder)
+        names = (f"r{index}" for index in itertools.count())
+        benchmark.pedantic(lambda: one_round(folder, data, next(names)), rounds=rounds, warmup_rounds=0)
+
+
 SEEDS = 16
 
 
@@ -62,23 +73,17 @@ def test_sweep_against_solo_runs(benchmark, way):
     """`mnist-gpu sweep --seed 1-16` (the tutorial's defaults, cpu) as one command, against the 16 commands
     `mnist-gpu --seed S` one after the other: whole commands, start-up and evaluations included."""
     benchmark.group = f"{SEEDS} tutorial runs (cpu): one sweep or one command each"
-    with tempfile.TemporaryDirectory() as folder:
-        data = os.path.join(folder, "input_data")
-        run(["--max_steps", "1", "--backend", "cpu", "--input_data_dir", data, "--log_dir", "warm"], folder)
 
-        rounds = iter(range(1000))
+    def commands(folder, data, name):
+        if way == "one sweep":
+            run(["sweep", "--seed", f"1-{SEEDS}", "--backend", "cpu", "--input_data_dir", data, "--log_dir", name],
+                folder)
+        else:
+            for seed in range(1, SEEDS + 1):
+                run(["--seed", str(seed), "--backend", "cpu", "--input_data_dir", data, "--log_dir",
+                     f"{name}-{seed}"], folder)
 
-        def commands():
-            name = f"r{next(rounds)}"
-            if way == "one sweep":
-                run(["sweep", "--seed", f"1-{SEEDS}", "--backend", "cpu", "--input_data_dir", data, "--log_dir", name],
-                    folder)
-            else:
-                for seed in range(1, SEEDS + 1):
-                    run(["--seed", str(seed), "--backend", "cpu", "--input_data_dir", data, "--log_dir",
-                         f"{name}-{seed}"], folder)
-
-        benchmark.pedantic(commands, rounds=2, warmup_rounds=0)
+    time_whole_commands(benchmark, commands, rounds=2)
 
 
 TRIALS = 64  # the study's configurations; under --benchmark-disable (the test suite's smoke run) 2 of them
@@ -100,19 +105,14 @@ def test_study_against_solo_runs(benchmark, way):
     benchmark.group = f"{TRIALS} trials (cpu, 784-12-5-10, B=13, 1000 steps): one study or one command each"
     benchmark.extra_info["trials"] = trials
     rates = learning_rates(trials)
-    with tempfile.TemporaryDirectory() as folder:
-        data = os.path.join(folder, "input_data")
-        run(["--max_steps", "1", "--backend", "cpu", "--input_data_dir", data, "--log_dir", "warm"], folder)
-        rounds = iter(range(1000))
 
-        def commands():
-            name = f"r{next(rounds)}"
-            if way.startswith("study"):
-                run(["sweep", "--learning_rate", ",".join(map(str, rates)), "--seed", "1", "--population",
-                     way.split()[-1], "--backend", "cpu", "--input_data_dir", data, "--log_dir", name, *SMALL], folder)
-            else:
-                for index, rate in enumerate(rates):
-                    run(["--learning_rate", str(rate), "--seed", "1", "--backend", "cpu", "--input_data_dir", data,
-                         "--log_dir", f"{name}-{index}", *SMALL], folder)
+    def commands(folder, data, name):
+        if way.startswith("study"):
+            run(["sweep", "--learning_rate", ",".join(map(str, rates)), "--seed", "1", "--population",
+                 way.split()[-1], "--backend", "cpu", "--input_data_dir", data, "--log_dir", name, *SMALL], folder)
+        else:
+            for index, rate in enumerate(rates):
+                run(["--learning_rate", str(rate), "--seed", "1", "--backend", "cpu", "--input_data_dir", data,
+                     "--log_dir", f"{name}-{index}", *SMALL], folder)
 
-        benchmark.pedantic(commands, rounds=1, warmup_rounds=0)
+    time_whole_commands(benchmark, commands, rounds=1)
