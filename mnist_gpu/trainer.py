@@ -43,7 +43,8 @@ from .stop_signals import StopSignals
 from .summaries import Summaries
 
 SEED_DIGITS = 10  # a seed chosen at random has at most this many digits: a person can retype it
-BLAS_THREADS = 1  # OpenBLAS runs on one thread while training: the numbers do not depend on the machine's cores
+BLAS_THREADS = 1  # OpenBLAS on one thread while training (its results change with its thread count); large
+# products run in row blocks on Numba's threads instead (openblas.py): no number depends on the machine's cores
 
 
 @dataclass

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from mnist_gpu.backends import get_backend
@@ -39,3 +40,45 @@ def test_blas_wrapper_loads_from_the_disk_cache_and_still_computes_right(tmp_pat
     cache_hits = [subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
                                  check=True).stdout.strip() for _ in range(2)]
     assert cache_hits == ["0", "2"]
+
+
+@pytest.mark.parametrize("shape", [((100, 784), (784, 128), False), ((100, 784), (100, 128), True),
+                                   ((257, 784), (784, 128), False), ((3, 784), (784, 128), False)])
+def test_a_product_in_row_blocks_does_not_depend_on_the_thread_counts(shape):
+    """The tutorial's large products (images @ W1, W1's gradient) and odd ones: a solo call on Numba's threads,
+    the same call on one Numba thread, and a member of a population of 3 give the same bits; with OpenBLAS on
+    two threads (its blocks one after the other) the product is still right, against NumPy."""
+    import numba
+
+    from mnist_gpu.backends import blas_library
+
+    sgemm = find_sgemm()
+    if sgemm is None:
+        pytest.skip("NumPy's BLAS here is not its bundled OpenBLAS: the cpu backend falls back to NumPy")
+    (a_shape, b_shape, trans_a) = shape
+    generator = np.random.default_rng(7)
+    a = generator.standard_normal((3, *a_shape), dtype=np.float32)
+    b = generator.standard_normal((3, *b_shape), dtype=np.float32)
+    rows = a_shape[1] if trans_a else a_shape[0]
+    start = generator.standard_normal((3, rows, b_shape[1]), dtype=np.float32)
+    alpha, beta = np.float32(-0.25), np.float32(1.0)
+
+    def solo(threads):
+        c = start[1].copy()
+        numba.set_num_threads(threads)
+        try:
+            sgemm.one(a[1], b[1], c, alpha, beta, trans_a, False)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        return c
+
+    with blas_library.threads_for(1):
+        on_all_threads, on_one_thread = solo(numba.config.NUMBA_NUM_THREADS), solo(1)
+        members = start.copy()
+        sgemm.members(a, b, members, np.float32([0.5, alpha, 2.0]), beta, trans_a, False, np.int32([1, 1, 1]))
+    np.testing.assert_array_equal(on_all_threads, on_one_thread)
+    np.testing.assert_array_equal(members[1], on_all_threads)
+    with blas_library.threads_for(2):
+        blas_threads = solo(numba.config.NUMBA_NUM_THREADS)
+    product = (a[1].T if trans_a else a[1]).astype(np.float64) @ b[1]
+    np.testing.assert_allclose(blas_threads, start[1] + alpha * product, rtol=1e-4, atol=1e-4)

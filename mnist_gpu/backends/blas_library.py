@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 SYMBOL = "scipy_cblas_sgemm64_"
+THREADS_SYMBOL = "scipy_openblas_get_num_threads64_"
 
 
 @functools.cache
@@ -35,10 +36,10 @@ def find_library():
     return None
 
 
-def sgemm_address():
-    """Where NumPy's bundled OpenBLAS has its cblas_sgemm, or None."""
+def address_of(symbol):
+    """Where NumPy's bundled OpenBLAS has the function `symbol`, or None."""
     library = find_library()
-    return None if library is None else ctypes.cast(getattr(library, SYMBOL), ctypes.c_void_p).value
+    return None if library is None else ctypes.cast(getattr(library, symbol), ctypes.c_void_p).value
 
 
 def set_threads(count):
@@ -69,4 +70,4 @@ def threads_for(count):
 def threads():
     """How many threads NumPy's OpenBLAS runs on now, or None where it is not found."""
     library = find_library()
-    return None if library is None else library.scipy_openblas_get_num_threads64_()
+    return None if library is None else getattr(library, THREADS_SYMBOL)()

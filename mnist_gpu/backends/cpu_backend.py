@@ -7,8 +7,8 @@ openblas.py). Float32 only.
 
 Members: a population of one calls the one-member kernels on member 0's arrays; a larger one runs
 the *_members kernels, one member per thread, each member's work exactly a population of one's
-(the same kernel, the same BLAS call on a single OpenBLAS thread: the trainer runs OpenBLAS on one
-thread, so the numbers do not depend on how many cores the machine has).
+(the same kernel, the same BLAS calls: a large product in row blocks fixed by its shape, each block on
+one OpenBLAS thread, see openblas.py; so the numbers do not depend on how many cores the machine has).
 """
 import numpy as np
 

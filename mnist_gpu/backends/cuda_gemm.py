@@ -103,7 +103,7 @@ class SimulatedCublas:
     def __init__(self):
         from . import blas_library
 
-        address = blas_library.sgemm_address()
+        address = blas_library.address_of(blas_library.SYMBOL)
         if address is None:
             raise BackendUnavailable("the simulated CUDA backend needs NumPy's bundled OpenBLAS for its GEMMs; "
                                      "this NumPy has none")
