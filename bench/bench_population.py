@@ -50,6 +50,48 @@ def test_population_step_on_a_gpu(benchmark, graph, members):
     benchmark(step)
 
 
+# (members, of which stopped): a population step with stopped members kept in it, against the step of the members
+# still training alone, which is what the trainer's repack leaves (trainer.py, TrainingLoop.repack).
+HOST_STOPPED, GPU_STOPPED = (16, 8), (1024, 768)
+
+
+def stopped_members_step(make_step, way, members, stopped):
+    """The step of `members` of which `stopped` are stopped ("kept"), or of the others alone ("repacked")."""
+    if way == "repacked":
+        return make_step(members - stopped)
+    step = make_step(members)
+    step.model.set_active([1] * (members - stopped) + [0] * stopped)
+    return step
+
+
+@pytest.mark.parametrize("way", ["kept", "repacked"])
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_stopped_members_step(benchmark, one_blas_thread, backend, way):
+    """One training step of 16 members of which 8 have stopped, kept in the step program or repacked out of it."""
+    members, stopped = HOST_STOPPED
+    benchmark.group = f"{members} members, {stopped} stopped, {backend} (B=100): kept in the step, or repacked"
+    benchmark.extra_info.update(stopped=stopped, backend=backend)
+    on = backend_or_skip(backend)
+    step = stopped_members_step(lambda count: Step(on, 100, members=count), way, members, stopped)
+    for _ in range(5):
+        step()
+    benchmark(step)
+
+
+@pytest.mark.parametrize("way", ["kept", "repacked"])
+def test_stopped_members_step_on_a_gpu(benchmark, way):
+    """The cuda step program (CUDA graph) of 1024 members of which 768 have stopped, kept or repacked."""
+    members, stopped = GPU_STOPPED
+    benchmark.group = f"{members} members, {stopped} stopped, cuda graph (B=100): kept in the step, or repacked"
+    benchmark.extra_info.update(stopped=stopped, backend="cuda")
+    on = backend_or_skip("cuda")
+    step = stopped_members_step(lambda count: ProgramStep(on, 100, graph="on", members=count), way, members, stopped)
+    for _ in range(5):
+        step()
+    benchmark.extra_info["ran"] = step.program.describe()
+    benchmark(step)
+
+
 def run(arguments, folder):
     subprocess.run([sys.executable, "-m", "mnist_gpu", *arguments], check=True, cwd=folder,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

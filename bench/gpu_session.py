@@ -85,7 +85,8 @@ BENCHMARKS = tuple(f"bench/bench_step.py::test_training_step[{batch}-128-32-{var
     tuple(f"bench/bench_step.py::test_gpu_time_per_step[{batch}-{variant}]" for batch in (100, 1000)
           for variant in ("cuda", "cuda-eager", "cuda-graph")) + \
     tuple(f"bench/bench_population.py::test_population_step_on_a_gpu[{graph}-{members}]"
-          for graph, sizes in (("on", (1, 16, 256, 1024, 4096)), ("off", (1, 256, 4096))) for members in sizes)
+          for graph, sizes in (("on", (1, 16, 256, 1024, 4096)), ("off", (1, 256, 4096))) for members in sizes) + \
+    tuple(f"bench/bench_population.py::test_stopped_members_step_on_a_gpu[{way}]" for way in ("kept", "repacked"))
 BENCHMARK_OPTIONS = ("--benchmark-max-time=0.5",)
 # A compile problem as mnist_gpu.compile_report prints it: "<kernel> sm_<cc>: <problem>".
 COMPILE_PROBLEM = re.compile(r"\w+ sm_\d+: .+")

@@ -183,8 +183,24 @@ def population_rows(data):
             rows.append([group.split(" (")[0].replace("population step, ", ""), str(members), format_time(seconds),
                          format_time(seconds / members), ratio(seconds / members, solo) if solo else "-"])
     sweeps = [[group, variant, format_time(seconds)] for group, times in medians(data).items()
-              if group in population_groups(data) and group not in found for variant, seconds in times.items()]
+              if group in population_groups(data) and group not in found and group not in stopped_groups(data)
+              for variant, seconds in times.items()]
     return rows, sweeps
+
+
+def stopped_groups(data):
+    """bench_population.py's steps with stopped members: {group: backend}."""
+    return {benchmark["group"]: benchmark["extra_info"]["backend"] for benchmark in data["benchmarks"]
+            if "stopped" in (benchmark.get("extra_info") or {})}
+
+
+def stopped_rows(data):
+    """Per backend: a step whose stopped members are kept in it, the step of the others alone (repacked), the
+    ratio."""
+    groups = stopped_groups(data)
+    return [[group, format_time(times.get("kept")), format_time(times.get("repacked")),
+             ratio(times.get("repacked"), times.get("kept"))] for group, times in medians(data).items()
+            if group in groups]
 
 
 def op_rows(table, skipped=()):
@@ -262,6 +278,11 @@ def write_markdown(data, path, chart_name, command):
                      "share (the step / K), and that share over the step of one member (K = 1) timed in the same "
                      "group. The targets: cpu at most 0.8x at K = 16; cuda at K = 1024 at most 3 ms a step as a graph.",
                      ["backend", "K", "step", "per member", "per member / K=1 step"], steps)
+    lines += section("Stopped members: kept in the step, or repacked out of it",
+                     "bench/bench_population.py: the step of K members of which some have stopped (diverged or "
+                     "pruned), kept in the step program as they are until an evaluation, and the step of the others "
+                     "alone, which is what the trainer's repack at that evaluation leaves.",
+                     ["what", "kept", "repacked", "repacked / kept"], stopped_rows(data))
     lines += section("A sweep against its solo runs",
                      "The 16 tutorial runs (--seed 1-16, cpu) as one `mnist-gpu sweep` and as 16 `mnist-gpu` commands "
                      "one after the other, whole commands. The target: the sweep at most 0.5x. And a 64-trial Optuna "
@@ -403,6 +424,12 @@ def figures_of(data):
                     *figures.ratio(by_members[members] / members / by_members[1]),
                     f"a member's share of a {members}-member step (the step / {members}) over a 1-member step, "
                     f"{backend}, B=100")
+    for group, backend in stopped_groups(data).items():
+        times = table[group]
+        if times.get("kept") and times.get("repacked"):
+            found[f"repacked_over_kept_{backend}"] = (*figures.ratio(times["repacked"] / times["kept"]),
+                                                      f"{group.split(':')[0]}: the step repacked over the step "
+                                                      "keeping them")
     for group, times in table.items():
         if group in population_groups(data) and times.get("one sweep") and times.get("solo runs"):
             found["sweep_16"] = (*figures.seconds(times["one sweep"]), "`mnist-gpu sweep --seed 1-16`, cpu")

@@ -258,14 +258,14 @@ def read_member_checkpoint(member, global_step):
     return checkpoint
 
 
-def member_orders(data_set, members, resumed):
-    """Each member's DataSet over the training split's rows: its own order, as its solo run would draw it."""
+def member_orders(data_set, members, positions=None):
+    """Each member's DataSet over the training split's rows: its own order, as its solo run would draw it, from its
+    saved position (positions: one (order, fields) per member) or from the start."""
     orders = []
     for index, member in enumerate(members):
         order = DataSet(data_set.pixels, data_set.labels, seed=train_order_seed(member.seed))
-        if resumed is not None:
-            checkpoint = resumed[1][index]
-            order.restore_position(checkpoint.data_order, checkpoint.data_position)
+        if positions is not None:
+            order.restore_position(*positions[index])
         orders.append(order)
     return orders
 
@@ -312,7 +312,8 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
     model = mnist.Model(backend, variables, flags.batch_size, [member.learning_rate for member in members],
                         global_step, active)
     splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
-    orders = member_orders(data_sets.train, members, resumed)
+    orders = member_orders(data_sets.train, members, None if resumed is None else
+                           [(checkpoint.data_order, checkpoint.data_position) for checkpoint in resumed[1]])
 
     # Every check has passed: from here on, the log_dir is written.
     run.start_writing(flags.overwrite)
@@ -371,6 +372,9 @@ class TrainingLoop:
         self.losses_read = model.global_step  # the next step whose loss the trainer has not read
         self.earlier = [None] * len(members)  # each member's loss at the previous read
         self.test_logits = EvaluationPictures(model, splits["test"])
+        self.packed = list(range(len(members)))  # the members in the step program, by index: its columns
+        self.out = {}  # member index -> OutOfProgram: a stopped member taken out of the step program (repack)
+        self.last_logits = None  # the step program's members' test logits [K', N, C] at the last evaluation
         self.records = None  # what made each member (provenance.py), gathered at the first checkpoint
         self.ensembles = {}  # group key -> the test precision of its members' ensemble, at the last evaluation
 
@@ -383,17 +387,20 @@ class TrainingLoop:
         losses = self.steps.losses(self.losses_read, step + 1)
         self.losses_read = step + 1
         newly = False
-        for index, member in enumerate(self.members):
+        for column, index in enumerate(self.packed):
+            member = self.members[index]
             if member.stopped is not None:
                 continue
-            member.last_loss = float(losses[-1, index])
-            for offset, loss in enumerate(losses[:, index]):
+            member.last_loss = float(losses[-1, column])
+            for offset, loss in enumerate(losses[:, column]):
                 why = divergence(step + 1 - len(losses) + offset, float(loss))
                 if why:
                     member.stopped = {"step": step + 1 - len(losses) + offset, "why": why}
                     newly = True
                     break
-        return losses[-1], newly
+        current = np.full(len(self.members), np.nan, np.float32)  # a member out of the program has no loss
+        current[self.packed] = losses[-1]
+        return current, newly
 
     def check_blow_up(self, step, current):
         """Stop members whose loss is above DIVERGED_LOSS at this and the previous read (100 steps apart)."""
@@ -411,7 +418,7 @@ class TrainingLoop:
         """Tell the step program which members train on, and say which stopped; True when none trains any more."""
         if not newly:
             return False
-        self.model.set_active([member.stopped is None for member in self.members])
+        self.set_active()
         for member in self.members:
             if member.stopped is not None and not member.stopped.get("noted"):
                 member.stopped["noted"] = True
@@ -423,6 +430,8 @@ class TrainingLoop:
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self):
         flags = self.flags
+        if self.population and self.resumed is not None:
+            self.take_out_resumed()
         for step in range(self.model.global_step, flags.max_steps):
             start_time = time.time()  # before the batch is drawn, as in the tutorial
             self.steps.run(step)
@@ -447,6 +456,8 @@ class TrainingLoop:
                     if all(member.stopped is not None for member in self.members):
                         self.log.note(f"every member has stopped training (step {step}): the population ends here")
                         return
+                if self.population and step + 1 < flags.max_steps:
+                    self.repack(step)
             if self.signals.received is not None:  # the step is done: save it (unless just saved) and stop
                 self.read_losses(step)
                 saved = saved or self.save(step)
@@ -484,13 +495,16 @@ class TrainingLoop:
             self.records = [gather(member_flags(flags, member, self.population), model.backend, member.seed,
                                    self.started, self.resumed[index] if self.resumed else None)
                             for index, member in enumerate(self.members)]
-        path = None
+        path, columns = None, {index: column for column, index in enumerate(self.packed)}
         for index, member in enumerate(self.members):
-            own = {name: value[index] for name, value in variables.items()}
+            if index in columns:
+                own = {name: value[columns[index]] for name, value in variables.items()}
+                order, position = positions[columns[index]]
+            else:  # out of the step program: as it left it
+                own, (order, position) = self.out[index].variables, self.out[index].position
             if member.stopped is None and not all(np.isfinite(value).all() for value in own.values()):
                 raise TrainingDiverged(f"{member.prefix}the variables are not finite at step {step} while the loss "
                                        "was; nothing was saved")  # never a NaN model of a member still training
-            order, position = positions[index]
             stopped = None if member.stopped is None else {"step": member.stopped["step"],
                                                            "why": member.stopped["why"]}
             checkpoint = checkpoints.Checkpoint(own, model.global_step, model_flags(flags, member.seed,
@@ -514,8 +528,12 @@ class TrainingLoop:
             if member.name in stops and member.stopped is None:
                 member.stopped = {"step": step, "why": stops[member.name], "noted": True}
                 stopped = True
-        self.model.set_active([member.stopped is None for member in self.members])
+        self.set_active()
         return stopped
+
+    def set_active(self):
+        """Tell the step program which of its members train on."""
+        self.model.set_active([self.members[index].stopped is None for index in self.packed])
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self, step):
@@ -523,26 +541,94 @@ class TrainingLoop:
         on_evaluation stopped a member."""
         model, log = self.model, self.log
         found = evaluate_all(model, self.splits, log, self.test_logits,
-                             [member.prefix for member in self.members])
-        for index, (member, summaries) in enumerate(zip(self.members, self.summaries, strict=True)):
-            member.evaluations[step] = {split: (examples, int(correct[index]))
+                             [self.members[index].prefix for index in self.packed])
+        for column, index in enumerate(self.packed):
+            member = self.members[index]
+            member.evaluations[step] = {split: (examples, int(correct[column]))
                                         for split, (examples, correct) in found.items()}
             for split, (examples, correct) in member.evaluations[step].items():
-                summaries.add_precision(step, split, correct / examples)
-        host_logits = self.test_logits.host_logits()
+                self.summaries[index].add_precision(step, split, correct / examples)
+        for index in self.out:  # its variables have not changed since: its last evaluation stands (not printed again)
+            evaluations = self.members[index].evaluations
+            evaluations[step] = evaluations[max(evaluations)]
+        self.last_logits = host_logits = self.test_logits.host_logits()
         if not self.population:  # the pictures of a run of one; a member's are `eval --report` away
             _, drawn, table = self.test_logits.draw(host_logits[0], f"at step {step}")
             self.summaries[0].add_pictures(step, drawn, table)
             return False
-        self.ensembles = populations.ensemble_precisions(self.members, host_logits,
-                                                         self.splits["test"].data_set.labels)
+        every = np.empty((len(self.members),) + host_logits.shape[1:], host_logits.dtype)
+        every[self.packed] = host_logits
+        for index, out in self.out.items():
+            every[index] = out.test_logits
+        self.ensembles = populations.ensemble_precisions(self.members, every, self.splits["test"].data_set.labels)
         written = populations.write_results(self.flags.log_dir, self.members, self.ensembles)
         log.note(f"wrote {' and '.join(written)} in {self.flags.log_dir} (step {step})")
         stops = self.on_evaluation(step, self.members) if self.on_evaluation is not None else None
         return bool(stops) and self.stop_members(step, stops)
 
+    # -- repacking ----------------------------------------------------------------------------------------
+    def repack(self, step):
+        """After evaluation `step` (saved): take the members that stopped out of the step program, so that every
+        later step costs what the members still training cost. The others go on exactly as from a resume of this
+        step's checkpoints; those taken out keep their variables, data position and last test logits here."""
+        leaving = [column for column, index in enumerate(self.packed) if self.members[index].stopped is not None]
+        if not leaving or len(leaving) == len(self.packed):
+            return
+        variables, positions = self.model.host_variables(), self.steps.position(step)
+        for column in leaving:
+            self.out[self.packed[column]] = OutOfProgram({name: value[column] for name, value in variables.items()},
+                                                         positions[column], self.last_logits[column])
+        staying = [column for column in range(len(self.packed)) if column not in leaving]
+        self.packed = [self.packed[column] for column in staying]
+        self.build({name: value[staying] for name, value in variables.items()},
+                   [positions[column] for column in staying])
+        self.log.note(f"{len(leaving)} stopped member{'s' if len(leaving) > 1 else ''} left the step program at step "
+                      f"{step}: it trains the {len(staying)} still training")
+
+    def take_out_resumed(self):
+        """A resumed population starts as an uninterrupted one went on: without the members stopped before (their
+        evaluation, which the results and the ensemble need, is taken once, printing nothing)."""
+        leaving = [index for index, member in enumerate(self.members) if member.stopped is not None]
+        if not leaving or len(leaving) == len(self.members):
+            return
+        saved, step = self.resumed, self.model.global_step - 1
+        stopped = mnist.Model(self.model.backend, mnist.stacked([saved[index].variables for index in leaving]),
+                              self.flags.batch_size, [self.members[index].learning_rate for index in leaving])
+        pictures = EvaluationPictures(stopped, self.splits["test"])
+        found = evaluate_all(stopped, self.splits, Log(False), pictures, [""] * len(leaving))
+        logits = pictures.host_logits()
+        for column, index in enumerate(leaving):
+            self.members[index].evaluations[step] = {split: (examples, int(correct[column]))
+                                                     for split, (examples, correct) in found.items()}
+            self.out[index] = OutOfProgram(saved[index].variables, (saved[index].data_order,
+                                                                    saved[index].data_position), logits[column])
+        self.packed = [index for index in self.packed if index not in self.out]
+        self.build(mnist.stacked([saved[index].variables for index in self.packed]),
+                   [(saved[index].data_order, saved[index].data_position) for index in self.packed])
+
+    def build(self, variables, positions):
+        """The model and step program of the members self.packed from their host variables [K', ...] and data
+        positions, at the model's global_step."""
+        backend, flags = self.model.backend, self.flags
+        members = [self.members[index] for index in self.packed]
+        self.model = mnist.Model(backend, variables, flags.batch_size, [member.learning_rate for member in members],
+                                 self.model.global_step)
+        orders = member_orders(self.splits["train"].data_set, members, positions)
+        self.steps = backend.step_program(self.model, self.splits["train"], orders, flags.max_steps,
+                                          flags.cuda_graph, note=self.log.note)
+        self.test_logits = EvaluationPictures(self.model, self.splits["test"])
+
     def results(self):
         return [member_result(member) for member in self.members]
+
+
+@dataclass
+class OutOfProgram:
+    """A stopped member taken out of the step program: what its later checkpoints and the ensemble need."""
+
+    variables: dict  # {TF name: host array}, as it stopped
+    position: tuple  # its data order and position (order, fields) where it left
+    test_logits: np.ndarray  # its last evaluation's test logits [N, C]
 
 
 def member_result(member):

@@ -108,6 +108,67 @@ def test_a_diverging_member_stops_alone_and_the_run_says_so(mnist_dir, tmp_path,
     assert code == 1 and f"error: {stopped.stopped['why']}; try a smaller --learning_rate" in error
 
 
+def results_table(folder, columns):
+    """results.csv's two tables (members, groups), only the given columns."""
+    tables = open(folder / populations.RESULTS_CSV).read().strip().split("\n\n")
+    return [[{key: row[key] for key in columns if key in row} for row in csv.DictReader(table.splitlines())]
+            for table in tables]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_a_stopped_member_leaves_the_step_program_and_nothing_else_changes(backend, mnist_dir, tmp_path, capsys):
+    """At the first evaluation after a member stops, the step program is rebuilt without it (its share of every
+    later step reclaimed). The others stay their solo runs bit for bit; the stopped one keeps its variables, its
+    last evaluation and its place in the ensemble; a population resumed past that point starts without it and ends
+    as the uninterrupted one."""
+    common = ["--backend", backend, "--input_data_dir", mnist_dir, "--seed", "3", "--batch_size", "13",
+              "--eval_every", "50"]
+    rates = ["0.01", "1e9", "0.02"]  # 1e9: NaN within a few steps (the tutorial's layers)
+    sweep = ["sweep", "--learning_rate", ",".join(rates), *common]
+    code, lines, error = run_main(capsys, *sweep, "--max_steps", "200", "--log_dir", str(tmp_path / "whole"))
+    assert code == 3
+    assert "mnist-gpu: 1 stopped member left the step program at step 49: it trains the 2 still training" in error
+    diverged = populations.member_name(3, 1e9)
+    evaluated = [line for line in lines if line.endswith("Training Data Eval:")]
+    assert sum(line.startswith(f"{diverged}: ") for line in evaluated) == 1  # at step 49 only
+    assert len(evaluated) == 1 + 2 * 4
+    saved = {step: checkpoints.read(str(tmp_path / "whole" / diverged / checkpoints.checkpoint_name(step)))
+             for step in (49, 199)}
+    assert saved[199].stopped == saved[49].stopped and saved[49].stopped["step"] < 49
+    for name, value in saved[49].variables.items():
+        np.testing.assert_array_equal(saved[199].variables[name].view(np.uint32), value.view(np.uint32))
+    members, groups = results_table(tmp_path / "whole", ("member", "train", "validation", "test", "ensemble_test"))
+    last = {split: line.split("Precision @ 1: ")[1] for split, line in
+            zip(("train", "validation", "test"), [lines[index + 1] for index, line in enumerate(lines)
+                                                  if line.startswith(f"{diverged}: ") and "Data Eval:" in line],
+                strict=True)}
+    row = next(row for row in members if row["member"] == diverged)
+    assert {split: f"{float(row[split]):.4f}" for split in last} == last  # its one evaluation, carried to the end
+    for rate in ("0.01", "0.02"):  # the others: their solo runs
+        solo = tmp_path / f"solo{rate}"
+        code, solo_lines, _ = run_main(capsys, "--learning_rate", rate, "--max_steps", "200", "--log_dir", str(solo),
+                                       *common)
+        assert code == 0
+        prefix = f"{populations.member_name(3, float(rate))}: "
+        assert [line[len(prefix):].split(" (")[0] for line in lines if line.startswith(prefix)] == \
+            [line.split(" (")[0] for line in solo_lines]
+        expected = final_variables(solo)
+        for name, value in final_variables(tmp_path / "whole" / prefix[:-2]).items():
+            np.testing.assert_array_equal(value.view(np.uint32), expected[name].view(np.uint32), err_msg=name)
+    # Stopped at 100 steps, resumed to 200: the same variables and the same results (the ensemble included).
+    assert run_main(capsys, *sweep, "--max_steps", "100", "--log_dir", str(tmp_path / "split"))[0] == 3
+    code, _, error = run_main(capsys, *sweep, "--max_steps", "200", "--log_dir", str(tmp_path / "split"), "--resume")
+    assert code == 3 and "left the step program" not in error  # it was out of it from the start
+    for rate in rates:
+        name = populations.member_name(3, float(rate))
+        expected = final_variables(tmp_path / "whole" / name)
+        for variable, value in final_variables(tmp_path / "split" / name).items():
+            np.testing.assert_array_equal(value.view(np.uint32), expected[variable].view(np.uint32))
+    assert results_table(tmp_path / "split", ("member", "train", "validation", "test", "ensemble_test")) == \
+        [members, groups]
+
+
 @pytest.mark.slow
 def test_every_member_folder_is_an_ordinary_run(mnist_dir, tmp_path, capsys):
     """eval, predict and load_checkpoint on a member's folder; the results table equals the members' evaluations."""

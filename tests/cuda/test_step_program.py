@@ -130,6 +130,30 @@ def test_a_resumed_program_repeats_the_unbroken_run_exactly(cuda_backend, small_
         np.testing.assert_array_equal(resumed.model.host_variables()[name], value, err_msg=name)
 
 
+def test_a_repacked_program_goes_on_as_the_unbroken_one_for_the_members_it_keeps(cuda_backend, small_window):
+    """The trainer's repack (trainer.py, TrainingLoop.repack): after step 2, members 0 and 2 of 3 go on in a program
+    of their own, from their variables and data positions; the same bits as in the program of 3."""
+    unbroken = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
+    for step in range(5):
+        unbroken.run(step)
+    first = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
+    for step in range(3):
+        first.run(step)
+    kept = [0, 2]
+    variables, positions = first.model.host_variables(), first.position(2)
+    kept_orders = [orders()[member] for member in kept]
+    for order, member in zip(kept_orders, kept, strict=True):
+        order.restore_position(*positions[member])
+    repacked = program_for(cuda_backend, {name: value[kept] for name, value in variables.items()}, kept_orders, 3, 5,
+                           rates=[RATES[member] for member in kept])
+    for step in range(3, 5):
+        repacked.run(step)
+    np.testing.assert_array_equal(repacked.losses(3, 5).view(np.uint32), unbroken.losses(3, 5)[:, kept].view(np.uint32))
+    for name, value in unbroken.model.host_variables().items():
+        np.testing.assert_array_equal(repacked.model.host_variables()[name].view(np.uint32),
+                                      value[kept].view(np.uint32), err_msg=name)
+
+
 def test_a_step_allocates_nothing_copies_nothing_in_and_never_waits(cuda_backend, monkeypatch):
     """Counts the backend's allocation, host-to-device copy and synchronisation entry points during steps."""
     monkeypatch.setattr(cuda_program, "WINDOW_STEPS", 2)
