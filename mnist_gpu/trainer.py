@@ -364,14 +364,12 @@ class TrainingLoop:
         self.on_evaluation = on_evaluation
         self.savers, self.summaries, self.signals = savers, summaries, signals
         self.log, self.started = log, started
-        self.steps = model.backend.step_program(model, splits["train"], orders, flags.max_steps, flags.cuda_graph,
-                                                note=log.note)
+        self.start_program(orders)
         self.population = population
         self.resumed = resumed  # each member's checkpoint this run continues (None: a run from scratch)
         self.first_step = model.global_step
         self.losses_read = model.global_step  # the next step whose loss the trainer has not read
         self.earlier = [None] * len(members)  # each member's loss at the previous read
-        self.test_logits = EvaluationPictures(model, splits["test"])
         self.packed = list(range(len(members)))  # the members in the step program, by index: its columns
         self.out = {}  # member index -> OutOfProgram: a stopped member taken out of the step program (repack)
         self.last_logits = None  # the step program's members' test logits [K', N, C] at the last evaluation
@@ -613,9 +611,13 @@ class TrainingLoop:
         members = [self.members[index] for index in self.packed]
         self.model = mnist.Model(backend, variables, flags.batch_size, [member.learning_rate for member in members],
                                  self.model.global_step)
-        orders = member_orders(self.splits["train"].data_set, members, positions)
-        self.steps = backend.step_program(self.model, self.splits["train"], orders, flags.max_steps,
-                                          flags.cuda_graph, note=self.log.note)
+        self.start_program(member_orders(self.splits["train"].data_set, members, positions))
+
+    def start_program(self, orders):
+        """The step program of self.model's members, each drawing from its DataSet in `orders`, and the buffers that
+        keep their test logits at each evaluation."""
+        self.steps = self.model.backend.step_program(self.model, self.splits["train"], orders, self.flags.max_steps,
+                                                     self.flags.cuda_graph, note=self.log.note)
         self.test_logits = EvaluationPictures(self.model, self.splits["test"])
 
     def results(self):
