@@ -13,9 +13,9 @@ run's scalars, so the tab lists each run's flags beside its final loss and preci
 Events are written in the calling thread (tensorboardX's EventsWriter, not its SummaryWriter,
 which writes from a background thread): a full disk or a vanished folder is an OSError raised
 where it happens, which the trainer reports in one line, instead of a traceback from a thread.
-The file is flushed (and fsync'ed, ~12 ms) with each checkpoint's histograms and at the end, not
-at every loss as the tutorial did (20 fsyncs, 0.25 s a run): a resumed run purges the events
-after its checkpoint anyway. tensorboardX is imported only when a run writes its first event.
+The file is flushed (and fsync'ed, ~12 ms) before each checkpoint commits and at the end, not at
+every loss as the tutorial did (20 fsyncs, 0.25 s a run): a resumed run purges the events after
+its checkpoint, and finds every one before it. tensorboardX is imported only when a run writes its first event.
 """
 import functools
 import os
@@ -116,12 +116,10 @@ class Summaries:
             self._write(self._proto.Event(step=self.purge_step,
                                           session_log=self._proto.SessionLog(status=self._proto.SessionLog.START)))
 
-    def _write(self, event, flush=False):
+    def _write(self, event):
         event.wall_time = time.time()
         with reported_as_write_errors(self.log_dir):
             self.writer.write_event(event)
-            if flush:
-                self.writer.flush()
 
     def _event(self, **fields):
         with reported_as_write_errors(self.log_dir):
@@ -152,7 +150,7 @@ class Summaries:
         for index, (name, value) in enumerate(variables.items()):
             event = self._event(step=step)
             event.summary.CopyFrom(self._summary.histogram(name, value, tensorflow_buckets()))
-            self._write(event, flush=index + 1 == len(variables))
+            self._write(event)
 
     def add_run(self, step, record, hparams):
         """The run's provenance record (as a JSON text) and its flags for the HParams tab; once per run."""
@@ -185,6 +183,12 @@ class Summaries:
         summary = self._summary.text(tag, markdown)
         summary.value[0].tag = tag
         return summary
+
+    def flush(self):
+        """Every event written so far, on disk (flushed and fsync'ed): before each checkpoint commits."""
+        if self.writer is not None:
+            with reported_as_write_errors(self.log_dir):
+                self.writer.flush()
 
     def close(self):
         if self.writer is not None:

@@ -508,11 +508,14 @@ class TrainingLoop:
             checkpoint = checkpoints.Checkpoint(own, model.global_step, model_flags(flags, member.seed,
                                                                                     member.learning_rate),
                                                 order, position, provenance=self.records[index], stopped=stopped)
-            path = self.savers[index].save(step, checkpoint)
+            # The events go to disk before the checkpoint commits: a resume purges the events after the checkpoint
+            # it starts from, and must find every one before it (a SIGKILL right after the commit loses nothing).
             if first:
                 self.summaries[index].add_run(self.first_step, self.records[index], hparams(self.records[index]))
             if not self.population:
                 self.summaries[index].add_histograms(step, own)
+            self.summaries[index].flush()
+            path = self.savers[index].save(step, checkpoint)
         if self.population:
             populations.commit(flags.log_dir, flags, self.members, model.global_step)
             return os.path.join(flags.log_dir, populations.POPULATION_FILE)

@@ -6,6 +6,7 @@ OSError). What must hold: one line `mnist-gpu: error: ...` naming the file and w
 checkpoint still listed and loadable, and no temporary file left behind.
 """
 import os
+import struct
 import subprocess
 
 import numpy as np
@@ -52,13 +53,34 @@ def checkpoint_pages(tmp_path, capsys, *flags):
     return pages(os.path.getsize(latest.path))
 
 
+def flushed_before_commit(log_dir, step):
+    """The bytes of log_dir's newest event file up to step `step`'s histograms: what a run writes there before it
+    commits that step's checkpoint (trainer.py flushes its events first)."""
+    from tensorboardX.proto import event_pb2
+
+    newest = max(name for name in os.listdir(log_dir) if name.startswith("events."))
+    data, offset, end = open(os.path.join(log_dir, newest), "rb").read(), 0, 0
+    while offset < len(data):  # TFRecords: length (8 bytes), its CRC (4), the event, its CRC (4)
+        length = struct.unpack("<Q", data[offset:offset + 8])[0]
+        event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+        offset += 12 + length + 4
+        if event.step == step and any(value.HasField("histo") for value in event.summary.value):
+            end = offset
+    return end
+
+
 def test_disk_full_at_the_state_file_leaves_no_unlisted_checkpoint(tmp_path, capsys):
-    """Room for the second checkpoint but not for the state file that commits it: the first stays current."""
+    """Room for the second checkpoint and the events before it, not for the state file that commits it: the first
+    checkpoint stays current."""
     size = checkpoint_pages(tmp_path, capsys, "--max_steps", "1000")
-    with small_filesystem(tmp_path / "full", size=f"{(3 * size + 8) * 4}k") as full:
+    measured = tmp_path / "meas" / "run"  # a path as long as the test's: the run's record (an event) names it
+    assert run_main(capsys, *FAST, "--log_dir", str(measured), "--max_steps", "1000")[0] == 0
+    assert run_main(capsys, *FAST, "--log_dir", str(measured), "--resume", "--max_steps", "2000")[0] == 0
+    events = pages(flushed_before_commit(measured, 1999))
+    with small_filesystem(tmp_path / "full", size=f"{(3 * size + events + 8) * 4}k") as full:
         log_dir = full / "run"
         assert run_main(capsys, *FAST, "--log_dir", str(log_dir), "--max_steps", "1000")[0] == 0
-        fill_leaving(full, size)  # the next checkpoint fits exactly; its state file's temporary does not
+        fill_leaving(full, size + events)  # the events and the next checkpoint fit exactly; the state file does not
         code, _, error = run_main(capsys, *FAST, "--log_dir", str(log_dir), "--resume", "--max_steps", "2000")
         assert code == 1
         assert one_error_line(error) == (f"mnist-gpu: error: saving {log_dir / 'checkpoint'} failed: No space left "
@@ -70,17 +92,18 @@ def test_disk_full_at_the_state_file_leaves_no_unlisted_checkpoint(tmp_path, cap
 
 
 def test_disk_full_while_writing_events(tmp_path, capsys):
-    """Room for the checkpoint and its state file, none for the event file's first flush (step 999's histograms)."""
-    size = checkpoint_pages(tmp_path, capsys, "--max_steps", "1000")
-    with small_filesystem(tmp_path / "full", size=f"{(3 * size + 8) * 4}k") as full:
+    """No room for the events a resumed run flushes before its checkpoint of step 1999: it stops there, and the
+    checkpoint of step 999 stays the newest (no checkpoint is committed before its events are on disk)."""
+    with small_filesystem(tmp_path / "full") as full:
         log_dir = full / "run"
-        os.mkdir(log_dir)
-        fill_leaving(full, size + 1)  # the checkpoint, and one page for the state file
-        code, lines, error = run_main(capsys, *FAST, "--log_dir", str(log_dir), "--max_steps", "2000")
+        assert run_main(capsys, *FAST, "--log_dir", str(log_dir), "--max_steps", "1000")[0] == 0
+        fill_leaving(full, 0)
+        code, lines, error = run_main(capsys, *FAST, "--log_dir", str(log_dir), "--resume", "--max_steps", "2000")
         assert code == 1
         assert one_error_line(error) == (f"mnist-gpu: error: writing TensorBoard events in {log_dir} failed: No "
                                          "space left on device; the checkpoints saved so far are intact")
-        assert lines[-1].startswith("Step 900: ")  # step 999 was saved, then its histograms found the disk full
+        assert lines[-1].startswith("Step 1900: ")  # step 1999's events found the disk full, before its checkpoint
+        assert checkpoints.read_state(str(log_dir)) == ["model.ckpt-999.safetensors"]
         assert checkpoints.Saver(str(log_dir)).latest()[0].global_step == 1000
         assert temporaries(log_dir) == []
 

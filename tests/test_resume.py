@@ -1,6 +1,8 @@
 """log_dir safety and exact resume: refusals change nothing; resumed runs equal uninterrupted ones."""
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +45,51 @@ def test_stop_at_1000_and_resume_equals_an_uninterrupted_run(train, tmp_path):
     assert second_half[0].startswith("Step 1000: ")
     assert without_timings(first_half + second_half) == without_timings(whole)
     assert_same_tensors(final_variables(tmp_path / "whole"), final_variables(tmp_path / "split"))
+
+
+SYSCALL = re.compile(r'^(?P<pid>\d+) +(?P<call>\w+)\((?P<arguments>.*)\) += (?P<result>-?\d+)')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["--seed", "1"], ["sweep", "--seed", "1,2"]], ids=["run", "population"])
+def test_every_event_is_on_disk_before_a_checkpoint_commits(tmp_path, mnist_dir, command):
+    """The real system calls of a real run, in order (strace): before each commit of a folder's checkpoint (the
+    rename of its `checkpoint` index), its event file was fsync'ed since the previous commit. Else a SIGKILL just
+    after a commit loses the events since the last flush, and the resume, purging those after its checkpoint,
+    leaves a hole (what test_sigkill_at_a_random_moment_then_resume_is_exact catches by chance)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    trace = tmp_path / "trace.txt"
+    result = subprocess.run(["strace", "-f", "-e", "trace=openat,close,fsync,rename", "-o", str(trace),
+                             sys.executable, "-m", "mnist_gpu", *command, "--backend", "numpy", "--input_data_dir",
+                             mnist_dir, "--log_dir", str(tmp_path / "run"), "--max_steps", "300", "--eval_every",
+                             "100", "--hidden1", "12", "--hidden2", "5", "--batch_size", "13"],
+                            capture_output=True, text=True)
+    if result.returncode != 0 and "ptrace" in result.stderr + trace.read_text(errors="replace")[:2000]:
+        pytest.skip(f"strace cannot trace here: {result.stderr[-300:]}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = {}  # (process, fd) -> the folder of the event file it has open (a child's fds are its own)
+    flushed = {}  # folder -> whether its event file was fsync'ed since its last commit
+    commits = []
+    for line in trace.read_text().splitlines():
+        found = SYSCALL.match(line)
+        if found is None:
+            continue
+        call, arguments, value = found["call"], found["arguments"], int(found["result"])
+        fd = (found["pid"], int(arguments) if call in ("close", "fsync") else value)
+        if call == "openat" and "/events.out.tfevents." in arguments and value >= 0:
+            events[fd] = os.path.dirname(arguments.split('"')[1])
+        elif call == "close":
+            events.pop(fd, None)
+        elif call == "fsync" and fd in events:
+            flushed[events[fd]] = True
+        elif call == "rename" and arguments.split('"')[3].endswith("/checkpoint"):
+            folder = os.path.dirname(arguments.split('"')[3])
+            commits.append((folder, flushed.get(folder, False)))
+            flushed[folder] = False
+    members = 2 if command[0] == "sweep" else 1
+    assert len(commits) == 3 * members  # steps 99, 199 and 299 of each run folder
+    assert [folder for folder, on_disk in commits if not on_disk] == []
 
 
 @pytest.mark.slow
