@@ -147,7 +147,7 @@ class Summaries:
         self._write(event)
 
     def add_histograms(self, step, variables):
-        for index, (name, value) in enumerate(variables.items()):
+        for name, value in variables.items():
             event = self._event(step=step)
             event.summary.CopyFrom(self._summary.histogram(name, value, tensorflow_buckets()))
             self._write(event)
