@@ -110,47 +110,29 @@ def test_a_member_whose_loss_is_not_finite_stops_and_the_others_train_on(cuda_ba
     assert not np.array_equal(after["hidden1/weights"][0], variables["hidden1/weights"][0])
 
 
-def test_a_resumed_program_repeats_the_unbroken_run_exactly(cuda_backend, small_window):
-    """Save after step 2 (the iterators already drew step 3's batches), resume in a new program: the same bits."""
+@pytest.mark.parametrize("kept", [[0, 1, 2], [0, 2]], ids=["resumed", "repacked"])
+def test_a_program_continued_from_saved_state_repeats_the_unbroken_run_exactly(cuda_backend, small_window, kept):
+    """Save after step 2 (the iterators already drew step 3's batches) and go on in a new program from the saved
+    variables and data positions: every member (a resume), or members 0 and 2 of 3 (the trainer's repack,
+    TrainingLoop.repack). The members kept have the same bits as in the unbroken program of 3."""
     unbroken = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
     for step in range(5):
         unbroken.run(step)
     first = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
     for step in range(3):
         first.run(step)
-    saved_variables, positions = first.model.host_variables(), first.position(2)
-    resumed_orders = orders()
-    for order, (saved_order, fields) in zip(resumed_orders, positions, strict=True):
-        order.restore_position(saved_order, fields)
-    resumed = program_for(cuda_backend, saved_variables, resumed_orders, 3, 5)  # its window starts mid-ring: wraps
-    for step in range(3, 5):
-        resumed.run(step)
-    np.testing.assert_array_equal(resumed.losses(3, 5), unbroken.losses(3, 5))
-    for name, value in unbroken.model.host_variables().items():
-        np.testing.assert_array_equal(resumed.model.host_variables()[name], value, err_msg=name)
-
-
-def test_a_repacked_program_goes_on_as_the_unbroken_one_for_the_members_it_keeps(cuda_backend, small_window):
-    """The trainer's repack (trainer.py, TrainingLoop.repack): after step 2, members 0 and 2 of 3 go on in a program
-    of their own, from their variables and data positions; the same bits as in the program of 3."""
-    unbroken = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
-    for step in range(5):
-        unbroken.run(step)
-    first = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
-    for step in range(3):
-        first.run(step)
-    kept = [0, 2]
     variables, positions = first.model.host_variables(), first.position(2)
     kept_orders = [orders()[member] for member in kept]
     for order, member in zip(kept_orders, kept, strict=True):
         order.restore_position(*positions[member])
-    repacked = program_for(cuda_backend, {name: value[kept] for name, value in variables.items()}, kept_orders, 3, 5,
-                           rates=[RATES[member] for member in kept])
+    continued = program_for(cuda_backend, {name: value[kept] for name, value in variables.items()}, kept_orders, 3, 5,
+                            rates=[RATES[member] for member in kept])  # its window starts mid-ring: wraps
     for step in range(3, 5):
-        repacked.run(step)
-    np.testing.assert_array_equal(repacked.losses(3, 5).view(np.uint32), unbroken.losses(3, 5)[:, kept].view(np.uint32))
+        continued.run(step)
+    np.testing.assert_array_equal(continued.losses(3, 5).view(np.uint32),
+                                  unbroken.losses(3, 5)[:, kept].view(np.uint32))
     for name, value in unbroken.model.host_variables().items():
-        np.testing.assert_array_equal(repacked.model.host_variables()[name].view(np.uint32),
+        np.testing.assert_array_equal(continued.model.host_variables()[name].view(np.uint32),
                                       value[kept].view(np.uint32), err_msg=name)
 
 
