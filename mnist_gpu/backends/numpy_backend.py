@@ -74,7 +74,7 @@ class NumpyBackend:
         """
         gradient = np.matmul(transposed(a) if trans_a else a, transposed(b) if trans_b else b)
         gradient *= self.rates(learning_rates)[:, None, None]
-        np.subtract(parameter, gradient, out=parameter, where=(active != 0)[:, None, None])
+        subtract_where_active(parameter, gradient, active)
 
     def bias_relu(self, x, bias, out):
         """out[k, b, h] = max(x[k, b, h] + bias[k, h], 0)."""
@@ -128,7 +128,7 @@ class NumpyBackend:
 
     def sgd_update(self, parameter, grad, learning_rates, active):
         """parameter[k] -= learning_rates[k] * grad[k], in place, where active[k] (a select: see matmul_sgd)."""
-        np.subtract(parameter, self.rates(learning_rates)[:, None] * grad, out=parameter, where=(active != 0)[:, None])
+        subtract_where_active(parameter, self.rates(learning_rates)[:, None] * grad, active)
 
     def in_top_k(self, logits, labels, k=1):
         """How many rows each member has its label among the top k, with TensorFlow's exact rules.
@@ -148,6 +148,18 @@ class NumpyBackend:
     def rates(self, learning_rates):
         """The learning rates as this backend's float type, one per member."""
         return np.asarray(learning_rates, self.dtype)
+
+
+def subtract_where_active(parameter, update, active):
+    """parameter[k] -= update[k] for each member with active[k] != 0; the others are left exactly as they are.
+
+    NumPy's where= runs a masked loop at half the speed of the plain one (58 against 26 us for W1 of one
+    member), so it is taken only while some member is stopped.
+    """
+    if active.all():
+        parameter -= update
+    else:
+        np.subtract(parameter, update, out=parameter, where=(active != 0).reshape(-1, *[1] * (parameter.ndim - 1)))
 
 
 def transposed(array):
