@@ -83,34 +83,43 @@ def baseline_checkout():
     return os.path.abspath(folder), commit.stdout.strip() or "?"
 
 
-@pytest.mark.parametrize("backend_name", ["numpy", "cpu"])
-def test_whole_command_against_a_baseline(benchmark, backend_name, tmp_path_factory):
+@pytest.mark.parametrize("backend_name, baseline_blas_threads", [("numpy", None), ("cpu", None), ("numpy", 1)],
+                         ids=["numpy", "cpu", "numpy-baseline-on-one-blas-thread"])
+def test_whole_command_against_a_baseline(benchmark, backend_name, baseline_blas_threads, tmp_path_factory):
     """`mnist-gpu --seed 1` from this checkout and from an older one, alternated round by round.
 
     `python -m mnist_gpu` started in a checkout imports that checkout's package (the current folder comes first
     on sys.path), so both run under this interpreter and its libraries. The benchmark's time is the pair;
-    extra_info has each median and the median of the per-round ratios (this / baseline).
+    extra_info has each median and the median of the per-round ratios (this / baseline). With
+    baseline_blas_threads the baseline runs with OPENBLAS_NUM_THREADS set to it, as this checkout trains (trainer.py,
+    BLAS_THREADS): what is left of the ratio is the code, not the thread count.
     """
     benchmark.group = BASELINE_GROUP
     baseline, commit = baseline_checkout()
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     data = {folder: str(tmp_path_factory.mktemp("input_data")) for folder in (baseline, here)}
+    environment = {folder: dict(os.environ) for folder in (baseline, here)}
+    if baseline_blas_threads:
+        environment[baseline]["OPENBLAS_NUM_THREADS"] = str(baseline_blas_threads)
+        benchmark.extra_info["baseline_blas_threads"] = baseline_blas_threads
 
     def command(folder, log_dir, *more):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "mnist_gpu", "--backend", backend_name, "--input_data_dir",
-                        data[folder], "--log_dir", log_dir, *more], cwd=folder, capture_output=True, check=True)
+                        data[folder], "--log_dir", log_dir, *more], cwd=folder, env=environment[folder],
+                       capture_output=True, check=True)
         return time.perf_counter() - start
 
     for folder in (baseline, here):  # fills each one's data cache and compiles its kernels
         command(folder, str(tmp_path_factory.mktemp("warm-up")), "--max_steps", "1")
     this_times, baseline_times = [], []
 
-    def one_round():
-        baseline_times.append(command(baseline, str(tmp_path_factory.mktemp("baseline")), "--seed", "1"))
-        this_times.append(command(here, str(tmp_path_factory.mktemp("this")), "--seed", "1"))
+    def one_round():  # the two in turns: each goes first in every other round (the second of a pair can differ)
+        pair = [(baseline_times, baseline, "baseline"), (this_times, here, "this")]
+        for times, folder, name in pair if len(this_times) % 2 == 0 else reversed(pair):
+            times.append(command(folder, str(tmp_path_factory.mktemp(name)), "--seed", "1"))
 
-    benchmark.pedantic(one_round, rounds=7)
+    benchmark.pedantic(one_round, rounds=8)
     benchmark.extra_info.update(
         baseline=commit, this_median=statistics.median(this_times),
         baseline_median=statistics.median(baseline_times),

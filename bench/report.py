@@ -215,9 +215,15 @@ def op_rows(table, skipped=()):
 
 
 def baseline_rows(data):
-    return [[variant_of(benchmark), info["baseline"], format_time(info["baseline_median"]),
+    return [[variant_of(benchmark), info["baseline"] + baseline_threads(info), format_time(info["baseline_median"]),
              format_time(info["this_median"]), f"{info['over_baseline']:.2f}x"]
             for benchmark in data["benchmarks"] if "over_baseline" in (info := benchmark.get("extra_info") or {})]
+
+
+def baseline_threads(info):
+    """How the baseline ran, where it was not as it runs by default."""
+    threads = info.get("baseline_blas_threads")
+    return f" on {threads} OpenBLAS thread{'s' if threads > 1 else ''}" if threads else ""
 
 
 def markdown_table(header, rows):
@@ -399,9 +405,10 @@ def figures_of(data):
             found[f"startup_above_floor_{backend}"] = (*figures.seconds(info["above_floor"]),
                                                        f"{backend}'s start-up above that floor")
         if "over_baseline" in info:
-            found[f"run_over_baseline_{backend}"] = (
+            one_thread = "_baseline_one_blas_thread" if info.get("baseline_blas_threads") == 1 else ""
+            found[f"run_over_baseline_{backend}{one_thread}"] = (
                 *figures.ratio(info["over_baseline"]), f"`mnist-gpu --backend {backend} --seed 1` over the same "
-                f"command from {info['baseline']}, interleaved (median of per-round ratios)")
+                f"command from {info['baseline']}{baseline_threads(info)}, interleaved (median of per-round ratios)")
     for shape, backend, info in interleaved(data):
         if shape in QUOTED_STEP_SHAPES:
             batch = shape.split()[0].replace("=", "")

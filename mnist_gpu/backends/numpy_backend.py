@@ -112,16 +112,15 @@ class NumpyBackend:
         """
         check_labels(labels)
         members, batch, classes = logits.shape
-        member, row = np.indices((members, batch))
         valid = (labels >= 0) & (labels < classes)
-        safe_labels = np.where(valid, labels, 0)
+        target = np.arange(members)[:, None], np.arange(batch), np.where(valid, labels, 0)  # [K, B] label cells
         np.subtract(logits, logits.max(axis=2, keepdims=True), out=grad_out)  # shifted logits
-        shifted_target = np.where(valid, grad_out[member, row, safe_labels], np.nan)
+        shifted_target = np.where(valid, grad_out[target], np.nan)
         np.exp(grad_out, out=grad_out)
         sums = grad_out.sum(axis=2, keepdims=True)
         losses = np.log(sums[:, :, 0]) - shifted_target  # -log softmax[label]
         np.divide(grad_out, sums * batch, out=grad_out)
-        grad_out[member[valid], row[valid], labels[valid]] -= 1 / batch
+        grad_out[target] -= np.where(valid, self.dtype.type(1 / batch), self.dtype.type(0))  # x - 0 is x
         mean_losses = losses.mean(axis=1, dtype=self.dtype)
         active &= np.isfinite(mean_losses)
         return mean_losses
@@ -156,7 +155,7 @@ def subtract_where_active(parameter, update, active):
     NumPy's where= runs a masked loop at half the speed of the plain one (58 against 26 us for W1 of one
     member), so it is taken only while some member is stopped.
     """
-    if active.all():
+    if np.count_nonzero(active) == active.size:  # a quarter of active.all()'s time
         parameter -= update
     else:
         np.subtract(parameter, update, out=parameter, where=(active != 0).reshape(-1, *[1] * (parameter.ndim - 1)))
