@@ -33,11 +33,9 @@ class CpuBackend(NumpyBackend):
 
     def _gemm(self, a, b, out, alphas, beta, trans_a, trans_b, active):
         """out[k] = alphas[k] * op(a[k]) @ op(b[k]) + beta * out[k] for the members with active[k] != 0 (no call for
-        the others); a 2-D `a` is every member's."""
-        if len(out) == 1:
-            if active[0] != 0:
-                self.sgemm.one(a if a.ndim == 2 else a[0], b[0], out[0], alphas[0], beta, trans_a, trans_b)
-        elif a.ndim == 2:
+        the others); a 2-D `a` is every member's. Two or more members: the one-member case is the caller's (a solo
+        run's step makes 16 of these calls: it spends no allocation on them)."""
+        if a.ndim == 2:
             self.sgemm.shared(a, b, out, alphas, beta, trans_a, trans_b, active)
         else:
             self.sgemm.members(a, b, out, alphas, beta, trans_a, trans_b, active)
@@ -45,6 +43,8 @@ class CpuBackend(NumpyBackend):
     def matmul(self, a, b, out, trans_a=False, trans_b=False):
         if self.sgemm is None:
             super().matmul(a, b, out, trans_a, trans_b)
+        elif len(out) == 1:
+            self.sgemm.one(a if a.ndim == 2 else a[0], b[0], out[0], ONE, ZERO, trans_a, trans_b)
         else:
             self._gemm(a, b, out, np.ones(len(out), np.float32), ZERO, trans_a, trans_b, np.ones(len(out), np.int32))
 
@@ -53,6 +53,10 @@ class CpuBackend(NumpyBackend):
         and read back; a stopped member gets no call at all."""
         if self.sgemm is None:
             super().matmul_sgd(a, b, parameter, learning_rates, active, trans_a, trans_b)
+        elif len(parameter) == 1:
+            if active[0] != 0:
+                self.sgemm.one(a if a.ndim == 2 else a[0], b[0], parameter[0], -self.rates(learning_rates)[0], ONE,
+                               trans_a, trans_b)
         else:
             self._gemm(a, b, parameter, -self.rates(learning_rates), ONE, trans_a, trans_b, active)
 
