@@ -68,6 +68,20 @@ def evaluate_all(model, splits, log=None, test_logits=None, prefixes=("",)):
     return results
 
 
+def evaluate_quietly(backend, splits, variables, members, batch_size, step, keep_test_logits=False):
+    """The evaluation of saved variables (host arrays [K, ...], one member each), printing nothing: recorded as each
+    population.Member's evaluation at `step`, as if it had been printed then. Returns the members' test logits [K, N,
+    C] on the host where asked (for the ensemble), else None. For members that stopped before a resume, and for a
+    population that finished training but whose worker died before telling its trials."""
+    model = mnist.Model(backend, variables, batch_size, [member.learning_rate for member in members])
+    test_logits = EvaluationPictures(model, splits["test"]) if keep_test_logits else None
+    found = evaluate_all(model, splits, Log(False), test_logits, [""] * len(members))
+    for column, member in enumerate(members):
+        member.evaluations[step] = {split: (examples, int(correct[column])) for split, (examples, correct) in
+                                    found.items()}
+    return test_logits.host_logits() if keep_test_logits else None
+
+
 class EvaluationPictures:
     """The test set's confusion matrix and misclassified digits at each evaluation (confusion.py, pictures.py).
 

@@ -939,20 +939,16 @@ class Job:
         """Every member's evaluation of its last checkpoint (a population that finished training but whose worker
         died before telling every trial)."""
         from . import model as mnist
-        from .evaluation import SPLITS, evaluate_all
+        from .evaluation import SPLITS, evaluate_quietly
         from .input_data import read_data_sets
         from .steps import DeviceSplit
 
         backend = self.worker.get_backend()
         data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, dataset=flags.dataset,
                                    source_url=flags.source_url)
-        model = mnist.Model(backend, mnist.stacked([checkpoint.variables for checkpoint in saved]), flags.batch_size,
-                            [member.learning_rate for member in members], saved[0].global_step)
         splits = {name: DeviceSplit(backend, getattr(data_sets, name)) for name, _ in SPLITS}
-        found = evaluate_all(model, splits, Log(False), prefixes=[member.prefix for member in members])
-        for index, member in enumerate(members):
-            member.evaluations[saved[0].global_step - 1] = {split: (examples, int(correct[index]))
-                                                            for split, (examples, correct) in found.items()}
+        evaluate_quietly(backend, splits, mnist.stacked([checkpoint.variables for checkpoint in saved]), members,
+                         flags.batch_size, saved[0].global_step - 1)
 
     # -- Optuna ---------------------------------------------------------------------------------------------------
     def groups(self, members):

@@ -31,7 +31,7 @@ from . import population as populations
 from . import runs
 from .backends import blas_library, resolve_backend_name
 from .errors import CheckpointError, Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
-from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all
+from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all, evaluate_quietly
 from .hints import continuation
 from .input_data import DataSet, read_data_sets, train_order_seed
 from .log import Log
@@ -592,15 +592,12 @@ class TrainingLoop:
         leaving = [index for index, member in enumerate(self.members) if member.stopped is not None]
         if not leaving or len(leaving) == len(self.members):
             return
-        saved, step = self.resumed, self.model.global_step - 1
-        stopped = mnist.Model(self.model.backend, mnist.stacked([saved[index].variables for index in leaving]),
-                              self.flags.batch_size, [self.members[index].learning_rate for index in leaving])
-        pictures = EvaluationPictures(stopped, self.splits["test"])
-        found = evaluate_all(stopped, self.splits, Log(False), pictures, [""] * len(leaving))
-        logits = pictures.host_logits()
+        saved = self.resumed
+        logits = evaluate_quietly(self.model.backend, self.splits,
+                                  mnist.stacked([saved[index].variables for index in leaving]),
+                                  [self.members[index] for index in leaving], self.flags.batch_size,
+                                  self.model.global_step - 1, keep_test_logits=True)
         for column, index in enumerate(leaving):
-            self.members[index].evaluations[step] = {split: (examples, int(correct[column]))
-                                                     for split, (examples, correct) in found.items()}
             self.out[index] = OutOfProgram(saved[index].variables, (saved[index].data_order,
                                                                     saved[index].data_position), logits[column])
         self.packed = [index for index in self.packed if index not in self.out]

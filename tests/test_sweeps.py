@@ -5,6 +5,7 @@ it as a machine would, and read the study back with Optuna itself. Small layers 
 each population short (tests/test_populations.py's shapes); every evaluation counts all 70,000 examples.
 """
 import collections
+import contextlib
 import csv
 import getpass
 import glob
@@ -280,6 +281,56 @@ def test_two_workers_on_a_journal_file_one_killed_finish_every_trial_once(tmp_pa
     log_dir = tmp_path / "sweep"
     killed, a_pid, b_pid, error = two_workers_one_killed(log_dir, mnist_dir)
     check_every_trial_complete_once(load(log_dir), killed, a_pid, b_pid, error, log_dir)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_after_its_last_checkpoint_before_telling_is_told_by_the_next(tmp_path, capsys, mnist_dir):
+    """Worker A trains its population to the end, commits the last checkpoints, and is SIGKILLed before it tells
+    Optuna: its stdout is a real pipe that this test fills once A has printed its step 200 (A then blocks printing
+    the final evaluation, which it prints after saving). Worker B takes the population over at its last step: no
+    step trained again, each member's evaluation taken from its checkpoint, every trial told by B with the
+    validation precision `mnist-gpu eval` gives for its member."""
+    log_dir = tmp_path / "sweep"
+    flags = ["--learning_rate", "0.01,0.03,0.1", "--hidden1", "8", *SHAPE, "--max_steps", "300", "--population", "3",
+             "--heartbeat", "0.5"]
+    read_end, write_end = os.pipe()
+    a = start(command(log_dir, mnist_dir, *flags), stdout=write_end, stderr=subprocess.DEVNULL)
+    lines, printed = os.fdopen(read_end, "r"), set()
+    while len(printed) < 3:  # every member's step 200 (no line is printed after it before the final evaluation)
+        line = lines.readline()
+        assert line, "worker A ended before its step 200"
+        if re.match(r"trial\d+_\S+: Step 200:", line):
+            printed.add(line.split(":")[0])
+    # The pipe filled through a file description of its own (A's stays blocking): A's next line waits for a reader.
+    filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(filler, b"x" * 4096)
+    deadline = time.monotonic() + 300
+    population = log_dir / "pop0" / populations.POPULATION_FILE
+    while not (population.exists() and json.loads(population.read_text())["global_step"] == 300):
+        assert a.poll() is None and time.monotonic() < deadline, "worker A did not commit its step 300"
+        time.sleep(0.05)
+    time.sleep(1)  # had it not been blocked, A would tell and end now
+    a.send_signal(signal.SIGKILL)
+    assert a.wait(timeout=60) == -signal.SIGKILL
+    for descriptor in (filler, write_end):
+        os.close(descriptor)
+    lines.close()
+    b = subprocess.run(command(log_dir, mnist_dir, *flags), capture_output=True, text=True, timeout=600)
+    assert b.returncode == 0, b.stderr[-3000:]
+    assert re.search(r"taking over pop0 \(trials 0, 1, 2; worker \S+ stopped\): resuming from step 300", b.stderr)
+    assert "Step " not in b.stdout  # nothing trained again
+    trials = load(log_dir).get_trials()
+    assert len(trials) == 3 and {trial.state.name for trial in trials} == {"COMPLETE"}
+    for trial in trials:
+        assert trial.system_attrs[search.WORKER].split(":")[1] != str(a.pid)  # B told it, not A
+        member = log_dir / trial.user_attrs["members"][0]["folder"]
+        code, evaluated, _ = run_main(capsys, "eval", "--checkpoint", str(member), "--backend", "cpu",
+                                      "--input_data_dir", mnist_dir)
+        assert code == 0
+        validation = [line for line in evaluated if "Precision @ 1" in line][1]
+        assert float(validation.split("Precision @ 1: ")[1]) == round(trial.value, 4)
 
 
 def postgres_binaries():
