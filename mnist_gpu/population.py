@@ -213,7 +213,12 @@ def ensemble_precisions(members, test_logits, labels):
     found = {}
     for key in dict.fromkeys(group_key(member) for member in members):
         indices = [index for index, member in enumerate(members) if group_key(member) == key]
-        average = np.mean([softmax(test_logits[index]) for index in indices], axis=0, dtype=np.float32)
+        # The mean as np.mean(..., axis=0, dtype=float32) takes it (each softmax rounded to float32, summed in member
+        # order, divided in float64), one member at a time: a group of 1024 never holds 1024 softmaxes at once.
+        average = softmax(test_logits[indices[0]]).astype(np.float32)
+        for index in indices[1:]:
+            average += softmax(test_logits[index]).astype(np.float32)
+        np.true_divide(average, np.intp(len(indices)), out=average, casting="unsafe")
         correct = backend.in_top_k(average[None], labels[:len(average)].astype(np.int32), 1)[0]
         found[key] = int(correct) / len(average)
     return found

@@ -204,6 +204,29 @@ def test_every_member_folder_is_an_ordinary_run(mnist_dir, tmp_path, capsys):
         assert 0 < float(group["ensemble_test"]) < 1
 
 
+@pytest.mark.parametrize("group_sizes", [(1,), (2, 3), (5, 1, 2)])
+def test_the_ensemble_is_the_precision_of_the_averaged_softmax(group_sizes):
+    """Each group's ensemble against float64 arithmetic written out here: the mean of the members' softmaxes, a row
+    right when no class has a larger mean than its label's. Random logits of three scales; groups of 1, 2, 3, 5."""
+    generator = np.random.default_rng(sum(group_sizes))
+    members = [populations.Member(f"m{rate}-{seed}", seed, rate, "") for rate, size in enumerate(group_sizes, 1)
+               for seed in range(size)]
+    rows, classes = 997, 10
+    logits = (generator.standard_normal((len(members), rows, classes))
+              * generator.choice([0.3, 3.0, 30.0], (len(members), 1, 1))).astype(np.float32)
+    labels = generator.integers(0, classes, rows + 3).astype(np.int32)  # more labels than logits: the first are used
+    found = populations.ensemble_precisions(members, logits, labels)
+    assert list(found) == [(None, float(rate)) for rate in range(1, len(group_sizes) + 1)]
+    first = 0
+    for (_, rate), size in zip(found, group_sizes, strict=True):
+        group = logits[first:first + size].astype(np.float64)
+        first += size
+        probabilities = np.exp(group - group.max(axis=2, keepdims=True))
+        mean = (probabilities / probabilities.sum(axis=2, keepdims=True)).mean(axis=0)
+        right = mean[np.arange(rows), labels[:rows]] >= mean.max(axis=1)
+        assert found[(None, rate)] == right.sum() / rows
+
+
 def sweep_command(log_dir, mnist_dir, *more):
     return [sys.executable, "-m", "mnist_gpu", "sweep", "--seed", "1,2", "--learning_rate", "0.01,0.05",
             "--log_dir", str(log_dir), "--backend", "cpu", "--input_data_dir", mnist_dir, "--max_steps", "2300",
