@@ -16,6 +16,7 @@ A population of one that diverges is a TrainingDiverged error, as the tutorial's
 stdout carries exactly the tutorial's lines (in a population, each after its member's name);
 what mnist_gpu adds (the run's description, notes) goes to stderr. Both go through a Log.
 """
+import concurrent.futures
 import contextlib
 import copy
 import math
@@ -43,6 +44,7 @@ from .stop_signals import StopSignals
 from .summaries import Summaries
 
 SEED_DIGITS = 10  # a seed chosen at random has at most this many digits: a person can retype it
+SAVE_THREADS = 16  # members saved at once: their fsyncs overlap (their serialising holds the GIL)
 BLAS_THREADS = 1  # OpenBLAS on one thread while training (its results change with its thread count); large
 # products run in row blocks on Numba's threads instead (openblas.py): no number depends on the machine's cores
 
@@ -493,7 +495,7 @@ class TrainingLoop:
             self.records = [gather(member_flags(flags, member, self.population), model.backend, member.seed,
                                    self.started, self.resumed[index] if self.resumed else None)
                             for index, member in enumerate(self.members)]
-        path, columns = None, {index: column for column, index in enumerate(self.packed)}
+        columns, saving = {index: column for column, index in enumerate(self.packed)}, []
         for index, member in enumerate(self.members):
             if index in columns:
                 own = {name: value[columns[index]] for name, value in variables.items()}
@@ -505,21 +507,25 @@ class TrainingLoop:
                                        "was; nothing was saved")  # never a NaN model of a member still training
             stopped = None if member.stopped is None else {"step": member.stopped["step"],
                                                            "why": member.stopped["why"]}
-            checkpoint = checkpoints.Checkpoint(own, model.global_step, model_flags(flags, member.seed,
-                                                                                    member.learning_rate),
-                                                order, position, provenance=self.records[index], stopped=stopped)
+            saving.append(checkpoints.Checkpoint(own, model.global_step, model_flags(flags, member.seed,
+                                                                                     member.learning_rate),
+                                                 order, position, provenance=self.records[index], stopped=stopped))
+
+        def save_member(index):
             # The events go to disk before the checkpoint commits: a resume purges the events after the checkpoint
             # it starts from, and must find every one before it (a SIGKILL right after the commit loses nothing).
             if first:
                 self.summaries[index].add_run(self.first_step, self.records[index], hparams(self.records[index]))
             if not self.population:
-                self.summaries[index].add_histograms(step, own)
+                self.summaries[index].add_histograms(step, saving[index].variables)
             self.summaries[index].flush()
-            path = self.savers[index].save(step, checkpoint)
+            return self.savers[index].save(step, saving[index])
+
+        paths = each_member(save_member, len(self.members))
         if self.population:
             populations.commit(flags.log_dir, flags, self.members, model.global_step)
             return os.path.join(flags.log_dir, populations.POPULATION_FILE)
-        return path
+        return paths[0]
 
     def stop_members(self, step, stops):
         """Stop the members named in `stops` ({name: why}) after step `step` (the caller reports them); True when one
@@ -622,6 +628,16 @@ class TrainingLoop:
 
     def results(self):
         return [member_result(member) for member in self.members]
+
+
+def each_member(save_member, members):
+    """[save_member(index) for each member], members' saves on up to SAVE_THREADS threads at once (each member's files
+    in their order): their fsyncs overlap. Once every one has ended, the first failure, in member order, is raised."""
+    if members == 1:
+        return [save_member(0)]
+    with concurrent.futures.ThreadPoolExecutor(min(SAVE_THREADS, members), "save") as pool:
+        saves = [pool.submit(save_member, index) for index in range(members)]
+    return [save.result() for save in saves]
 
 
 @dataclass

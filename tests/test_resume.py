@@ -50,6 +50,20 @@ def test_stop_at_1000_and_resume_equals_an_uninterrupted_run(train, tmp_path):
 SYSCALL = re.compile(r'^(?P<pid>\d+) +(?P<call>\w+)\((?P<arguments>.*)\) += (?P<result>-?\d+)')
 
 
+def calls(trace):
+    """strace's lines, each call whole: a call another thread interrupted is split into `<unfinished ...>` and
+    `<... name resumed>`, joined here."""
+    pending = {}
+    for line in trace.read_text().splitlines():
+        pid = line.split(" ", 1)[0]
+        if line.endswith("<unfinished ...>"):
+            pending[pid] = line[:-len("<unfinished ...>")].rstrip()
+        elif "<... " in line and " resumed>" in line and pid in pending:
+            yield pending.pop(pid) + line.split(" resumed>", 1)[1]
+        else:
+            yield line
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [["--seed", "1"], ["sweep", "--seed", "1,2"]], ids=["run", "population"])
 def test_every_event_is_on_disk_before_a_checkpoint_commits(tmp_path, mnist_dir, command):
@@ -60,7 +74,7 @@ def test_every_event_is_on_disk_before_a_checkpoint_commits(tmp_path, mnist_dir,
     if shutil.which("strace") is None:
         pytest.skip("strace is not installed")
     trace = tmp_path / "trace.txt"
-    result = subprocess.run(["strace", "-f", "-e", "trace=openat,close,fsync,rename", "-o", str(trace),
+    result = subprocess.run(["strace", "-f", "-e", "trace=openat,close,fsync,rename,clone,clone3", "-o", str(trace),
                              sys.executable, "-m", "mnist_gpu", *command, "--backend", "numpy", "--input_data_dir",
                              mnist_dir, "--log_dir", str(tmp_path / "run"), "--max_steps", "300", "--eval_every",
                              "100", "--hidden1", "12", "--hidden2", "5", "--batch_size", "13"],
@@ -71,12 +85,16 @@ def test_every_event_is_on_disk_before_a_checkpoint_commits(tmp_path, mnist_dir,
     events = {}  # (process, fd) -> the folder of the event file it has open (a child's fds are its own)
     flushed = {}  # folder -> whether its event file was fsync'ed since its last commit
     commits = []
-    for line in trace.read_text().splitlines():
+    process = {}  # a thread's id -> its process's (threads share their fds: members are saved on several threads)
+    for line in calls(trace):
         found = SYSCALL.match(line)
         if found is None:
             continue
         call, arguments, value = found["call"], found["arguments"], int(found["result"])
-        fd = (found["pid"], int(arguments) if call in ("close", "fsync") else value)
+        if call.startswith("clone") and value > 0:
+            process[str(value)] = process.get(found["pid"], found["pid"]) if "CLONE_THREAD" in arguments else str(value)
+            continue
+        fd = (process.get(found["pid"], found["pid"]), int(arguments) if call in ("close", "fsync") else value)
         if call == "openat" and "/events.out.tfevents." in arguments and value >= 0:
             events[fd] = os.path.dirname(arguments.split('"')[1])
         elif call == "close":
