@@ -16,7 +16,6 @@ import json
 import math
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +23,7 @@ import numpy as np
 from .durable import write_bytes_durably
 from .errors import CheckpointError
 from .flag_values import non_negative_int, positive_float, positive_int
+from .regular_files import Refused, read_bounded
 
 POPULATION_FILE = "population.json"
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
@@ -101,18 +101,13 @@ def read(folder):
     """
     path = os.path.join(folder, POPULATION_FILE)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        data = read_bounded(path, MAX_POPULATION_FILE_BYTES, "a population file", follow_links=False)
     except FileNotFoundError:
         return None
+    except Refused as error:
+        raise CheckpointError(f"{path}: {error}; not a population file") from None
     except OSError as error:
         raise CheckpointError(f"{path}: cannot be read ({error.strerror}); not a population file") from None
-    with os.fdopen(descriptor, "rb") as stream:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            raise CheckpointError(f"{path}: not a regular file; not a population file")
-        if status.st_size > MAX_POPULATION_FILE_BYTES:
-            raise CheckpointError(f"{path}: larger than {MAX_POPULATION_FILE_BYTES >> 20} MB; not a population file")
-        data = stream.read(MAX_POPULATION_FILE_BYTES + 1)
 
     def refuse(field_name, problem):
         raise CheckpointError(f"{path}: {field_name} {problem}")

@@ -811,7 +811,7 @@ class Worker:
             if found is not None:
                 from .trainer import read_member_checkpoint
 
-                saved = [read_member_checkpoint(member, found["global_step"]) for member in members]
+                saved = [read_member_checkpoint(member, found) for member in members]
         except CheckpointError as error:
             self.log.note(f"{path} cannot be resumed ({error}); its trials start again")
             return None

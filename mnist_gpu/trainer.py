@@ -214,8 +214,7 @@ def run_sweep(flags, log=None):
                          f"steps ({checkpoints.step_words(found['global_step'])} is saved), --max_steps is "
                          f"{flags.max_steps}")
                 return SweepResult(log_dir=flags.log_dir)
-            resumed = (found["global_step"], [read_member_checkpoint(member, found["global_step"])
-                                              for member in members])
+            resumed = (found["global_step"], [read_member_checkpoint(member, found) for member in members])
         else:
             seeds = flags.seed if flags.seed is not None else (random_seed(),)
             learning_rates = flags.learning_rate if flags.learning_rate is not None else (0.01,)
@@ -246,17 +245,23 @@ def grid_flags(flags):
     return flags
 
 
-def read_member_checkpoint(member, global_step):
-    """A member's checkpoint of the population's committed global_step, which an exact resume starts from (saved
-    after step global_step - 1, whose number names the file)."""
+def read_member_checkpoint(member, found):
+    """A member's checkpoint of the population's committed global_step (found: its population file), which an exact
+    resume starts from (saved after step global_step - 1, whose number names the file). Read as the population's:
+    the file itself, never a link, and refused unless it is this member's and has the population's shared flags."""
+    global_step = found["global_step"]
     path = os.path.join(member.log_dir, checkpoints.checkpoint_name(global_step - 1))
     try:
-        checkpoint = checkpoints.read(path)
+        checkpoint = checkpoints.read(path, follow_links=False)
     except CheckpointError as error:
         raise CheckpointError(f"the population's members all saved global_step {global_step}, but {error}") from None
     if checkpoint.global_step != global_step or checkpoint.flags["seed"] != member.seed or \
             checkpoint.flags["learning_rate"] != member.learning_rate:
         raise CheckpointError(f"{path}: not {member.name}'s checkpoint of global_step {global_step}")
+    for flag in populations.SHARED_FLAGS:
+        if checkpoint.flags[flag] != found["flags"][flag]:
+            raise CheckpointError(f"{path}: {flag} is {checkpoint.flags[flag]!r}, the population's is "
+                                  f"{found['flags'][flag]!r}; not this population's checkpoint")
     return checkpoint
 
 

@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,7 +304,48 @@ def test_a_population_file_is_checked_like_any_file_we_read(tmp_path):
         (tmp_path / populations.POPULATION_FILE).write_text(json.dumps({**good, **change}))
         with pytest.raises(mnist_gpu.CheckpointError, match=re.escape(f"{populations.POPULATION_FILE}: {field} ")):
             populations.read(str(tmp_path))
-    os.remove(tmp_path / populations.POPULATION_FILE)
-    os.mkfifo(tmp_path / populations.POPULATION_FILE)
-    with pytest.raises(mnist_gpu.CheckpointError, match="not a regular file"):
-        populations.read(str(tmp_path))
+    path = tmp_path / populations.POPULATION_FILE
+    (tmp_path / "elsewhere.json").write_text(json.dumps(good))
+
+    def huge(name):  # sparse: larger than the bound without writing it
+        with open(name, "wb") as stream:
+            stream.truncate(65 << 20)
+
+    for make, refusal in ((os.mkfifo, "a FIFO, not a regular file"), (os.mkdir, "a folder, not a regular file"),
+                          (lambda name: os.symlink(tmp_path / "elsewhere.json", name), "a link, not a regular file"),
+                          (huge, "more than a population file may be")):
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
+        make(str(path))
+        with pytest.raises(mnist_gpu.CheckpointError, match=re.escape(f"{path}: ") + ".*" + re.escape(refusal)):
+            populations.read(str(tmp_path))
+
+
+def test_a_member_checkpoint_must_be_the_populations_own_file(mnist_dir, tmp_path, capsys):
+    """A resume reads each member's committed checkpoint as the population's: another population's checkpoint of the
+    same member (a different shape, or other data) and a link to a good copy are refused in one line naming the file
+    and the field; the solo run's rules, as for a checkpoint a state file names."""
+    def sweep(log_dir, *more):
+        return run_main(capsys, "sweep", "--seed", "1,2", "--log_dir", str(log_dir), "--backend", "numpy",
+                        "--input_data_dir", mnist_dir, "--hidden2", "5", "--batch_size", "13", *more)
+
+    assert sweep(tmp_path / "ours", "--hidden1", "12", "--max_steps", "30")[0] == 0
+    assert sweep(tmp_path / "wider", "--hidden1", "11", "--max_steps", "30")[0] == 0
+    assert sweep(tmp_path / "fake", "--hidden1", "12", "--max_steps", "30", "--fake_data")[0] == 0
+    name = "lr0.01_seed2/" + checkpoints.checkpoint_name(29)
+
+    def replaced_by(make, field):
+        folder = tmp_path / f"try_{field}"
+        shutil.copytree(tmp_path / "ours", folder)
+        os.remove(folder / name)
+        make(folder / name)
+        code, _, error = sweep(folder, "--hidden1", "12", "--max_steps", "40", "--resume")
+        assert code != 0 and error.count("\n") == 1 and "Traceback" not in error
+        assert f"{folder / name}: {field}" in error
+        assert populations.read(str(folder))["global_step"] == 30  # nothing trained, nothing committed
+
+    replaced_by(lambda path: shutil.copy(tmp_path / "wider" / name, path), "hidden1 is 11, the population's is 12")
+    replaced_by(lambda path: shutil.copy(tmp_path / "fake" / name, path), "fake_data is True, the population's is False")
+    replaced_by(lambda path: os.symlink(tmp_path / "ours" / name, path), "a link, not a regular file")
