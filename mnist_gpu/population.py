@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .durable import write_bytes_durably
-from .errors import CheckpointError
+from .durable import failure_reason, write_bytes_durably
+from .errors import CheckpointError, WriteError
 from .flag_values import non_negative_int, positive_float, positive_int
 from .regular_files import Refused, read_bounded
 
@@ -88,8 +88,12 @@ def record(flags, members, global_step):
 
 def commit(folder, flags, members, global_step):
     """Record, durably and atomically, that every member has saved its checkpoint of `global_step`."""
-    write_bytes_durably(os.path.join(folder, POPULATION_FILE),
-                        (json.dumps(record(flags, members, global_step), indent=1) + "\n").encode())
+    path = os.path.join(folder, POPULATION_FILE)
+    try:
+        write_bytes_durably(path, (json.dumps(record(flags, members, global_step), indent=1) + "\n").encode())
+    except OSError as error:
+        raise WriteError(f"saving {path} failed: {failure_reason(error)}; it still names the step it named before, "
+                         "which --resume starts from") from None
 
 
 def read(folder):
@@ -231,8 +235,12 @@ def write_results(folder, members, ensembles):
         writer.writeheader()
         writer.writerows(rows)
         text.write("\n")
-    write_bytes_durably(os.path.join(folder, RESULTS_CSV), text.getvalue().encode())
-    write_bytes_durably(os.path.join(folder, RESULTS_MD), results_markdown(members_table, groups_table).encode())
+    for name, data in ((RESULTS_CSV, text.getvalue()), (RESULTS_MD, results_markdown(members_table, groups_table))):
+        try:
+            write_bytes_durably(os.path.join(folder, name), data.encode())
+        except OSError as error:
+            raise WriteError(f"saving {os.path.join(folder, name)} failed: {failure_reason(error)}; every member's "
+                             "checkpoint of this step is saved") from None
     return [RESULTS_CSV, RESULTS_MD]
 
 

@@ -23,7 +23,7 @@ import mnist_gpu
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import population as populations
 
-from helpers import run_main
+from helpers import one_error_line, run_main
 
 SHAPE = ["--hidden1", "12", "--hidden2", "5", "--batch_size", "13"]
 STEPS = 120  # step lines at 0 and 100, one evaluation at the end (step 119)
@@ -349,3 +349,17 @@ def test_a_member_checkpoint_must_be_the_populations_own_file(mnist_dir, tmp_pat
     replaced_by(lambda path: shutil.copy(tmp_path / "wider" / name, path), "hidden1 is 11, the population's is 12")
     replaced_by(lambda path: shutil.copy(tmp_path / "fake" / name, path), "fake_data is True, the population's is False")
     replaced_by(lambda path: os.symlink(tmp_path / "ours" / name, path), "a link, not a regular file")
+
+
+@pytest.mark.parametrize("blocked", [populations.POPULATION_FILE, populations.RESULTS_CSV, populations.RESULTS_MD])
+def test_a_population_file_that_cannot_be_written_is_one_line(tmp_path, capsys, blocked):
+    """A real failed replace (a folder where the file goes: os.replace raises IsADirectoryError) is a WriteError naming
+    the file, never a traceback; the members' checkpoints of the step are saved before it."""
+    log_dir = tmp_path / "population"
+    os.makedirs(log_dir / blocked)
+    code, _, error = run_main(capsys, "sweep", "--seed", "1,2", "--fake_data", "--backend", "numpy", "--hidden1", "8",
+                              "--hidden2", "4", "--max_steps", "20", "--log_dir", str(log_dir))
+    assert code == 1
+    assert one_error_line(error).startswith(f"mnist-gpu: error: saving {log_dir / blocked} failed: Is a directory; ")
+    for member in ("lr0.01_seed1", "lr0.01_seed2"):
+        assert checkpoints.read_state(str(log_dir / member)) == [checkpoints.checkpoint_name(19)]
