@@ -57,9 +57,13 @@ from .flag_values import MAX_MEMBERS, Range
 from .flags import SEARCH_INSTALL
 from .log import Log
 from .population import Member
+from .regular_files import size_words
 from .stop_signals import StopSignals
 
 STUDY_JOURNAL = "study.journal"
+# Optuna replays the whole journal into memory (~2.5x its size). A beat is ~160 bytes: 64 trials held for a week at
+# the default heartbeat are ~30 MB; a larger file is refused, unread (a study that large belongs in a database).
+MAX_JOURNAL_BYTES = 256 * 2 ** 20
 DEFAULT_STUDY = "mnist-gpu"
 DEFAULT_POPULATION = 16
 DEFAULT_HEARTBEAT = 30.0
@@ -120,8 +124,10 @@ def import_optuna(flags):
 
 def storage_errors(optuna):
     """What a storage raises when it is unreachable or holds something else (caught, named, never a traceback)."""
-    # AssertionError: Optuna's journal replay asserts on operations it does not know ("Should not reach").
-    found = [optuna.exceptions.OptunaError, OSError, ValueError, KeyError, TypeError, RuntimeError, AssertionError]
+    # AssertionError: Optuna's journal replay asserts on operations it does not know ("Should not reach");
+    # AttributeError: it reads an operation's fields as the types it wrote (a list where a dict was).
+    found = [optuna.exceptions.OptunaError, OSError, ValueError, KeyError, TypeError, RuntimeError, AssertionError,
+             AttributeError]
     with contextlib.suppress(ImportError):
         import sqlalchemy.exc
 
@@ -246,7 +252,8 @@ def redacted(url):
 
 
 def check_journal(path):
-    """The journal file as found: absent, or a regular file of this user's (never a link, FIFO or another's)."""
+    """The journal file as found: absent, or a regular file of this user's (never a link, FIFO or another's) of at
+    most MAX_JOURNAL_BYTES."""
     try:
         status = os.lstat(path)
     except FileNotFoundError:
@@ -257,6 +264,9 @@ def check_journal(path):
         what = "a link" if stat.S_ISLNK(status.st_mode) else "not a regular file" \
             if not stat.S_ISREG(status.st_mode) else f"owned by user {status.st_uid}"
         raise StudyError(f"{path} is {what}; not a study journal of this user's")
+    if status.st_size > MAX_JOURNAL_BYTES:
+        raise StudyError(f"{path} is {size_words(status.st_size)}, more than a study journal may be "
+                         f"({size_words(MAX_JOURNAL_BYTES)}); nothing was read (a study this large needs --storage)")
     return True
 
 
@@ -1227,8 +1237,8 @@ def work(optuna, study, flags, log, result_class):
         worker = Worker(optuna, study, flags, log, signals)
         worker.run()
     trials = study.trials()
-    complete = [frozen for frozen in trials if frozen.state.name == "COMPLETE"]
-    best = max(complete, key=lambda frozen: frozen.value) if complete else None
+    complete = [frozen for frozen in trials if frozen.state.name == "COMPLETE" and _number(frozen.value) != ""]
+    best = max(complete, key=lambda frozen: frozen.value) if complete else None  # a value read back is a number
     markdown = write_study_results(study, trials, best)
     for line in markdown.splitlines():
         log.line(line)

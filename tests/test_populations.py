@@ -347,7 +347,8 @@ def test_a_member_checkpoint_must_be_the_populations_own_file(mnist_dir, tmp_pat
         assert populations.read(str(folder))["global_step"] == 30  # nothing trained, nothing committed
 
     replaced_by(lambda path: shutil.copy(tmp_path / "wider" / name, path), "hidden1 is 11, the population's is 12")
-    replaced_by(lambda path: shutil.copy(tmp_path / "fake" / name, path), "fake_data is True, the population's is False")
+    replaced_by(lambda path: shutil.copy(tmp_path / "fake" / name, path),
+                "fake_data is True, the population's is False")
     replaced_by(lambda path: os.symlink(tmp_path / "ours" / name, path), "a link, not a regular file")
 
 

@@ -180,7 +180,7 @@ def test_a_study_without_seed_draws_one_and_its_workers_adopt_it(tmp_path, capsy
 def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys, mnist_dir):
     flags = ["sweep", "--learning_rate", "0.01,0.1", "--trials", "2", "--backend", "numpy", "--input_data_dir",
              mnist_dir]
-    for kind in ("fifo", "link", "garbage", "unknown operation", "wrong fields"):
+    for kind in ("fifo", "link", "garbage", "unknown operation", "wrong fields", "wrong types", "too large"):
         log_dir = tmp_path / kind
         log_dir.mkdir()
         journal = log_dir / search.STUDY_JOURNAL
@@ -191,13 +191,21 @@ def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys,
         elif kind == "garbage":
             journal.write_bytes(b'{"op_code": 0, "worker_id": "x", "study_name": "mnist-gpu", "directions": [1]}\n'
                                 b"\x00\xffnot json\n")
+        elif kind == "wrong types":  # a trial's distributions a list, not an object: Optuna's replay AttributeError
+            journal.write_bytes(b'{"op_code": 0, "worker_id": "x", "study_name": "mnist-gpu", "directions": [1]}\n'
+                                b'{"op_code": 4, "worker_id": "x", "study_id": 0, "datetime_start": '
+                                b'"2026-01-01T00:00:00.000000", "distributions": []}\n')
+        elif kind == "too large":  # sparse: over the bound without writing it; refused before Optuna reads a byte
+            with open(journal, "wb") as stream:
+                stream.truncate(search.MAX_JOURNAL_BYTES + 1)
         else:
             journal.write_bytes(b'{"op_code": 99}\n' if kind == "unknown operation" else b"[1, 2]\n")
         code, _, error = run_main(capsys, *flags, "--log_dir", str(log_dir))
         assert code == 1 and "Traceback" not in error, error
         line = error.splitlines()[-1]
         assert line.startswith("mnist-gpu: error: ") and str(journal) in line, line
-        assert {"fifo": "not a regular file", "link": "is a link"}.get(kind, "Error: ") in line, line
+        assert {"fifo": "not a regular file", "link": "is a link", "wrong types": "AttributeError: ",
+                "too large": "more than a study journal may be"}.get(kind, "Error: ") in line, line
         assert os.listdir(log_dir) == [search.STUDY_JOURNAL]
     # A trial's attribute names its population's folder: only a name of ours, never a path.
     study = optuna.create_study(direction="maximize")
@@ -206,6 +214,26 @@ def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys,
         trial = study.ask()
         study._storage.set_trial_system_attr(trial._trial_id, search.FOLDER, name)
         assert search.folder_name(study._storage.get_trial(trial._trial_id)) == expected
+
+
+def test_a_trial_value_read_back_is_a_number_or_not_a_value(tmp_path, capsys, mnist_dir):
+    """A finished study's journal, one COMPLETE trial's value made text, null or NaN: the worker that joins it prints
+    the table with no value for that trial and names the best of the others (max() over the raw values raised a
+    TypeError traceback, or picked by NaN's order)."""
+    flags = ["sweep", "--input_data_dir", mnist_dir, "--backend", "numpy", "--learning_rate", "0.01,0.1",
+             "--trials", "2", "--max_steps", "2", "--hidden1", "8", "--seed", "1", *SHAPE]
+    assert run_main(capsys, *flags, "--log_dir", str(tmp_path / "study"))[0] == 0
+    journal = (tmp_path / "study" / search.STUDY_JOURNAL).read_text()
+    assert journal.count('"values":[') == 2
+    for hostile in ('["x"]', "null", "[NaN]"):
+        log_dir = tmp_path / hostile.strip('[]"')
+        shutil.copytree(tmp_path / "study", log_dir)
+        (log_dir / search.STUDY_JOURNAL).write_text(re.sub(r'"values":\[[^]]*\]', '"values":' + hostile, journal,
+                                                          count=1))
+        code, lines, error = run_main(capsys, *flags, "--log_dir", str(log_dir), "--resume")
+        assert code == 0 and "Traceback" not in error, error
+        assert "Best: trial 1, " in "\n".join(lines)
+        assert [row["value"] for row in study_table(log_dir)][0] == ""
 
 
 def test_a_population_file_names_its_trials_members(tmp_path):
