@@ -135,20 +135,28 @@ class Run:
     def start_writing(self, overwrite):
         """Every check has passed: from here on the log_dir is written, and kept whatever happens.
 
-        --overwrite deletes the old run's files (only those: checkpoints, state file, event files);
-        temporaries of a save that was killed are deleted in any case.
+        --overwrite deletes the old run's files (only those: checkpoints, state file, event files; a population's
+        file, results and its member folders' run files, then each member folder left empty). Every folder is listed
+        before anything is deleted: one that cannot be read is a WriteError with nothing deleted. Temporaries of a
+        save that was killed are deleted in any case.
         """
         self.writing = True
         folders = [self.log_dir] + ([os.path.join(self.log_dir, name) for name in member_folders(self.log_dir)]
                                     if overwrite else [])
+        doomed = []
         for folder in folders:
-            for name in run_files(folder):
-                if overwrite or temporary_target(name):
-                    path = os.path.join(folder, name)
-                    try:
-                        os.remove(path)
-                    except OSError as error:
-                        raise WriteError(f"deleting {path} failed: {failure_reason(error)}") from None
+            try:
+                doomed.append((folder, [name for name in run_files(folder) if overwrite or temporary_target(name)]))
+            except OSError as error:
+                raise WriteError(f"{'--overwrite' if overwrite else 'cleaning up'}: {folder} cannot be listed "
+                                 f"({failure_reason(error)}); nothing was deleted") from None
+        for folder, names in doomed:
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    os.remove(path)
+                except OSError as error:
+                    raise WriteError(f"deleting {path} failed: {failure_reason(error)}") from None
             if folder != self.log_dir:
                 with contextlib.suppress(OSError):  # a file of someone else's left in it: the folder stays
                     os.rmdir(folder)

@@ -181,3 +181,51 @@ def test_a_random_seed_has_at_most_10_digits_and_repeats_the_run(root, capsys):
         assert value.tobytes() == repeated[name].tobytes(), name
     drawn = {trainer.random_seed() for _ in range(1000)}
     assert len(drawn) > 990 and max(drawn) < 10 ** 10 and min(drawn) >= 0
+
+
+def test_overwrite_lists_every_folder_before_it_deletes_anything():
+    """--overwrite on a population whose second member folder its user may not read (mode 000, a real EACCES for a
+    process of the user nobody, the folders' owner): one WriteError naming that folder, and every file still there.
+    (It deleted the population's files and the first member's, then raised a PermissionError traceback.)"""
+    if os.geteuid() != 0:
+        pytest.skip("becoming another user needs root (CI runs as root)")
+    import shutil
+    import tempfile
+
+    population = tempfile.mkdtemp(prefix="mnist-gpu-overwrite-")  # not under tmp_path: nobody must reach it
+    try:
+        files = ["population.json", "results.csv", "lr0.01_seed1/checkpoint", "lr0.01_seed1/model.ckpt-29.safetensors",
+                 "lr0.01_seed2/checkpoint", "lr0.01_seed3/checkpoint"]
+        for name in files:
+            os.makedirs(os.path.join(population, os.path.dirname(name)), exist_ok=True)
+            with open(os.path.join(population, name), "w") as stream:
+                stream.write("x")
+        for parent, folders, names in os.walk(population):
+            for name in [".", *folders, *names]:
+                os.chown(os.path.join(parent, name), 65534, 65534)
+        os.chmod(population, 0o755)
+        os.chmod(os.path.join(population, "lr0.01_seed2"), 0)
+        reader, writer = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe and leaves at once
+            try:
+                os.close(reader)
+                os.setuid(65534)
+                try:
+                    runs.Run(population).start_writing(overwrite=True)
+                    message = "deleted"
+                except Exception as error:  # noqa: BLE001 - its type and text go to the parent
+                    message = f"{type(error).__name__}: {error}"
+                os.write(writer, message.encode())
+            finally:
+                os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader) as stream:
+            message = stream.read()
+        os.waitpid(child, 0)
+        assert message == (f"WriteError: --overwrite: {population}/lr0.01_seed2 cannot be listed (Permission denied); "
+                           "nothing was deleted")
+        assert all(os.path.exists(os.path.join(population, name)) for name in files)
+    finally:
+        os.chmod(os.path.join(population, "lr0.01_seed2"), 0o755)
+        shutil.rmtree(population)
