@@ -248,10 +248,12 @@ def grid_flags(flags):
 def read_member_checkpoint(member, found):
     """A member's checkpoint of the population's committed global_step (found: its population file), which an exact
     resume starts from (saved after step global_step - 1, whose number names the file). Read as the population's:
-    the file itself, never a link, and refused unless it is this member's and has the population's shared flags."""
+    the file itself, never a link, and refused unless it is this member's and has the population's shared flags.
+    The member's state file is checked here too, before anything is written (its saves read it)."""
     global_step = found["global_step"]
     path = os.path.join(member.log_dir, checkpoints.checkpoint_name(global_step - 1))
     try:
+        checkpoints.read_state(member.log_dir)
         checkpoint = checkpoints.read(path, follow_links=False)
     except CheckpointError as error:
         raise CheckpointError(f"the population's members all saved global_step {global_step}, but {error}") from None

@@ -350,6 +350,15 @@ def test_a_member_checkpoint_must_be_the_populations_own_file(mnist_dir, tmp_pat
     replaced_by(lambda path: shutil.copy(tmp_path / "fake" / name, path),
                 "fake_data is True, the population's is False")
     replaced_by(lambda path: os.symlink(tmp_path / "ours" / name, path), "a link, not a regular file")
+    # The second member's state file names a path: refused before the first member writes anything.
+    folder = tmp_path / "try_state"
+    shutil.copytree(tmp_path / "ours", folder)
+    state = folder / "lr0.01_seed2" / checkpoints.STATE_FILE
+    state.write_text(state.read_text().replace(checkpoints.checkpoint_name(29), "../../x.safetensors"))
+    before = {path: path.stat().st_mtime_ns for path in folder.rglob("*")}
+    code, _, error = sweep(folder, "--hidden1", "12", "--max_steps", "40", "--resume")
+    assert code != 0 and "Traceback" not in error and f"{state}: line " in error.splitlines()[-1]
+    assert {path: path.stat().st_mtime_ns for path in folder.rglob("*")} == before
 
 
 @pytest.mark.parametrize("blocked", [populations.POPULATION_FILE, populations.RESULTS_CSV, populations.RESULTS_MD])
