@@ -104,8 +104,8 @@ def classifier(checkpoint, backend="auto", note=None):
 def run_prediction(flags, log):
     """`mnist-gpu predict`: one stdout line per image, "IMAGE: LABEL (probability P)"; returns the exit code.
 
-    A file that cannot be read as a digit gets one error line naming it (the others are still
-    predicted) and makes the exit code 1.
+    A file that cannot be read as a digit, or whose logits are not finite (finite weights can still overflow
+    float32), gets one error line naming it (the others are still predicted) and makes the exit code 1.
     """
     from .confusion import softmax
     from .images import load_digit
@@ -122,7 +122,14 @@ def run_prediction(flags, log):
             log.note(f"error: {error}")
             failed += 1
     if digits:
-        logits = model.logits(np.stack(digits))
-        for name, label, probability in zip(names, np.argmax(logits, axis=1), softmax(logits), strict=True):
-            log.line(f"{name}: {label} (probability {probability[label]:.4f})")
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is said per image below, not as a warning
+            logits = model.logits(np.stack(digits))
+        for name, row, label, probability in zip(names, logits, np.argmax(logits, axis=1), softmax(logits),
+                                                 strict=True):
+            if np.isfinite(row).all():
+                log.line(f"{name}: {label} (probability {probability[label]:.4f})")
+            else:
+                log.note(f"error: {name}: the model's logits for it are not finite (its weights overflow float32); "
+                         "no label")
+                failed += 1
     return 1 if failed else 0

@@ -206,3 +206,20 @@ def test_a_picture_larger_than_the_working_side_is_reduced_in_any_mode(tmp_path,
     picture.save(tmp_path / "big.png")
     prepared = load_digit(tmp_path / "big.png").astype(int)
     assert np.mean(np.abs(prepared - test_digits[0])) < 12  # the original's shape, thresholded to black and white
+
+
+def test_logits_that_overflow_get_no_label(classifier, tmp_path, capsys, picture_files):
+    """A checkpoint whose finite weights overflow float32 (hidden1's scaled by 1e38, saved with a valid hash): the
+    digit gets one error line and no label, exit 1 (it printed a label with probability nan)."""
+    from mnist_gpu import checkpoint as checkpoints
+
+    _, log_dir = classifier
+    saved = checkpoints.Saver(log_dir).latest()[0]
+    saved.variables["hidden1/weights"] = saved.variables["hidden1/weights"] * np.float32(1e38)
+    (tmp_path / "huge").mkdir()
+    checkpoints.Saver(str(tmp_path / "huge")).save(saved.global_step - 1, saved)
+    good = picture_files["inverted"][0]
+    code, lines, error = run_main(capsys, "predict", "--checkpoint", str(tmp_path / "huge"), "--backend", "numpy", good)
+    assert code == 1 and lines == []
+    assert error.splitlines()[-1] == (f"mnist-gpu: error: {good}: the model's logits for it are not finite (its "
+                                      "weights overflow float32); no label")
