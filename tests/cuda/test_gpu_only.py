@@ -30,7 +30,7 @@ def test_cuda_backend_holds_cupy_arrays(cuda_backend):
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
 def test_gemms_at_training_shapes(cuda_backend, numpy_backend, generator, batch, hidden1, trans_a, trans_b):
     """cuBLAS (row-major arrays, column-major library, strided-batched over 3 members, two calls for two learning
-    rates) against NumPy, for matmul and matmul_sgd."""
+    rates) against NumPy, for matmul and matmul_sgd (the second member stopped: left exactly as it was)."""
     rows, inner, columns = (mnist.IMAGE_PIXELS, batch, hidden1) if trans_a else (batch, mnist.IMAGE_PIXELS, hidden1)
     a = generator.standard_normal((3, *((inner, rows) if trans_a else (rows, inner)))).astype(np.float32)
     b = generator.standard_normal((3, *((columns, inner) if trans_b else (inner, columns)))).astype(np.float32)
@@ -41,10 +41,12 @@ def test_gemms_at_training_shapes(cuda_backend, numpy_backend, generator, batch,
     np.testing.assert_allclose(cuda_backend.to_host(out), expected, rtol=1e-4, atol=1e-3)
     parameter = generator.standard_normal((3, rows, columns)).astype(np.float32)
     device_parameter, rates = cuda_backend.asarray(parameter), np.float32([0.01, 0.01, 0.03])
-    cuda_backend.matmul_sgd(cuda_backend.asarray(a), cuda_backend.asarray(b), device_parameter, rates, trans_a,
-                            trans_b)
-    numpy_backend.matmul_sgd(a, b, parameter, rates, trans_a, trans_b)
+    active, before = np.int32([1, 0, 1]), parameter.copy()
+    cuda_backend.matmul_sgd(cuda_backend.asarray(a), cuda_backend.asarray(b), device_parameter, rates,
+                            cuda_backend.asarray(active), trans_a=trans_a, trans_b=trans_b)
+    numpy_backend.matmul_sgd(a, b, parameter, rates, active, trans_a=trans_a, trans_b=trans_b)
     np.testing.assert_allclose(cuda_backend.to_host(device_parameter), parameter, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(cuda_backend.to_host(device_parameter)[1], before[1])
 
 
 def training_run(backend, data_sets, steps, batch_size=100):
