@@ -24,18 +24,50 @@ def test_log_dir_that_is_a_file(tmp_path, capsys):
     assert path.read_text() == "mine"
 
 
-def test_log_dir_that_cannot_be_written(tmp_path, capsys, monkeypatch):
-    """EACCES injected: the tests run as root, whom no permission stops (a real read-only file system, EROFS, is
-    tested in test_disk_faults.py)."""
-    def refused(*arguments, **keywords):
-        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+def main_as_nobody(*arguments):
+    """(exit code, stderr) of the command line run in a forked process of the user nobody: real permission faults."""
+    from mnist_gpu.cli import main
 
-    monkeypatch.setattr("mnist_gpu.durable.tempfile.TemporaryFile", refused)  # the probe write of log_dir
-    code, _, error = run_main(capsys, *FAST, "--log_dir", str(tmp_path / "run"))
-    assert code == 1
-    assert one_error_line(error) == f"mnist-gpu: error: --log_dir {tmp_path / 'run'} cannot be written: " \
-                                    f"{os.strerror(errno.EACCES)}"
-    assert not (tmp_path / "run").exists()  # the folder made to lock it is removed again
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its stderr, the pipe, and its exit status
+        code = 70
+        try:
+            os.close(reader)
+            sys.stderr = open(writer, "w")  # not pytest's capture, which the child shares with the parent
+            os.setgid(65534)
+            os.setuid(65534)
+            code = main(list(arguments))
+        except SystemExit as exit_info:
+            code = exit_info.code
+        finally:
+            sys.stderr.flush()
+            os._exit(code if isinstance(code, int) else 70)
+    os.close(writer)
+    with os.fdopen(reader) as stream:
+        error = stream.read()
+    return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), error
+
+
+def test_log_dir_that_cannot_be_written():
+    """A real EACCES: a process of the user nobody, its log_dir a folder of root's (mode 0755), or a new folder
+    inside it (a real read-only file system, EROFS, is tested in test_disk_faults.py)."""
+    if os.geteuid() != 0:
+        pytest.skip("becoming another user needs root (CI runs as root)")
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="mnist-gpu-not-yours-")  # not under tmp_path: nobody must reach it
+    try:
+        os.chmod(folder, 0o755)
+        for log_dir in (folder, os.path.join(folder, "run")):
+            code, error = main_as_nobody(*FAST, "--log_dir", log_dir)
+            assert code == 1
+            assert one_error_line(error) == f"mnist-gpu: error: --log_dir {log_dir} cannot be written: " \
+                                            f"{os.strerror(errno.EACCES)}"
+            assert os.listdir(folder) == []
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_input_data_dir_that_cannot_take_a_download(tmp_path, capsys):
