@@ -164,16 +164,24 @@ def test_a_step_allocates_nothing_copies_nothing_in_and_never_waits(cuda_backend
     assert calls == ["synchronisation"]  # reading the losses is the one wait
 
 
-def test_the_loss_ring_keeps_each_steps_losses_for_256_steps(cuda_backend):
-    program = program_for(cuda_backend, initial_variables(), orders(), 0, 3)
-    program.run(0)
-    first = program.losses(0, 1)
-    program.run(1)
-    np.testing.assert_array_equal(program.losses(0, 1), first)  # a later step wrote another slot
+def test_the_loss_ring_keeps_each_steps_losses_until_it_wraps(cuda_backend, monkeypatch):
+    """A ring of 4 steps (LOSS_RING_STEPS is 256, above the trainer's read every 100 steps) over 6 steps: each step's
+    losses stay readable for 4 steps, later steps take the slots of the oldest, which are then refused."""
+    assert cuda_program.LOSS_RING_STEPS > 100
+    monkeypatch.setattr(cuda_program, "LOSS_RING_STEPS", 4)
+    program = program_for(cuda_backend, initial_variables(), orders(), 0, 7)
+    each = []
+    for step in range(6):
+        program.run(step)
+        each.append(program.losses(step, step + 1)[0])
+        np.testing.assert_array_equal(program.losses(max(0, step - 3), step + 1), each[-4:])  # the last 4, in order
+    assert len({tuple(losses) for losses in each}) == 6  # every step wrote losses of its own
+    with pytest.raises(ValueError, match="no longer"):
+        program.losses(1, 6)  # step 1's slot holds step 5's losses
     with pytest.raises(ValueError, match="not yet"):
-        program.losses(2, 3)
-    with pytest.raises(ValueError, match="next step is 2"):
-        program.run(3)
+        program.losses(5, 7)
+    with pytest.raises(ValueError, match="next step is 6"):
+        program.run(7)
 
 
 @pytest.mark.skipif(not SIMULATED, reason="on a GPU the graph is captured")
