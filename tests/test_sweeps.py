@@ -474,14 +474,43 @@ def test_a_sweep_resumed_after_ctrl_c_ends_as_an_uninterrupted_one(tmp_path, mni
                                           err_msg=f"{member} {name}")
 
 
-def test_a_signal_between_populations_is_an_interruption_that_says_so():
-    from types import SimpleNamespace
-
-    from mnist_gpu.errors import TrainingInterrupted
-
-    worker = object.__new__(search.Worker)  # only its signals matter here
-    worker.signals = SimpleNamespace(received=signal.SIGTERM)
-    with pytest.raises(TrainingInterrupted) as raised:
-        worker.check_signals()
-    assert raised.value.exit_code == 143
-    assert raised.value.command_line().startswith("interrupted between populations; the trials this worker held")
+def test_a_signal_between_populations_is_an_interruption_that_says_so(tmp_path, mnist_dir):
+    """A real SIGTERM to a worker that holds no population: worker A holds both trials (its stdout a real pipe this
+    test has filled, so A blocks printing its step 0); worker B, finding nothing to take, waits between populations.
+    B stops at once with exit 143 and says so; A, its pipe drained, finishes both trials."""
+    log_dir = tmp_path / "sweep"
+    flags = ["--learning_rate", "0.01,0.1", "--hidden1", "8", *SHAPE, "--max_steps", "30", "--population", "2",
+             "--heartbeat", "0.5"]
+    read_end, write_end = os.pipe()
+    filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)  # A's description stays blocking
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(filler, b"x" * 4096)
+    a = start(command(log_dir, mnist_dir, *flags), stdout=write_end, stderr=subprocess.PIPE)
+    b = None
+    try:
+        while "log_dir " + str(log_dir / "pop0") not in (line := a.stderr.readline()):
+            assert line, "worker A ended before its population"
+        b = start(command(log_dir, mnist_dir, *flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        while "worker of study" not in (line := b.stderr.readline()):
+            assert line, "worker B ended before it worked"
+        time.sleep(1)  # B looks for a trial, finds none free, and waits
+        b.send_signal(signal.SIGTERM)
+        error = b.communicate(timeout=60)[1]
+        assert b.returncode == 143, error
+        assert error.splitlines()[-1] == ("mnist-gpu: interrupted between populations; the trials this worker held "
+                                          "are marked for another worker (or --resume) to take over"), error
+        assert a.poll() is None  # still blocked, holding both trials
+        for descriptor in (filler, write_end):
+            os.close(descriptor)
+        with os.fdopen(read_end, "rb") as stream:
+            stream.read()
+        assert a.wait(timeout=120) == 0, a.stderr.read()
+    finally:
+        for process in (a, b):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    trials = load(log_dir).get_trials()
+    assert len(trials) == 2 and {trial.state.name for trial in trials} == {"COMPLETE"}
+    assert {trial.system_attrs[search.WORKER].split(":")[1] for trial in trials} == {str(a.pid)}
