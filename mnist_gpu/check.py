@@ -228,8 +228,11 @@ def mismatch(case, got, expected):
             return f"result {index} has shape {value.shape}, expected {reference.shape}"
         if case.exact:
             equal = np.array_equal(value, reference, equal_nan=True)
-        else:  # float32 sums of up to D=784 terms, added in another order
-            equal = np.allclose(value, reference, rtol=1e-4, atol=1e-4, equal_nan=True)
+        else:  # float32 sums of up to D=784 terms, added in another order; the absolute slack is relative to the
+            # result's scale (a softmax gradient at batch 10000 is at most 1e-4: a fixed atol of 1e-4 passed zeros)
+            finite = np.abs(reference[np.isfinite(reference)])
+            scale = float(finite.max()) if finite.size else 0.0
+            equal = np.allclose(value, reference, rtol=1e-4, atol=1e-5 * scale, equal_nan=True)
         if not equal:
             worst = np.nanmax(np.abs(value.astype(np.float64) - reference)) if value.size else 0
             return f"result {index} differs from numpy by up to {worst:.3g}"
