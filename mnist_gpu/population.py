@@ -89,11 +89,17 @@ def record(flags, members, global_step):
 def commit(folder, flags, members, global_step):
     """Record, durably and atomically, that every member has saved its checkpoint of `global_step`."""
     path = os.path.join(folder, POPULATION_FILE)
+    intact = "it still names the step it named before, which --resume starts from" if os.path.isfile(path) else \
+        "no step of this population was committed: it starts again with --overwrite"
+    write_durably(path, (json.dumps(record(flags, members, global_step), indent=1) + "\n").encode(), intact)
+
+
+def write_durably(path, data, intact):
+    """write_bytes_durably, a failure a WriteError naming the file, why, and what is `intact`."""
     try:
-        write_bytes_durably(path, (json.dumps(record(flags, members, global_step), indent=1) + "\n").encode())
+        write_bytes_durably(path, data)
     except OSError as error:
-        raise WriteError(f"saving {path} failed: {failure_reason(error)}; it still names the step it named before, "
-                         "which --resume starts from") from None
+        raise WriteError(f"saving {path} failed: {failure_reason(error)}; {intact}") from None
 
 
 def read(folder):
@@ -236,11 +242,7 @@ def write_results(folder, members, ensembles):
         writer.writerows(rows)
         text.write("\n")
     for name, data in ((RESULTS_CSV, text.getvalue()), (RESULTS_MD, results_markdown(members_table, groups_table))):
-        try:
-            write_bytes_durably(os.path.join(folder, name), data.encode())
-        except OSError as error:
-            raise WriteError(f"saving {os.path.join(folder, name)} failed: {failure_reason(error)}; every member's "
-                             "checkpoint of this step is saved") from None
+        write_durably(os.path.join(folder, name), data.encode(), "every member's checkpoint of this step is saved")
     return [RESULTS_CSV, RESULTS_MD]
 
 

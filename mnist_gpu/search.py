@@ -1093,16 +1093,15 @@ def write_study_results(study, trials, best):
     import csv
     import io
 
-    from .durable import write_bytes_durably
-
     rows = study_rows(study, trials)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(RESULT_COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_bytes_durably(os.path.join(study.folder, populations.RESULTS_CSV), text.getvalue().encode())
+    intact = "every trial is recorded in the study's storage (this command again writes the table)"
+    populations.write_durably(os.path.join(study.folder, populations.RESULTS_CSV), text.getvalue().encode(), intact)
     markdown = study_markdown(study, trials, rows, best)
-    write_bytes_durably(os.path.join(study.folder, populations.RESULTS_MD), markdown.encode())
+    populations.write_durably(os.path.join(study.folder, populations.RESULTS_MD), markdown.encode(), intact)
     return markdown
 
 

@@ -29,7 +29,7 @@ from mnist_gpu import population as populations
 from mnist_gpu import search
 from mnist_gpu.flag_values import Range, searchable_int, searchable_learning_rate
 
-from helpers import run_main
+from helpers import one_error_line, run_main
 
 optuna = pytest.importorskip("optuna", reason="the sweep extra (pip install '.[sweep]') is not installed")
 
@@ -214,6 +214,21 @@ def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys,
         trial = study.ask()
         study._storage.set_trial_system_attr(trial._trial_id, search.FOLDER, name)
         assert search.folder_name(study._storage.get_trial(trial._trial_id)) == expected
+
+
+@pytest.mark.parametrize("blocked", [populations.RESULTS_CSV, populations.RESULTS_MD])
+def test_a_study_table_that_cannot_be_written_is_one_line(tmp_path, capsys, mnist_dir, blocked):
+    """A real failed replace (a folder where the study's table goes) after every trial is told: one line naming the
+    file, exit 1, the trials COMPLETE in the journal (it was an OSError traceback)."""
+    log_dir = tmp_path / "study"
+    os.makedirs(log_dir / blocked)
+    code, _, error = run_main(capsys, "sweep", "--input_data_dir", mnist_dir, "--backend", "numpy", "--learning_rate",
+                              "0.01,0.1", "--trials", "2", "--max_steps", "2", "--hidden1", "8", "--seed", "1", *SHAPE,
+                              "--log_dir", str(log_dir))
+    assert code == 1
+    assert one_error_line(error) == (f"mnist-gpu: error: saving {log_dir / blocked} failed: Is a directory; every "
+                                     "trial is recorded in the study's storage (this command again writes the table)")
+    assert {trial.state.name for trial in load(log_dir).get_trials()} == {"COMPLETE"}
 
 
 def test_a_trial_value_read_back_is_a_number_or_not_a_value(tmp_path, capsys, mnist_dir):
