@@ -38,6 +38,7 @@ from .input_data import DataSet, read_data_sets, train_order_seed
 from .log import Log
 from .memory import check_memory
 from .numba_cache import get_backend
+from .open_files import allow_open_files
 from .population import Member
 from .steps import DeviceSplit
 from .stop_signals import StopSignals
@@ -300,6 +301,7 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
         note_other_backend(checkpoint, backend_name, log)
     backend = get_backend(backend_name, log.note)
     check_memory(backend, flags, len(members))
+    allow_open_files(len(members))
     data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, dataset=flags.dataset,
                                source_url=flags.source_url)
     check_batch_size(flags.batch_size, data_sets)

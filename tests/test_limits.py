@@ -79,3 +79,25 @@ def test_a_control_group_limit_is_a_refusal_before_anything_is_written(tmp_path)
     assert re.search(rf"this process may take [\d.]+ [KMG]?B more: the control group {re.escape(folder)}'s limit of "
                      rf"419.4 MB \({limit_file}\), [\d.]+ [KM]B of it in use$", finished.stderr), finished.stderr
     assert not log_dir.exists()
+
+
+SWEEP_40 = "sweep --seed 1-40 --fake_data --backend numpy --hidden1 8 --hidden2 4 --max_steps 2"
+
+
+def test_a_population_raises_its_soft_open_file_limit(tmp_path):
+    """`ulimit -Sn 40` (the hard limit left as it is) under 40 members, each keeping its event file open: the run
+    raises its own soft limit and trains (it failed at the first save: "Too many open files")."""
+    log_dir = tmp_path / "population"
+    code, _, error = shell(f"ulimit -Sn 40; {PYTHON} {SWEEP_40} --log_dir {shlex.quote(str(log_dir))}")
+    assert code == 0, error[-2000:]
+    assert len(os.listdir(log_dir)) == 40 + 3  # the members' folders, population.json, results.csv, results.md
+
+
+def test_a_population_the_hard_open_file_limit_cannot_hold_is_refused_before_anything_is_written(tmp_path):
+    log_dir = tmp_path / "population"
+    code, _, error = shell(f"ulimit -n 100; {PYTHON} {SWEEP_40} --log_dir {shlex.quote(str(log_dir))}")
+    assert code == 2, error
+    assert error.splitlines() == ["mnist-gpu: error: a population of 40 members keeps 40 event files open, but this "
+                                  "process may open at most 100 files (ulimit -Hn): at most 36 members; raise the "
+                                  "limit or train fewer"]
+    assert not log_dir.exists()
