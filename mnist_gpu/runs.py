@@ -184,7 +184,7 @@ def claim(log_dir, resume=False, overwrite=False, note=None, population=False):
     if resume and not os.path.isdir(log_dir):
         raise FlagError(Flag("resume"), ": ", Flag("log_dir", log_dir), " has no checkpoint to continue from")
     created = []  # folders this command made, parents first: removed again if it stops before writing
-    run, lock = None, None
+    run, lock, population_lock = None, None, None
     try:
         if log_dir is None:
             log_dir = new_run_folder(locations.runs_root(), created)
@@ -195,6 +195,8 @@ def claim(log_dir, resume=False, overwrite=False, note=None, population=False):
             # them): they are that run's now.
             created.clear()
             raise
+        if not population:
+            population_lock = locked_population(log_dir)
         ensure_writable_folder(log_dir, Flag("log_dir", NAME))
         run = Run(log_dir, checked_for_use(log_dir, resume, overwrite, note, population))
         yield run
@@ -203,8 +205,9 @@ def claim(log_dir, resume=False, overwrite=False, note=None, population=False):
         # still holds the lock on its log_dir, so that no other run locks one of them meanwhile.
         if run is None or not run.writing:
             remove_folders(created)
-        if lock is not None:
-            os.close(lock)  # releases the flock
+        for held in (lock, population_lock):
+            if held is not None:
+                os.close(held)  # releases the flock
 
 
 def remove_folders(created):
@@ -312,6 +315,29 @@ def locked_folder(log_dir, created, note):
                 return descriptor
         os.close(descriptor)  # we locked a folder that was removed while we waited: lock the one there now
     raise WriteError(Flag("log_dir", log_dir), " keeps being removed and made again by another process")
+
+
+def locked_population(log_dir):
+    """A member's folder (a member's name in a folder holding a population file): a descriptor of the population's
+    folder holding its flock too, so that no run writes a member while its sweep does (LogDirInUse); else None."""
+    folder = os.path.dirname(os.path.abspath(log_dir))
+    if not (populations.MEMBER_NAME.fullmatch(os.path.basename(os.path.abspath(log_dir)))
+            and os.path.isfile(os.path.join(folder, populations.POPULATION_FILE))):
+        return None
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None  # not ours to open: the member folder's own lock is all there is
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = lock_holder(descriptor)
+        os.close(descriptor)
+        raise LogDirInUse(Flag("log_dir", log_dir), f" is a member of the population in {folder}, which is in use by "
+                          f"{holder or 'another process'}; wait for it to end") from None
+    except OSError:  # no flock there (NFS): as for the log_dir itself
+        pass
+    return descriptor
 
 
 def lock_holder(descriptor):

@@ -160,3 +160,28 @@ def test_latest_reads_the_state_file_again_when_a_save_pruned_what_it_listed(tmp
     monkeypatch.setattr(checkpoints, "read", read_after_a_save)
     latest, skipped = checkpoints.Saver(str(tmp_path)).latest()
     assert raced.is_set() and latest.global_step == 4 and skipped == []
+
+
+def test_a_member_of_a_population_in_training_is_not_written_by_another_run(tmp_path, capsys):
+    """A sweep holds its population's folder; a run into one of its members' folders (--overwrite deleted the
+    member's checkpoints under the sweep, --resume trained it beside the sweep) is refused at once, naming the
+    sweep's process. Once the sweep has ended, the member resumes like any run."""
+    population = tmp_path / "population"
+    member = population / "lr0.01_seed1"
+    sweep = subprocess.Popen([sys.executable, "-m", "mnist_gpu", "sweep", "--seed", "1,2", *FAST, "--log_dir",
+                              str(population), "--max_steps", FOREVER, "--eval_every", "100"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (population / "population.json").exists(), sweep, "a first commit")
+        for flags in (["--overwrite"], ["--resume"]):
+            code, lines, error = run_main(capsys, *FAST, "--log_dir", str(member), "--max_steps", "2000", *flags)
+            assert code == 2 and lines == []
+            assert one_error_line(error).startswith(f"mnist-gpu: error: --log_dir {member} is a member of the "
+                                                    f"population in {population}, which is in use by process "
+                                                    f"{sweep.pid} ("), error
+    finally:
+        stop(sweep)
+    saved = checkpoints.Saver(str(member)).latest()[0]
+    code, _, error = run_main(capsys, *FAST, "--log_dir", str(member), "--max_steps", str(saved.global_step + 10),
+                              "--resume")
+    assert code == 0, error
