@@ -21,7 +21,14 @@ def allow_open_files(members):
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise FlagError(f"a population of {members} members keeps {members} event files open, but this process may "
-                        f"open at most {hard} files (ulimit -Hn): at most {max(hard - SPARE, 0)} members; raise the "
-                        "limit or train fewer")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        raise refusal(members, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    except (ValueError, OSError):  # a system whose real ceiling is below the hard limit it reports (macOS)
+        raise refusal(members, soft) from None
+
+
+def refusal(members, limit):
+    return FlagError(f"a population of {members} members keeps {members} event files open, but this process may "
+                     f"open at most {limit} files (ulimit -Hn): at most {max(limit - SPARE, 0)} members; raise the "
+                     "limit or train fewer")
