@@ -300,13 +300,9 @@ def locked_folder(log_dir, created, note):
         except OSError as error:
             raise WriteError(Flag("log_dir", log_dir), f" cannot be opened: {failure_reason(error)}") from None
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = lock_holder(descriptor)
-            os.close(descriptor)
-            raise LogDirInUse(Flag("log_dir", log_dir), f" is in use by {holder or 'another process'}: one run "
-                              "writes a log_dir at a time; wait for it to end, or pass another ",
-                              Flag("log_dir", NAME)) from None
+            flock_or_refuse(descriptor, lambda holder: LogDirInUse(
+                Flag("log_dir", log_dir), f" is in use by {holder}: one run writes a log_dir at a time; wait for it "
+                "to end, or pass another ", Flag("log_dir", NAME)))
         except OSError as error:  # a file system without flock on folders (NFS's needs a file open for writing)
             note(f"--log_dir {log_dir} cannot be locked ({failure_reason(error)}): a second run into it would "
                  "not be refused")
@@ -329,15 +325,23 @@ def locked_population(log_dir):
     except OSError:
         return None  # not ours to open: the member folder's own lock is all there is
     try:
+        flock_or_refuse(descriptor, lambda holder: LogDirInUse(
+            Flag("log_dir", log_dir), f" is a member of the population in {folder}, which is in use by {holder}; wait "
+            "for it to end"))
+    except OSError:  # no flock there (NFS): as for the log_dir itself
+        pass
+    return descriptor
+
+
+def flock_or_refuse(descriptor, refusal):
+    """Take the folder's exclusive flock without waiting; where another process holds it, close the descriptor and
+    raise refusal(its holder, in words). An OSError is a file system without flock: the caller's to handle."""
+    try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = lock_holder(descriptor)
         os.close(descriptor)
-        raise LogDirInUse(Flag("log_dir", log_dir), f" is a member of the population in {folder}, which is in use by "
-                          f"{holder or 'another process'}; wait for it to end") from None
-    except OSError:  # no flock there (NFS): as for the log_dir itself
-        pass
-    return descriptor
+        raise refusal(holder or "another process") from None
 
 
 def lock_holder(descriptor):
