@@ -59,6 +59,31 @@ def snapshot(folder):
             for name in sorted(os.listdir(folder))}
 
 
+def as_nobody(call):
+    """call() in a forked process of the user nobody (uid and gid 65534), for a real permission fault (root has
+    none): the text it returns, or "Type: message" of the exception it raises."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and leaves at once
+        try:
+            os.close(reader)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                message = call()
+            except Exception as error:  # noqa: BLE001 - its type and text go to the parent
+                message = f"{type(error).__name__}: {error}"
+            with os.fdopen(writer, "w") as stream:
+                stream.write(message)
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as stream:
+        message = stream.read()
+    os.waitpid(child, 0)
+    return message
+
+
 def without_timings(lines):
     """Log lines with the '(0.001 sec)' durations removed, for comparing runs."""
     return [line.split(" (")[0] for line in lines]

@@ -12,6 +12,8 @@ from mnist_gpu import model as mnist
 from mnist_gpu.checkpoint import Checkpoint, Saver
 from mnist_gpu.errors import CheckpointError
 
+from helpers import as_nobody
+
 
 def sample_checkpoint(global_step=1000, seed=0):
     generator = np.random.default_rng(seed)
@@ -187,25 +189,14 @@ def test_a_listed_checkpoint_that_is_a_link_is_not_opened(tmp_path):
 
 def read_as_nobody(path):
     """What checkpoints.read says of `path` in a child process of the user nobody: a real permission fault."""
-    reader, writer = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the child reports through the pipe and leaves at once
+    def read():
         try:
-            os.close(reader)
-            os.setuid(65534)
-            try:
-                checkpoints.read(str(path))
-                message = "read"
-            except checkpoints.CheckpointError as error:
-                message = str(error)
-            os.write(writer, message.encode())
-        finally:
-            os._exit(0)
-    os.close(writer)
-    with os.fdopen(reader) as stream:
-        message = stream.read()
-    os.waitpid(child, 0)
-    return message
+            checkpoints.read(str(path))
+            return "read"
+        except checkpoints.CheckpointError as error:
+            return str(error)
+
+    return as_nobody(read)
 
 
 def test_a_checkpoint_that_may_not_be_read_is_reported_as_such():

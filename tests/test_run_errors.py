@@ -1,5 +1,6 @@
 """A run that cannot write, cannot fit, or diverges: one line naming what and why, and nothing lost."""
 import errno
+import io
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import trainer
 
-from helpers import one_error_line, run_main, snapshot
+from helpers import as_nobody, one_error_line, run_main, snapshot
 
 FAST = ["--fake_data", "--backend", "numpy", "--hidden1", "8", "--hidden2", "4", "--seed", "1"]
 
@@ -28,25 +29,16 @@ def main_as_nobody(*arguments):
     """(exit code, stderr) of the command line run in a forked process of the user nobody: real permission faults."""
     from mnist_gpu.cli import main
 
-    reader, writer = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the child reports through its stderr, the pipe, and its exit status
-        code = 70
+    def run():
+        sys.stderr = io.StringIO()  # not pytest's capture, which the child shares with the parent
         try:
-            os.close(reader)
-            sys.stderr = open(writer, "w")  # not pytest's capture, which the child shares with the parent
-            os.setgid(65534)
-            os.setuid(65534)
             code = main(list(arguments))
         except SystemExit as exit_info:
             code = exit_info.code
-        finally:
-            sys.stderr.flush()
-            os._exit(code if isinstance(code, int) else 70)
-    os.close(writer)
-    with os.fdopen(reader) as stream:
-        error = stream.read()
-    return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), error
+        return f"{code}\n{sys.stderr.getvalue()}"
+
+    code, error = as_nobody(run).split("\n", 1)
+    return int(code), error
 
 
 def test_log_dir_that_cannot_be_written():

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing import event_accumulator, event_multip
 import mnist_gpu
 from mnist_gpu import runs, trainer
 
-from helpers import one_error_line, run_main, snapshot, without_timings
+from helpers import as_nobody, one_error_line, run_main, snapshot, without_timings
 
 FAST = ["--fake_data", "--backend", "numpy", "--hidden1", "8", "--hidden2", "4"]
 FIRST_LINE = re.compile(r"mnist-gpu: training on the numpy backend \(asked for\), seed (\d+), data: fake data "
@@ -205,24 +205,7 @@ def test_overwrite_lists_every_folder_before_it_deletes_anything():
                 os.chown(os.path.join(parent, name), 65534, 65534)
         os.chmod(population, 0o755)
         os.chmod(os.path.join(population, "lr0.01_seed2"), 0)
-        reader, writer = os.pipe()
-        child = os.fork()
-        if child == 0:  # pragma: no cover - the child reports through the pipe and leaves at once
-            try:
-                os.close(reader)
-                os.setuid(65534)
-                try:
-                    runs.Run(population).start_writing(overwrite=True)
-                    message = "deleted"
-                except Exception as error:  # noqa: BLE001 - its type and text go to the parent
-                    message = f"{type(error).__name__}: {error}"
-                os.write(writer, message.encode())
-            finally:
-                os._exit(0)
-        os.close(writer)
-        with os.fdopen(reader) as stream:
-            message = stream.read()
-        os.waitpid(child, 0)
+        message = as_nobody(lambda: runs.Run(population).start_writing(overwrite=True) or "deleted")
         assert message == (f"WriteError: --overwrite: {population}/lr0.01_seed2 cannot be listed (Permission denied); "
                            "nothing was deleted")
         assert all(os.path.exists(os.path.join(population, name)) for name in files)
