@@ -57,13 +57,9 @@ from .flag_values import MAX_MEMBERS, Range
 from .flags import SEARCH_INSTALL
 from .log import Log
 from .population import Member
-from .regular_files import size_words
 from .stop_signals import StopSignals
+from .study_journal import STUDY_JOURNAL, check_journal, journal_storage
 
-STUDY_JOURNAL = "study.journal"
-# Optuna replays the whole journal into memory (~2.5x its size). A beat is ~160 bytes: 64 trials held for a week at
-# the default heartbeat are ~30 MB; a larger file is refused, unread (a study that large belongs in a database).
-MAX_JOURNAL_BYTES = 256 * 2 ** 20
 DEFAULT_STUDY = "mnist-gpu"
 DEFAULT_POPULATION = 16
 DEFAULT_HEARTBEAT = 30.0
@@ -251,35 +247,6 @@ def redacted(url):
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
-def check_journal(path):
-    """The journal file as found: absent, or a regular file of this user's (never a link, FIFO or another's) of at
-    most MAX_JOURNAL_BYTES."""
-    try:
-        status = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    except OSError as error:
-        raise StudyError(f"{path} cannot be read ({error.strerror}); not a study journal") from None
-    if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
-        what = "a link" if stat.S_ISLNK(status.st_mode) else "not a regular file" \
-            if not stat.S_ISREG(status.st_mode) else f"owned by user {status.st_uid}"
-        raise StudyError(f"{path} is {what}; not a study journal of this user's")
-    if status.st_size > MAX_JOURNAL_BYTES:
-        raise StudyError(f"{path} is {size_words(status.st_size)}, more than a study journal may be "
-                         f"({size_words(MAX_JOURNAL_BYTES)}); nothing was read (a study this large needs --storage)")
-    return True
-
-
-def journal_storage(optuna, path):
-    from optuna.storages import JournalStorage
-
-    try:
-        from optuna.storages.journal import JournalFileBackend
-    except ImportError:  # Optuna 3.x
-        from optuna.storages import JournalFileStorage as JournalFileBackend
-    return JournalStorage(JournalFileBackend(path))
-
-
 def rdb_storage(optuna, url):
     """Optuna's RDB storage at `url`, connected (its tables made if new), or one line saying why not."""
     if "://" not in url:
@@ -432,7 +399,7 @@ class Study:
         if self.journal is not None:
             if not check_journal(self.journal):
                 return False
-            self.storage = self.guarded(journal_storage, self.optuna, self.journal)
+            self.storage = self.guarded(journal_storage, self.journal)
         else:
             self.storage = rdb_storage(self.optuna, self.flags.storage)
         if self.name not in {study.study_name for study in self.guarded(self.storage.get_all_studies)}:
@@ -461,7 +428,7 @@ class Study:
         """Make the study (another worker may have just made it: then it is checked as any existing one)."""
         optuna = self.optuna
         if self.storage is None:
-            self.storage = self.guarded(journal_storage, optuna, self.journal)
+            self.storage = self.guarded(journal_storage, self.journal)
         try:
             self.guarded(optuna.create_study, storage=self.storage, study_name=self.name, direction="maximize")
         except StudyError as error:

@@ -26,10 +26,10 @@ import pytest
 
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import population as populations
-from mnist_gpu import search
+from mnist_gpu import search, study_journal
 from mnist_gpu.flag_values import Range, searchable_int, searchable_learning_rate
 
-from helpers import one_error_line, run_main
+from helpers import PAGE, fill_leaving, one_error_line, run_main, small_filesystem
 
 optuna = pytest.importorskip("optuna", reason="the sweep extra (pip install '.[sweep]') is not installed")
 
@@ -197,7 +197,7 @@ def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys,
                                 b'"2026-01-01T00:00:00.000000", "distributions": []}\n')
         elif kind == "too large":  # sparse: over the bound without writing it; refused before Optuna reads a byte
             with open(journal, "wb") as stream:
-                stream.truncate(search.MAX_JOURNAL_BYTES + 1)
+                stream.truncate(study_journal.MAX_JOURNAL_BYTES + 1)
         else:
             journal.write_bytes(b'{"op_code": 99}\n' if kind == "unknown operation" else b"[1, 2]\n")
         code, _, error = run_main(capsys, *flags, "--log_dir", str(log_dir))
@@ -214,6 +214,80 @@ def test_journal_files_and_folder_names_are_checked_before_use(tmp_path, capsys,
         trial = study.ask()
         study._storage.set_trial_system_attr(trial._trial_id, search.FOLDER, name)
         assert search.folder_name(study._storage.get_trial(trial._trial_id)) == expected
+
+
+def whole_json_lines(journal):
+    """The journal's lines, each checked to be a whole JSON object (the file ends with a newline)."""
+    text = journal.read_bytes()
+    assert text.endswith(b"\n"), text[-200:]
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_journal_append_cut_short_by_a_full_disk_leaves_whole_lines(tmp_path, capsys, mnist_dir):
+    """A real full disk (a tmpfs) in the middle of a worker's first journal line: that worker fails in one line and
+    the journal keeps its whole lines; once there is room, the next worker finishes the study. (Optuna's own append
+    left the torn line, the next worker's line went after it, and every read of the study failed from then on.)"""
+    log_dir = tmp_path / "disk" / "study"
+    flags = ["--learning_rate", "0.01,0.1", "--hidden1", "8", *SHAPE, "--max_steps", "2", "--population", "1"]
+    with small_filesystem(tmp_path / "disk", size="4m"):
+        # A worker makes the study, then blocks writing to its stderr (a pipe this test has filled) and is killed:
+        # its two trials wait in the queue, and the next worker's first write is the line that takes one.
+        read_end, write_end = os.pipe()
+        filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(filler, b"x" * 4096)
+        maker = start(command(log_dir, mnist_dir, *flags), stdout=subprocess.DEVNULL, stderr=write_end)
+        journal = log_dir / study_journal.STUDY_JOURNAL
+        try:
+            deadline = time.monotonic() + 60
+            while search.QUEUED_KEY.encode() not in (journal.read_bytes() if journal.exists() else b""):
+                assert maker.poll() is None and time.monotonic() < deadline, "the study was not made"
+                time.sleep(0.05)
+        finally:
+            maker.kill()
+            maker.wait()
+            for descriptor in (filler, write_end, read_end):
+                os.close(descriptor)
+        # Plain Optuna pads the journal (a study attribute of ours ignores) to 10 bytes short of a page's end.
+        storage = load(log_dir)._storage
+        size = journal.stat().st_size
+        storage.set_study_user_attr(0, "test:padding", "")
+        padding = journal.stat().st_size - size  # the same line with n more x's is n bytes longer
+        storage.set_study_user_attr(0, "test:padding", "x" * ((PAGE - 10 - size - 2 * padding) % PAGE))
+        assert journal.stat().st_size % PAGE == PAGE - 10
+        before = journal.read_bytes()
+        fill_leaving(log_dir.parent, 0)
+        code, _, error = run_main(capsys, *command(log_dir, mnist_dir, *flags, "--resume")[3:])
+        assert code == 1
+        line = one_error_line(error)
+        assert f"study 'mnist-gpu' in {journal}: OSError: [Errno 28] No space left on device" in line, line
+        assert journal.read_bytes() == before
+        os.remove(log_dir.parent / "filler")
+        code, _, error = run_main(capsys, *command(log_dir, mnist_dir, *flags, "--resume")[3:])
+        assert code == 0, error
+        assert len(whole_json_lines(journal)) > len(before.splitlines())
+        assert [trial.state.name for trial in load(log_dir).get_trials()] == ["COMPLETE", "COMPLETE"]
+
+
+def test_a_torn_line_left_by_a_dead_writer_is_cut_before_the_next_append(tmp_path):
+    """A journal whose writer died mid-line (the bytes it left, longer than one read from the end): the next append
+    cuts them and adds its own whole line; Optuna reads every operation back."""
+    path = tmp_path / study_journal.STUDY_JOURNAL
+    storage = study_journal.journal_storage(str(path))
+    study = optuna.create_study(storage=storage, study_name="torn")
+    study.set_user_attr("first", 1)
+    whole = path.read_bytes()
+    for torn in (b'{"op_code":', b'{"op_code":5,"worker_id":"' + b"x" * (2 * study_journal.TAIL_CHUNK)):
+        path.write_bytes(whole + torn)
+        again = optuna.load_study(storage=study_journal.journal_storage(str(path)), study_name="torn")
+        again.set_user_attr("second", 2)
+        lines = whole_json_lines(path)
+        assert path.read_bytes().startswith(whole) and len(lines) == len(whole.splitlines()) + 1
+        assert load(tmp_path, name="torn").user_attrs == {"first": 1, "second": 2}
+    path.write_bytes(b'{"op_code":0')  # no whole line at all
+    study_journal.journal_storage(str(path))._backend.append_logs([{"op_code": 99}])
+    assert path.read_bytes() == b'{"op_code":99}\n'
 
 
 @pytest.mark.parametrize("blocked", [populations.RESULTS_CSV, populations.RESULTS_MD])
