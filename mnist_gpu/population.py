@@ -53,6 +53,11 @@ def was_pruned(stopped):
     return stopped is not None and stopped["why"].startswith(PRUNED)
 
 
+def diverged(member):
+    """Whether the member stopped because its loss diverged (not finite, or far above where training starts)."""
+    return member.stopped is not None and not was_pruned(member.stopped)
+
+
 @dataclass
 class Member:
     """One member: a run of its own inside the population's step program."""
@@ -180,7 +185,7 @@ def member_rows(members):
                "learning_rate": member.learning_rate, "final_loss": member.last_loss,
                "train": precision.get("train", math.nan), "validation": precision.get("validation", math.nan),
                "test": precision.get("test", math.nan),
-               "diverged_at_step": "" if member.stopped is None or pruned else member.stopped["step"]}
+               "diverged_at_step": member.stopped["step"] if diverged(member) else ""}
         if trials:
             row["pruned_at_step"] = member.stopped["step"] if pruned else ""
         rows.append(row)
@@ -207,7 +212,9 @@ def group_rows(members, ensembles):
 
 
 def ensemble_precisions(members, test_logits, labels):
-    """{group key: test Precision @ 1 of its members' averaged softmax}, counted with in_top_k's rules.
+    """{group key: test Precision @ 1 of its members' averaged softmax}, counted with in_top_k's rules, over the
+    members that did not diverge (a diverged model's softmax is noise, or NaN, which would make every row wrong);
+    NaN for a group whose members all diverged.
 
     test_logits: every member's test logits, a host array [K, N, C] (the evaluation keeps them).
     """
@@ -217,7 +224,10 @@ def ensemble_precisions(members, test_logits, labels):
     backend = NumpyBackend()
     found = {}
     for key in dict.fromkeys(group_key(member) for member in members):
-        indices = [index for index, member in enumerate(members) if group_key(member) == key]
+        indices = [index for index, member in enumerate(members) if group_key(member) == key and not diverged(member)]
+        if not indices:
+            found[key] = math.nan
+            continue
         # The mean as np.mean(..., axis=0, dtype=float32) takes it (each softmax rounded to float32, summed in member
         # order, divided in float64), one member at a time: a group of 1024 never holds 1024 softmaxes at once.
         average = softmax(test_logits[indices[0]]).astype(np.float32)

@@ -121,7 +121,7 @@ def results_table(folder, columns):
 def test_a_stopped_member_leaves_the_step_program_and_nothing_else_changes(backend, mnist_dir, tmp_path, capsys):
     """At the first evaluation after a member stops, the step program is rebuilt without it (its share of every
     later step reclaimed). The others stay their solo runs bit for bit; the stopped one keeps its variables, its
-    last evaluation and its place in the ensemble; a population resumed past that point starts without it and ends
+    last evaluation (the ensemble leaves it out); a population resumed past that point starts without it and ends
     as the uninterrupted one."""
     common = ["--backend", backend, "--input_data_dir", mnist_dir, "--seed", "3", "--batch_size", "13",
               "--eval_every", "50"]
@@ -205,23 +205,35 @@ def test_every_member_folder_is_an_ordinary_run(mnist_dir, tmp_path, capsys):
         assert 0 < float(group["ensemble_test"]) < 1
 
 
-@pytest.mark.parametrize("group_sizes", [(1,), (2, 3), (5, 1, 2)])
-def test_the_ensemble_is_the_precision_of_the_averaged_softmax(group_sizes):
-    """Each group's ensemble against float64 arithmetic written out here: the mean of the members' softmaxes, a row
-    right when no class has a larger mean than its label's. Random logits of three scales; groups of 1, 2, 3, 5."""
+@pytest.mark.parametrize("group_sizes, diverged", [((1,), ()), ((2, 3), ()), ((5, 1, 2), ()), ((3, 2), (1, 3, 4)),
+                                                     ((1, 2), (0, 2))])
+def test_the_ensemble_is_the_precision_of_the_averaged_softmax(group_sizes, diverged):
+    """Each group's ensemble against float64 arithmetic written out here: the mean of the softmaxes of its members
+    that did not diverge, a row right when no class has a larger mean than its label's; NaN when all diverged.
+    Random logits of three scales; groups of 1, 2, 3, 5; a diverged member's logits NaN or huge, or a pruned one's
+    (pruned members count)."""
     generator = np.random.default_rng(sum(group_sizes))
     members = [populations.Member(f"m{rate}-{seed}", seed, rate, "") for rate, size in enumerate(group_sizes, 1)
                for seed in range(size)]
     rows, classes = 997, 10
     logits = (generator.standard_normal((len(members), rows, classes))
               * generator.choice([0.3, 3.0, 30.0], (len(members), 1, 1))).astype(np.float32)
+    for index in diverged:
+        members[index].stopped = {"step": 7, "why": "loss is nan at step 7"}
+        logits[index] = np.nan if index % 2 else logits[index] * 1e6
+    if not diverged:
+        members[-1].stopped = {"step": 7, "why": populations.PRUNED + " at step 7"}
     labels = generator.integers(0, classes, rows + 3).astype(np.int32)  # more labels than logits: the first are used
     found = populations.ensemble_precisions(members, logits, labels)
     assert list(found) == [(None, float(rate)) for rate in range(1, len(group_sizes) + 1)]
     first = 0
     for (_, rate), size in zip(found, group_sizes, strict=True):
-        group = logits[first:first + size].astype(np.float64)
+        kept = [index for index in range(first, first + size) if index not in diverged]
         first += size
+        if not kept:
+            assert np.isnan(found[(None, rate)])
+            continue
+        group = logits[kept].astype(np.float64)
         probabilities = np.exp(group - group.max(axis=2, keepdims=True))
         mean = (probabilities / probabilities.sum(axis=2, keepdims=True)).mean(axis=0)
         right = mean[np.arange(rows), labels[:rows]] >= mean.max(axis=1)
