@@ -34,7 +34,14 @@ def main(argv=None):
         argv.insert(0, "train")  # `mnist-gpu --max_steps 10` trains, like the tutorial's script
     log = Log()
     try:
-        flags = parse_command_line(argv)
+        try:
+            flags = parse_command_line(argv)
+        except SystemExit as printed:  # --help or --version: argparse printed it and exits
+            why = output.lost_output()
+            if why is not None:
+                error_line(f"stdout {why}: what `{' '.join(argv)}` printed was lost")
+                return 1
+            return printed.code or 0
         code = run(flags, log)
     except Error as error:
         error_line(error)

@@ -123,6 +123,14 @@ def test_help_into_a_pipe_that_closes():
     assert code == 0 and out.startswith("usage: mnist-gpu train") and error == ""
 
 
+@pytest.mark.parametrize("asked", ["--help", "sweep --help", "--version"])
+def test_help_and_version_into_a_full_stdout_is_an_error(asked):
+    """What the command is asked to print is its result: lost, it is exit 1 and one line (it was exit 0, silent)."""
+    code, _, error = shell(f"{PYTHON} {asked} >/dev/full")
+    assert code == 1 and error == (f"mnist-gpu: error: stdout cannot be written (No space left on device): what "
+                                   f"`{asked}` printed was lost\n"), error
+
+
 def test_a_name_with_a_newline_or_an_escape_code_prints_as_one_escaped_line(tmp_path):
     log_dir = tmp_path / "two\nlines\x1b[31mred"
     code, out, error = shell(f"{PYTHON} --fake_data --backend numpy --max_steps 1 "
