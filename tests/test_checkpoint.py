@@ -2,6 +2,9 @@
 import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -12,7 +15,7 @@ from mnist_gpu import model as mnist
 from mnist_gpu.checkpoint import Checkpoint, Saver
 from mnist_gpu.errors import CheckpointError
 
-from helpers import as_nobody
+from helpers import as_nobody, run_main
 
 
 def sample_checkpoint(global_step=1000, seed=0):
@@ -128,35 +131,55 @@ def test_latest_skips_a_damaged_newest_checkpoint(tmp_path):
         saver.latest()
 
 
-def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
-    saver = Saver(str(tmp_path))
-    saver.save(1, sample_checkpoint(2))
-    before = sorted(os.listdir(tmp_path))
+# A training run SIGKILLed (for real: no handler, no `finally` runs) at a chosen moment of its second save: the hook
+# below only picks the moment. The kill leaves what a kill leaves; the run resumed from it ends as an unkilled one.
+KILLED_AT = """
+import os, signal, sys
+import safetensors.numpy
+from mnist_gpu import checkpoint
+from mnist_gpu.cli import main
 
-    def crash_mid_write(tensors, filename, metadata=None):
-        open(filename, "wb").write(b"partial")
-        raise KeyboardInterrupt("killed mid-write")
+saves = []
+def kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+def save_file(tensors, filename, metadata=None, real=safetensors.numpy.save_file):
+    saves.append(filename)
+    real(tensors, filename, metadata)
+    if len(saves) == 2 and sys.argv[1] == "mid-write":  # half of the file written
+        os.truncate(filename, os.path.getsize(filename) // 2)
+        kill()
+def write_bytes_durably(path, data, real=checkpoint.write_bytes_durably):
+    if len(saves) == 2 and sys.argv[1] == "before the commit":  # the new file whole, the state file not yet written
+        kill()
+    real(path, data)
+safetensors.numpy.save_file, checkpoint.write_bytes_durably = save_file, write_bytes_durably
+sys.exit(main(sys.argv[2:]))
+"""
+TINY_RUN = ["--fake_data", "--backend", "numpy", "--hidden1", "5", "--hidden2", "4", "--batch_size", "3", "--seed", "2",
+            "--max_steps", "3", "--eval_every", "1"]  # saves at steps 0, 1, 2
 
-    monkeypatch.setattr("safetensors.numpy.save_file", crash_mid_write)
-    with pytest.raises(KeyboardInterrupt):
-        saver.save(3, sample_checkpoint(4))
-    assert sorted(os.listdir(tmp_path)) == before  # no partial file, state unchanged
-    assert saver.latest()[0].global_step == 2
 
-
-def test_crash_before_the_state_file_leaves_the_previous_checkpoint_current(tmp_path, monkeypatch):
-    saver = Saver(str(tmp_path))
-    saver.save(1, sample_checkpoint(2))
-
-    def crash(path, data):
-        raise KeyboardInterrupt("killed before the commit point")
-
-    monkeypatch.setattr(checkpoints, "write_bytes_durably", crash)
-    with pytest.raises(KeyboardInterrupt):
-        saver.save(3, sample_checkpoint(4))
-    # The new file is complete but uncommitted: the state file still names the old one.
-    assert checkpoints.read_state(str(tmp_path)) == ["model.ckpt-1.safetensors"]
-    assert saver.latest()[0].global_step == 2
+@pytest.mark.parametrize("moment", ["mid-write", "before the commit"])
+def test_a_run_killed_during_a_save_keeps_its_previous_checkpoint_and_resumes_exactly(tmp_path, capsys, moment):
+    assert run_main(capsys, *TINY_RUN, "--log_dir", str(tmp_path / "whole"))[0] == 0
+    killed = tmp_path / "killed"
+    process = subprocess.run([sys.executable, "-c", KILLED_AT, moment, *TINY_RUN, "--log_dir", str(killed)],
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    assert checkpoints.read_state(str(killed)) == ["model.ckpt-0.safetensors"]  # the kill left step 0 committed
+    left = sorted(set(os.listdir(killed)) - {"checkpoint", "model.ckpt-0.safetensors"})
+    if moment == "mid-write":
+        assert [name for name in left if name.endswith(".part")] == [name for name in left if "ckpt-1" in name]
+    else:
+        assert "model.ckpt-1.safetensors" in left  # whole, and not listed: never used
+    assert Saver(str(killed)).latest()[0].global_step == 1  # model.ckpt-0: after the first step
+    code, _, error = run_main(capsys, *TINY_RUN, "--log_dir", str(killed), "--resume")
+    assert code == 0 and "resuming from step 1" in error, error
+    assert not [name for name in os.listdir(killed) if name.endswith(".part")]
+    whole, resumed = (Saver(str(folder)).latest()[0] for folder in (tmp_path / "whole", killed))
+    assert resumed.global_step == whole.global_step == 3
+    for name, value in whole.variables.items():
+        np.testing.assert_array_equal(resumed.variables[name].view(np.uint32), value.view(np.uint32), err_msg=name)
 
 
 def test_a_checkpoint_flag_accepts_a_file_or_a_log_dir(tmp_path):
