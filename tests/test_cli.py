@@ -87,10 +87,24 @@ def test_entry_points_train_on_fake_data(command, tmp_path):
     assert lines[3::2] == ["Validation Data Eval:", "Test Data Eval:"]
 
 
-def test_auto_picks_cuda_with_a_gpu_else_the_fast_cpu_backend():
-    from mnist_gpu.backends import get_backend
-
-    assert get_backend("auto").name == ("cuda" if gpu_available() else "cpu")
+@pytest.mark.parametrize("cupy, expected", [
+    ('raise ImportError("No module named cupy")', ("cpu", "auto: no usable GPU, CuPy is not installed")),
+    ("def is_available():\n    return False", ("cpu", "auto: no usable GPU, CuPy sees no CUDA device")),
+    ('def is_available():\n    raise RuntimeError("cudaErrorInsufficientDriver")',
+     ("cpu", "auto: no usable GPU, CUDA failed: cudaErrorInsufficientDriver")),
+    ("def is_available():\n    return True", ("cuda", "auto: a usable GPU")),
+])
+def test_auto_picks_cuda_with_a_gpu_else_the_fast_cpu_backend(tmp_path, cupy, expected):
+    """What `auto` chooses, in a process whose CuPy (a stand-in module first on its path) is missing, sees no
+    device, fails in its driver, or sees one (with the cuda backend's other packages, stand-ins too, found)."""
+    for package, text in (("cupy", cupy), ("numba_cuda", ""), ("nvmath", "")):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(text + "\n")
+    chosen = subprocess.run([sys.executable, "-c", "from mnist_gpu.backends import resolve_backend_name as r; "
+                             "print(*r('auto'), sep='|')"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert chosen.returncode == 0, chosen.stderr
+    assert tuple(chosen.stdout.strip().split("|")) == expected
 
 
 @pytest.mark.parametrize("typed, meant", [("--max-steps", "--max_steps"), ("--lr", "--learning_rate"),
