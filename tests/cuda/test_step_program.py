@@ -136,8 +136,27 @@ def test_a_program_continued_from_saved_state_repeats_the_unbroken_run_exactly(c
                                       value[kept].view(np.uint32), err_msg=name)
 
 
+class CountingModule:
+    """An array module (NumPy in the simulator, CuPy on a GPU) whose every function call is recorded: a step that
+    makes, copies or converts an array by any route other than the backend's methods shows up here."""
+
+    def __init__(self, module, calls):
+        self.module, self.calls = module, calls
+
+    def __getattr__(self, name):
+        value = getattr(self.module, name)
+        if not callable(value) or isinstance(value, type):  # submodules, dtypes and classes pass through
+            return value
+
+        def counted(*arguments, **keywords):
+            self.calls.append(f"array module: {name}")
+            return value(*arguments, **keywords)
+        return counted
+
+
 def test_a_step_allocates_nothing_copies_nothing_in_and_never_waits(cuda_backend, monkeypatch):
-    """Counts the backend's allocation, host-to-device copy and synchronisation entry points during steps."""
+    """Counts the backend's allocation, host-to-device copy and synchronisation entry points during steps, and every
+    call into its array module."""
     monkeypatch.setattr(cuda_program, "WINDOW_STEPS", 2)
     program = program_for(cuda_backend, initial_variables(), orders(), 0, 5)
     calls = []
@@ -152,6 +171,7 @@ def test_a_step_allocates_nothing_copies_nothing_in_and_never_waits(cuda_backend
                        ("upload", "host-to-device"), ("to_host", "synchronisation"),
                        ("synchronize", "synchronisation")):
         monkeypatch.setattr(cuda_backend, name, counting(kind, getattr(cuda_backend, name)))
+    monkeypatch.setattr(cuda_backend, "xp", CountingModule(cuda_backend.xp, calls))
     per_step = []
     for step in range(5):
         calls.clear()
