@@ -606,7 +606,11 @@ class Worker:
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self):
-        self.heartbeat.start()
+        try:
+            self.heartbeat.start()
+        except RuntimeError as error:  # "can't start new thread": without its beat, others would take its trials
+            raise StudyError(f"this worker cannot start its heartbeat thread ({error}: an address-space or thread "
+                             "limit); it took no trial") from None
         try:
             while True:
                 self.check_signals()

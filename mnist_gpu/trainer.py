@@ -16,11 +16,11 @@ A population of one that diverges is a TrainingDiverged error, as the tutorial's
 stdout carries exactly the tutorial's lines (in a population, each after its member's name);
 what mnist_gpu adds (the run's description, notes) goes to stderr. Both go through a Log.
 """
-import concurrent.futures
 import contextlib
 import copy
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -640,13 +640,35 @@ class TrainingLoop:
 
 
 def each_member(save_member, members):
-    """[save_member(index) for each member], members' saves on up to SAVE_THREADS threads at once (each member's files
-    in their order): their fsyncs overlap. Once every one has ended, the first failure, in member order, is raised."""
-    if members == 1:
-        return [save_member(0)]
-    with concurrent.futures.ThreadPoolExecutor(min(SAVE_THREADS, members), "save") as pool:
-        saves = [pool.submit(save_member, index) for index in range(members)]
-    return [save.result() for save in saves]
+    """[save_member(index) for each member], members' saves on up to SAVE_THREADS threads at once, this one among them
+    (each member's files in their order): their fsyncs overlap. Where no more threads can start (an address-space or
+    thread-count limit), fewer do the same work. Once every save has ended, the first failure, in member order, is
+    raised."""
+    results, failures = [None] * members, [None] * members
+    indices = iter(range(members))  # next() on it is atomic: each index is taken by one thread
+
+    def save_in_turn():
+        for index in indices:
+            try:
+                results[index] = save_member(index)
+            except BaseException as failure:  # noqa: BLE001 - raised below, once every member's save has ended
+                failures[index] = failure
+
+    helpers = []
+    for _ in range(min(SAVE_THREADS, members) - 1):
+        helper = threading.Thread(target=save_in_turn, name="save")
+        try:
+            helper.start()
+        except RuntimeError:  # "can't start new thread"
+            break
+        helpers.append(helper)
+    save_in_turn()
+    for helper in helpers:
+        helper.join()
+    for failure in failures:
+        if failure is not None:
+            raise failure
+    return results
 
 
 @dataclass

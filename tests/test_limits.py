@@ -1,19 +1,32 @@
-"""Resource limits set for real on a real process: `ulimit -v` (RLIMIT_AS) and a memory control group.
+"""Resource limits set for real on a real process: `ulimit -v` (RLIMIT_AS), a memory control group, open files and
+threads (RLIMIT_NOFILE, RLIMIT_NPROC).
 
 The memory check (memory.py) takes the tightest of the host's available memory, the process's
 address-space limit and its control group's limit: a run that cannot fit is refused before
 anything is written (exit 2, one line naming the limit), instead of a traceback after its first
 checkpoint or a kill by the kernel.
 """
+import contextlib
+import io
+import json
 import os
 import re
+import resource
 import shlex
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
+from mnist_gpu import trainer
+from mnist_gpu.cli import main
 from mnist_gpu.memory import cgroup_folders
+
+from helpers import as_nobody, run_main
 
 PYTHON = f"{shlex.quote(sys.executable)} -m mnist_gpu"
 
@@ -101,3 +114,61 @@ def test_a_population_the_hard_open_file_limit_cannot_hold_is_refused_before_any
                                   "process may open at most 100 files (ulimit -Hn): at most 36 members; raise the "
                                   "limit or train fewer"]
     assert not log_dir.exists()
+
+
+def test_member_saves_go_on_where_no_thread_can_start():
+    """A real thread limit (RLIMIT_NPROC 1, in a forked process of the user nobody: root is exempt): every member's
+    save still runs, each in turn on the calling thread. (Starting a save thread raised "can't start new thread", a
+    traceback after training, as under a tight `ulimit -v`.) Without the limit some saves run on the save threads."""
+    def saves(limit):
+        def call():
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NPROC, (limit, resource.getrlimit(resource.RLIMIT_NPROC)[1]))
+
+            def save(index):
+                time.sleep(0.05)  # long enough for each thread that starts to take a member
+                return index, threading.current_thread().name
+            return json.dumps(trainer.each_member(save, 5))
+        return as_nobody(call)
+
+    limited, free = json.loads(saves(1)), json.loads(saves(None))
+    assert limited == [[index, "MainThread"] for index in range(5)]
+    assert [index for index, _ in free] == list(range(5)) and {name for _, name in free} > {"MainThread"}
+
+
+@pytest.fixture
+def open_folder():
+    """A folder the user nobody can write (pytest's own are root's alone)."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o777)
+        yield Path(folder)
+
+
+def test_a_study_worker_that_cannot_start_its_heartbeat_takes_no_trial(open_folder, mnist_dir, capsys, monkeypatch):
+    """The same real thread limit on a study's worker: one line, exit 1, and no trial taken (without its beat, other
+    workers would take its trials over while it trained them)."""
+    optuna = pytest.importorskip("optuna", reason="the sweep extra (pip install '.[sweep]') is not installed")
+    from mnist_gpu.study_journal import journal_storage
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(open_folder))
+    flags = ["sweep", "--learning_rate", "0.01,0.1", "--trials", "2", "--backend", "numpy", "--max_steps", "2",
+             "--hidden1", "8", "--input_data_dir", mnist_dir, "--log_dir"]
+    # The same study once without the limit: every module it needs is imported before the fork (nobody may not be
+    # able to read this Python's library), and the data cache is made.
+    assert run_main(capsys, *flags, str(open_folder / "unlimited"))[0] == 0
+    log_dir = open_folder / "study"
+
+    def call():
+        resource.setrlimit(resource.RLIMIT_NPROC, (1, resource.getrlimit(resource.RLIMIT_NPROC)[1]))
+        with contextlib.redirect_stderr(io.StringIO()) as error:
+            code = main([*flags, str(log_dir)])
+        return f"{code}\n{error.getvalue()}"
+
+    found = as_nobody(call)
+    assert "\n" in found, found
+    code, error = found.split("\n", 1)
+    assert code == "1" and error.splitlines()[-1] == (
+        "mnist-gpu: error: this worker cannot start its heartbeat thread (can't start new thread: an address-space "
+        "or thread limit); it took no trial"), error
+    study = optuna.load_study(study_name="mnist-gpu", storage=journal_storage(str(log_dir / "study.journal")))
+    assert [trial.state.name for trial in study.get_trials()] == ["WAITING", "WAITING"]
