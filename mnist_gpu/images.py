@@ -61,7 +61,7 @@ def read_image(path):
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageError(f"{name}: {image.width} x {image.height} pixels is more than this reads "
                                      f"({MAX_PIXELS // 1_000_000} megapixels)")
-                data = file_bytes(image) if image.format == "JPEG" else None
+                data = file_bytes(image) if image.format in ("JPEG", "MPO") else None  # MPO: JPEG frames, 1st read
                 if data is not None and image.width * image.height > JPEG_PIXELS_PER_BYTE * len(data):
                     raise ImageError(f"{name}: its header says {image.width} x {image.height} pixels, more than its "
                                      f"{len(data)} bytes of JPEG data can hold (at most {JPEG_PIXELS_PER_BYTE} "

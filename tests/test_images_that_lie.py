@@ -71,11 +71,32 @@ def test_whole_jpegs_pass_and_cut_ones_do_not(tmp_path, options):
                 read_image(path)
 
 
-def test_a_tiny_jpeg_claiming_7000_by_7000_is_refused_at_once(tmp_path):
-    data = bytearray(digit_jpeg(size=(100, 100)))
+def digit_mpo(**options):
+    """A multi-picture JPEG (MPO, as cameras write): the drawn 7, then a second frame. Pillow opens it as "MPO"."""
+    first = Image.open(io.BytesIO(digit_jpeg(**options)))
+    stream = io.BytesIO()
+    first.save(stream, "MPO", save_all=True, append_images=[Image.new("L", first.size, 0)])
+    assert Image.open(io.BytesIO(stream.getvalue())).format == "MPO"
+    return stream.getvalue()
+
+
+def test_an_mpo_gets_a_jpegs_checks(tmp_path):
+    """An MPO's first frame is read as a JPEG is, whole or cut short (it passed both JPEG checks: format "MPO")."""
+    whole = digit_mpo(size=(120, 90))
+    path = tmp_path / "two.mpo"
+    path.write_bytes(whole)
+    assert load_digit(path).shape == (28, 28)
+    path.write_bytes(whole[:whole.index(b"\xff\xd9") // 2] + b"\xff\xd9")  # the first frame cut short
+    with pytest.raises(mnist_gpu.ImageError, match="ends before the image does|not a readable image"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("kind, make", [("liar.jpg", digit_jpeg), ("liar.mpo", digit_mpo)])
+def test_a_tiny_jpeg_claiming_7000_by_7000_is_refused_at_once(tmp_path, kind, make):
+    data = bytearray(make(size=(100, 100)))
     frame = data.index(b"\xff\xc0")  # the baseline frame header: length, precision, height, width
     data[frame + 5:frame + 9] = (7000).to_bytes(2, "big") + (7000).to_bytes(2, "big")
-    path = tmp_path / "liar.jpg"
+    path = tmp_path / kind
     path.write_bytes(data)
     measured = subprocess.run(  # a process of its own: its peak resident memory (VmHWM) is this read's
         [sys.executable, "-c", "import sys, time\n"
