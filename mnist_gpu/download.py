@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from .durable import ensure_writable_folder, failure_reason, replace_durably, temporary_beside
 from .errors import DataError, WriteError
-from .idx_files import read_verified
+from .idx_files import gzip_limit, read_verified
 
 # CVDF's mirror is TensorFlow's default since 2017; ossci's is torchvision's.
 MIRRORS = {
@@ -44,14 +44,24 @@ def _writing(destination):
                          "left in its place") from None
 
 
-def _fetch_to(url, stream, timeout, destination):
+def _fetch_to(url, stream, timeout, destination, limit):
+    """Write what `url` serves into `stream`, refusing (DataError) more than `limit` bytes: announced, or as they come
+    (a server that never stops would fill the disk)."""
     from tqdm import tqdm  # imported only when something is downloaded
 
+    too_large = f"the server sends more than {limit} bytes, the most a gzip file of this data takes"
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = response.headers.get("Content-Length")
-        with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                  desc=url.rsplit("/", 1)[-1], disable=None, leave=False) as progress:
+        total = int(total) if total and total.isdigit() else None
+        if total is not None and total > limit:
+            raise DataError(f"{too_large} ({total} announced)")
+        written = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], disable=None,
+                  leave=False) as progress:
             while chunk := response.read(CHUNK_BYTES):
+                written += len(chunk)
+                if written > limit:
+                    raise DataError(too_large)
                 with _writing(destination):
                     stream.write(chunk)
                 progress.update(len(chunk))
@@ -77,7 +87,7 @@ def download(expected, directory, mirrors, attempts=3, retry_wait=1.0, timeout=3
             try:
                 with temporary_beside(destination) as temporary:
                     with open(temporary, "wb") as stream:
-                        _fetch_to(url, stream, timeout, destination)
+                        _fetch_to(url, stream, timeout, destination, gzip_limit(expected.size))
                     data = read_verified(temporary, expected)
                     with _writing(destination):
                         replace_durably(temporary, destination)

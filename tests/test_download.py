@@ -1,12 +1,15 @@
 """Downloads from a local HTTP server on 127.0.0.1: mirrors, retries, verification, no partial files."""
+import contextlib
+import http.server
 import os
 import shutil
+import threading
 
 import pytest
 
 from mnist_gpu import download
 from mnist_gpu.errors import DataError
-from mnist_gpu.idx_files import DATASETS
+from mnist_gpu.idx_files import DATASETS, gzip_limit
 from mnist_gpu.input_data import read_data_sets
 
 LABELS = DATASETS["mnist"]["train_labels"]
@@ -75,3 +78,43 @@ def test_fashion_mnist_is_checked_against_its_own_checksums(http_server, mnist_d
     with pytest.raises(DataError, match=r"checksum mismatch: .*expected f4a8712d7a061bf5bd6d2ca38dc4d50a"):
         read_data_sets(str(tmp_path), dataset="fashion_mnist", source_url=url, retry_wait=0)
     assert os.listdir(tmp_path) == []
+
+
+class EndlessHandler(http.server.BaseHTTPRequestHandler):
+    """Sends zeros without a Content-Length until the client hangs up (at most a gigabyte), counting them."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        block = bytes(1 << 20)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1024):
+                self.wfile.write(block)
+                self.server.sent += len(block)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_download_larger_than_its_file_can_be_is_refused_as_it_comes(http_server, tmp_path):
+    """A server that announces too many bytes is refused before its body is read; one that never stops, once it has
+    sent more than the file's gzip can take (they were written to disk to the end, then refused)."""
+    limit = gzip_limit(LABELS.size)
+    folder, url, server = http_server
+    with open(folder / LABELS.name, "wb") as stream:
+        stream.truncate(limit + 1)  # sparse: announced as limit + 1 bytes
+    with pytest.raises(DataError, match=rf"the server sends more than {limit} bytes, the most a gzip file of this "
+                                        rf"data takes \({limit + 1} announced\)"):
+        download.download(LABELS, str(tmp_path / "announced"), [url], retry_wait=0)
+    endless = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EndlessHandler)
+    endless.sent = 0
+    threading.Thread(target=endless.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DataError, match=rf"the server sends more than {limit} bytes"):
+            download.download(LABELS, str(tmp_path / "endless"), [f"http://127.0.0.1:{endless.server_address[1]}/"],
+                              retry_wait=0)
+    finally:
+        endless.shutdown()
+        endless.server_close()
+    assert endless.sent < limit + 8 * 2 ** 20  # what the sockets' buffers held when the client hung up
+    assert os.listdir(tmp_path / "announced") == os.listdir(tmp_path / "endless") == []
