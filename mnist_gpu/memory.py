@@ -123,14 +123,8 @@ def check_memory(backend, flags, members=1):
     population's message names how many members would fit.
     """
     needed = mnist.memory_needed(flags.hidden1, flags.hidden2, flags.batch_size, members)
-    if backend.name == "cuda":
-        available, why = backend.free_memory(), f"the {backend.name} backend has {{}} free"
-        rest, extra = "", 0
-    else:
-        extra = RUN_HOST_BYTES
-        available, limit = min(host_limits())
-        why = f"this process may take {{}} more: {limit}"
-        rest = ", with the rest of the run"
+    available, extra, why = room(backend)
+    rest = ", with the rest of the run" if extra else ""
     if needed + extra <= available:
         return
     shapes = (Flag("hidden1", flags.hidden1), " ", Flag("hidden2", flags.hidden2), " ",
@@ -138,10 +132,26 @@ def check_memory(backend, flags, members=1):
     if members == 1:
         raise FlagError(*shapes, f" need about {format_bytes(needed + extra)} for the model and its buffers{rest}; "
                         + why.format(format_bytes(available)))
-    fits = largest_population(flags, available - extra)
+    fits = members_that_fit(backend, flags)
     raise FlagError(f"a population of {members} members with ", *shapes,
                     f" needs about {format_bytes(needed + extra)}{rest}; " + why.format(format_bytes(available)) +
                     f", enough for {fits} member{'' if fits == 1 else 's'}: sweep fewer seeds or learning rates")
+
+
+def room(backend):
+    """(bytes available, bytes the rest of the run takes of them, what limits them: a format string for the first):
+    on a GPU its free memory; on the host the tightest of its limits (host_limits), RUN_HOST_BYTES of it for the
+    rest of the run."""
+    if backend.name == "cuda":
+        return backend.free_memory(), 0, f"the {backend.name} backend has {{}} free"
+    available, limit = min(host_limits())
+    return available, RUN_HOST_BYTES, f"this process may take {{}} more: {limit}"
+
+
+def members_that_fit(backend, flags):
+    """The most members of flags' shape whose model and buffers fit on `backend`, by check_memory's rule."""
+    available, extra, _ = room(backend)
+    return largest_population(flags, available - extra)
 
 
 def largest_population(flags, available):

@@ -657,23 +657,23 @@ class Worker:
     def group(self, slots):
         """Populations of the taken trials: equal shapes together, each up to --population members (or what the
         backend's memory holds)."""
-        from .memory import largest_population
+        from .memory import members_that_fit
 
         shapes = {}
         for slot in slots:
             shapes.setdefault(self.space.shape(slot.params), []).append(slot)
         jobs = []
         for shape, group in shapes.items():
-            fits = largest_population(self.shape_flags(shape), self.get_backend().free_memory())
+            fits = members_that_fit(self.get_backend(), self.shape_flags(shape))
             per = max(1, min(self.population, fits) // len(self.seeds))
             jobs += [Job(self, shape, group[start:start + per]) for start in range(0, len(group), per)]
         return jobs
 
     def get_backend(self):
         if self.backend is None:
-            from .backends import get_backend
+            from .numba_cache import get_backend
 
-            self.backend = get_backend(self.flags.backend)
+            self.backend = get_backend(self.flags.backend, self.log.note)
         return self.backend
 
     def shape_flags(self, shape, folder=None):
@@ -1135,9 +1135,9 @@ def check_flags(flags, study):
                         f"than the {smallest[0]} set ({smallest[1]} examples)")
     largest = copy.copy(flags)
     largest.hidden1, largest.hidden2, largest.batch_size = (study.space.largest(name) for name in SHAPE)
-    from .backends import get_backend
+    from .numba_cache import get_backend
 
-    check_memory(get_backend(flags.backend), largest, len(flags.seed) if flags.seed else 1)
+    check_memory(get_backend(flags.backend, study.log.note), largest, len(flags.seed) if flags.seed else 1)
 
 
 def run_search(flags, log):

@@ -75,3 +75,16 @@ def test_check_compiles_into_a_private_folder(tmp_path, read_only_install):
     checked = run(["check"], environment, tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "backend cpu: usable" in checked.stdout and "Traceback" not in checked.stderr
+
+
+@pytest.mark.slow
+def test_a_study_compiles_into_a_private_folder(tmp_path, read_only_install):
+    """A sweep that is an Optuna study (its flag checks and its workers make backends of their own): the same one note
+    (it was a RuntimeError traceback: "cannot cache function 'prefetch_row'")."""
+    pytest.importorskip("optuna", reason="the sweep extra (pip install '.[sweep]') is not installed")
+    environment, install = read_only_install
+    swept = run(["sweep", "--fake_data", "--backend", "cpu", "--learning_rate", "0.001:0.1:log", "--trials", "1",
+                 "--max_steps", "2", "--hidden1", "8", "--log_dir", str(tmp_path / "study")], environment, tmp_path)
+    assert swept.returncode == 0 and "Traceback" not in swept.stderr, swept.stderr
+    notes = [line for line in swept.stderr.splitlines() if line.startswith("mnist-gpu: Numba cannot")]
+    assert len(notes) == 1 and notes[0].startswith(NOTE.format(home=install / "home")), swept.stderr

@@ -290,6 +290,18 @@ def test_a_population_too_large_for_memory_is_refused_naming_what_fits(tmp_path,
     fits = int(line.split("enough for ")[1].split(" member")[0])
     assert 0 <= fits < 64
     assert not (tmp_path / "huge").exists()
+    # The number named is the rule's, and the one a study sizes its populations by (search.Worker.group).
+    from mnist_gpu.backends import get_backend
+    from mnist_gpu.errors import FlagError
+    from mnist_gpu.flags import parse_flags
+    from mnist_gpu.memory import check_memory, members_that_fit
+
+    backend, flags = get_backend("numpy"), parse_flags("train", hidden1=100000, fake_data=True)
+    assert members_that_fit(backend, flags) == fits
+    if fits:
+        check_memory(backend, flags, fits)
+    with pytest.raises(FlagError, match=f"a population of {fits + 1} members .* enough for {fits} member"):
+        check_memory(backend, flags, fits + 1)
 
 
 def test_the_grid_and_its_lists(tmp_path, capsys):
