@@ -36,7 +36,7 @@ from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_a
 from .hints import continuation
 from .input_data import DataSet, read_data_sets, train_order_seed
 from .log import Log
-from .memory import check_memory
+from .memory import check_memory, share_one_malloc_arena
 from .numba_cache import get_backend
 from .open_files import allow_open_files
 from .population import Member
@@ -301,6 +301,7 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
         note_other_backend(checkpoint, backend_name, log)
     backend = get_backend(backend_name, log.note)
     check_memory(backend, flags, len(members))
+    share_one_malloc_arena()
     allow_open_files(len(members))
     data_sets = read_data_sets(flags.input_data_dir, flags.fake_data, dataset=flags.dataset,
                                source_url=flags.source_url)
