@@ -166,7 +166,7 @@ def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_opti
     """
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    train_dir = locations.checked_input_data_dir(train_dir)  # the default is this user's alone, or refused
+    train_dir = locations.checked_input_data_dir(train_dir, dataset)  # the default is this user's alone, or refused
     arrays, sources = {}, []
     for key, expected in DATASETS[dataset].items():
         local = os.path.join(train_dir, expected.name)
@@ -175,7 +175,8 @@ def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_opti
             try:
                 arrays[key] = read_cached(local, expected, train_dir, dataset)
             except DataError as error:
-                raise DataError(f"{error}. Delete or replace this file to fetch a good copy.") from None
+                raise DataError(f"{error}. {other_datasets_file(local, dataset, expected.name) or ''}Delete or "
+                                "replace this file to fetch a good copy.") from None
             source = f"{train_dir} (--input_data_dir)"
         elif source_url is None and os.path.exists(packaged):
             arrays[key] = read_cached(packaged, expected, train_dir, dataset)
@@ -190,6 +191,20 @@ def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_opti
         if source not in sources:
             sources.append(source)
     return arrays, " and ".join(sources)
+
+
+def other_datasets_file(path, dataset, name):
+    """"It is X's file ... " when the file at `path` is another dataset's verified file of the same name, else None."""
+    for other, files in DATASETS.items():
+        for expected in files.values():
+            if other != dataset and expected.name == name:
+                try:
+                    read_verified(path, expected)
+                except DataError:
+                    continue
+                return (f"It is {other}'s {name}, not {dataset}'s: keep each dataset in an --input_data_dir of its "
+                        "own. ")
+    return None
 
 
 def to_float_images(images):

@@ -153,16 +153,19 @@ def runs_root(create=True):
                          "--log_dir, or set XDG_DATA_HOME") from None
 
 
-def checked_input_data_dir(input_data_dir):
-    """`input_data_dir`, checked (and made) first when it is the default: UntrustedFolder if it is not this user's
-    alone. A default that cannot be made (no home) is left missing: the data then comes from the package's copy."""
+def checked_input_data_dir(input_data_dir, dataset="mnist"):
+    """Where `dataset`'s files are: `input_data_dir`, or when it is the default, its folder for that dataset (MNIST's
+    is the default itself; another's a folder inside it, named by the dataset: Fashion-MNIST's files have MNIST's
+    names), checked and made first: UntrustedFolder if it is not this user's alone. A default that cannot be made (no
+    home) is left missing: the data then comes from the package's copy."""
     if os.path.abspath(input_data_dir) != os.path.abspath(default_input_data_dir()):
         return input_data_dir  # named by the user: a folder of their choosing, maybe shared and read-only
+    inside = [] if dataset == "mnist" else [dataset]
     try:
-        private_folder(cache_home(), [APP_FOLDER, INPUT_DATA], INPUT_DATA_WHAT)
+        private_folder(cache_home(), [APP_FOLDER, INPUT_DATA, *inside], INPUT_DATA_WHAT)
     except OSError:
         pass
-    return input_data_dir
+    return os.path.join(input_data_dir, *inside)
 
 
 def own_folder(path):

@@ -113,3 +113,29 @@ def test_the_cache_is_never_written_through_a_link(tmp_path, mnist_dir):
     os.remove(data_dir / data_cache.CACHE_FOLDER)
     input_data.read_data_sets(str(data_dir))  # a real folder: cached
     assert len(os.listdir(data_dir / data_cache.CACHE_FOLDER / "mnist")) == 8
+
+
+def test_each_dataset_has_its_own_default_folder(home, http_server, mnist_dir):
+    """Fashion-MNIST's files have MNIST's names: in the default --input_data_dir each dataset other than MNIST has a
+    folder of its own inside it. (Fashion-MNIST read MNIST's verified files there and called them damaged: "checksum
+    mismatch ... Delete or replace this file".) In a folder the user names, another dataset's file is named as such."""
+    import shutil
+
+    from mnist_gpu.errors import DataError
+
+    folder, url, _ = http_server
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(os.path.join(mnist_dir, name), folder / name)
+    default = locations.default_input_data_dir()
+    input_data.read_data_sets(default, source_url=url, retry_wait=0)  # MNIST, downloaded into the default
+    mnist_files = sorted(name for name in os.listdir(default) if name.endswith(".gz"))
+    assert len(mnist_files) == 4
+    with pytest.raises(DataError) as refused:  # the server has no Fashion-MNIST: MNIST's bytes under its names
+        input_data.read_data_sets(default, dataset="fashion_mnist", source_url=url, retry_wait=0)
+    assert "downloaded file is bad" in str(refused.value) and "Delete or replace" not in str(refused.value)
+    assert stat.S_IMODE(os.stat(os.path.join(default, "fashion_mnist")).st_mode) == 0o700
+    assert sorted(name for name in os.listdir(default) if name.endswith(".gz")) == mnist_files
+    with pytest.raises(DataError, match=r"It is mnist's train-images-idx3-ubyte.gz, not fashion_mnist's: keep each "
+                                        r"dataset in an --input_data_dir of its own. Delete or replace this file"):
+        input_data.read_data_sets(mnist_dir, dataset="fashion_mnist")
