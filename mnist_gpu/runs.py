@@ -221,6 +221,10 @@ def checked_for_use(log_dir, resume, overwrite, note, population=False):
     """The checkpoint (a population: its population file) to resume from (None without --resume); refuses a log_dir
     holding a run unless asked to."""
     existing = run_files(log_dir) + [f"{name}/" for name in member_folders(log_dir)]
+    other = what_else(log_dir, population)
+    if other and not overwrite:  # a sweep where a run goes, or the reverse: neither --resume nor a bare refusal fits
+        raise FlagError(Flag("log_dir", log_dir), f" holds {other}; pass another ", Flag("log_dir", NAME), ", or ",
+                        Flag("overwrite"), " to delete it" + (" (every member folder too)" if not population else ""))
     if existing and not (resume or overwrite):
         files = f"({plural(len(existing), 'file')}: {', '.join(existing[:4])}{', ...' if len(existing) > 4 else ''})"
         committed = populations.POPULATION_FILE if population else checkpoints.STATE_FILE
@@ -242,6 +246,17 @@ def checked_for_use(log_dir, resume, overwrite, note, population=False):
     if not checkpoints.read_state(log_dir):
         raise FlagError(Flag("resume"), ": ", Flag("log_dir", log_dir), " has no checkpoint to continue from")
     return latest_checkpoint(log_dir, note)
+
+
+def what_else(log_dir, population):
+    """What `log_dir` holds if it is the other kind of run folder: a sweep's (its population file) where a training
+    run goes, or a training run's (its state file) where a sweep goes; else None."""
+    if not population and os.path.exists(os.path.join(log_dir, populations.POPULATION_FILE)):
+        return ("a sweep, not a run (continue it with `mnist-gpu sweep` and its flags with --resume; each of its "
+                "member folders is a run of its own)")
+    if population and os.path.exists(os.path.join(log_dir, checkpoints.STATE_FILE)):
+        return "a training run, not a sweep"
+    return None
 
 
 def latest_checkpoint(log_dir, note):
@@ -373,7 +388,8 @@ def newest_run(root, note, population=False):
     committed = populations.POPULATION_FILE if population else checkpoints.STATE_FILE
     for age, folder in enumerate(reversed(folders)):
         if os.path.exists(os.path.join(folder, committed)):
-            newer = f" ({plural(age, 'newer folder')} without a checkpoint)" if age else ""
+            newer = f" ({plural(age, 'newer folder')} without a {'sweep' if population else 'run'}'s checkpoint)" \
+                if age else ""
             note(f"--resume without --log_dir: continuing the newest run under {root}, {os.path.basename(folder)}"
                  f"{newer}")
             return folder
@@ -389,6 +405,8 @@ def newest_checkpoint(root, note):
     refused = []
     for folder in reversed(run_folders(root, note)):
         if not os.path.exists(os.path.join(folder, checkpoints.STATE_FILE)):
+            if os.path.exists(os.path.join(folder, populations.POPULATION_FILE)):
+                note(f"skipping {folder}: a sweep (pass --checkpoint with one of its member folders)")
             continue
         try:
             return latest_checkpoint(folder, note)
@@ -407,6 +425,11 @@ def find_checkpoint(path_or_log_dir, note):
     if path_or_log_dir is None:
         return newest_checkpoint(locations.runs_root(create=False), note)
     if os.path.isdir(path_or_log_dir):
+        if os.path.exists(os.path.join(path_or_log_dir, populations.POPULATION_FILE)):
+            members = member_folders(path_or_log_dir)
+            example = f" (such as {os.path.join(path_or_log_dir, members[0])})" if members else ""
+            raise FlagError(Flag("checkpoint", path_or_log_dir), " is a sweep's folder: pass one of its member "
+                            f"folders{example}")
         return latest_checkpoint(path_or_log_dir, note)
     return checkpoints.read(path_or_log_dir)
 

@@ -62,7 +62,7 @@ def test_resume_passes_over_newer_folders_without_a_checkpoint(root, capsys):
     code, _, error = run_main(capsys, *FAST, "--resume", "--max_steps", "10")
     assert code == 0, error
     assert error.splitlines()[0] == (f"mnist-gpu: --resume without --log_dir: continuing the newest run under {root}, "
-                                     f"{os.path.basename(folder)} (1 newer folder without a checkpoint)")
+                                     f"{os.path.basename(folder)} (1 newer folder without a run's checkpoint)")
 
 
 def test_folder_names_sort_by_start_time_and_never_collide(root, monkeypatch):
@@ -212,3 +212,35 @@ def test_overwrite_lists_every_folder_before_it_deletes_anything():
     finally:
         os.chmod(os.path.join(population, "lr0.01_seed2"), 0o755)
         shutil.rmtree(population)
+
+
+def test_a_sweeps_folder_and_a_runs_are_not_taken_for_each_other(root, tmp_path, capsys):
+    """train, --resume and eval pointed at a sweep's folder, and sweep at a run's, each say what the folder holds
+    (they said "a run that saved no checkpoint ... pass --overwrite", or "the state file lists none") and change
+    nothing; eval without --checkpoint says which newer sweep it passed over."""
+    code, _, _ = run_main(capsys, "sweep", "--seed", "1,2", *FAST, "--max_steps", "3")
+    assert code == 0
+    sweep = runs.run_folders(str(root), print)[-1]
+
+    def every_file():
+        return {os.path.join(folder, name): open(os.path.join(folder, name), "rb").read()
+                for folder, _, names in os.walk(sweep) for name in names}
+
+    before = every_file()
+    held = (f"mnist-gpu: error: --log_dir {sweep} holds a sweep, not a run (continue it with `mnist-gpu sweep` and "
+            "its flags with --resume; each of its member folders is a run of its own); pass another --log_dir, or "
+            "--overwrite to delete it (every member folder too)")
+    for more in ([], ["--resume"]):
+        code, _, error = run_main(capsys, *FAST, "--max_steps", "3", "--log_dir", sweep, *more)
+        assert code == 2 and one_error_line(error) == held
+    code, _, error = run_main(capsys, "eval", "--backend", "numpy", "--checkpoint", sweep)
+    assert code == 2 and one_error_line(error) == (f"mnist-gpu: error: --checkpoint {sweep} is a sweep's folder: pass "
+                                                   f"one of its member folders (such as {sweep}/lr0.01_seed1)")
+    member = os.path.join(sweep, "lr0.01_seed1")
+    code, _, error = run_main(capsys, "sweep", "--seed", "1", *FAST, "--max_steps", "3", "--log_dir", member)
+    assert code == 2 and one_error_line(error) == (f"mnist-gpu: error: --log_dir {member} holds a training run, not a "
+                                                   "sweep; pass another --log_dir, or --overwrite to delete it")
+    assert every_file() == before
+    code, _, error = run_main(capsys, "eval", "--backend", "numpy")  # no run with a checkpoint of its own
+    assert code == 2 and f"mnist-gpu: skipping {sweep}: a sweep (pass --checkpoint with one of its member " \
+        "folders)" in error
