@@ -12,6 +12,7 @@ file name holding a newline or a terminal escape code stays one visible line, an
 not UTF-8 prints as its bytes (`\\xff`) instead of raising UnicodeEncodeError.
 """
 import errno
+import json
 import os
 import sys
 
@@ -29,6 +30,13 @@ def printable(text):
     return "".join(character if character.isprintable() else
                    f"\\x{ord(character) - 0xdc00:02x}" if "\udc80" <= character <= "\udcff" else
                    repr(character)[1:-1] for character in text)
+
+
+def printable_value(value, limit=None):
+    """A value read from a file or a study's storage as one printable line: text as printable() shows it, anything
+    else as JSON; at most `limit` characters when given (a log line naming a worker, say)."""
+    text = printable(value if isinstance(value, str) else json.dumps(value))
+    return text if limit is None else text[:limit]
 
 
 def _descriptor(stream):

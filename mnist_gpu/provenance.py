@@ -25,11 +25,11 @@ Gathering it costs a few milliseconds (two git commands), so the trainer gathers
 checkpoint, after the first step line, never at start-up.
 """
 import functools
-import json
 import os
 import sys
 import time
 
+from .log import printable_value
 from .version import __version__
 
 # {module: package} of the libraries a record lists, when this process has loaded them.
@@ -163,16 +163,9 @@ def hparams(record):
     return {**record.get("flags", {}), "seed": record.get("seed")}
 
 
-def _printable(value):
-    """`value` as text with every control character escaped: a record read from a file stays on one line."""
-    from .log import printable
-
-    return printable(value if isinstance(value, str) else json.dumps(value))
-
-
 def typed_flag(name, value):
     """A flag as it is typed: `--fake_data` for a switch that is on, else `--name value`."""
-    return f"--{_printable(name)}" if value is True else f"--{_printable(name)} {_printable(value)}"
+    return f"--{printable_value(name)}" if value is True else f"--{printable_value(name)} {printable_value(value)}"
 
 
 def describe(record):
@@ -182,7 +175,7 @@ def describe(record):
 
     def field(mapping, key):
         value = mapping.get(key) if isinstance(mapping, dict) else None
-        return None if value is None else _printable(value)
+        return None if value is None else printable_value(value)
 
     parts = [f"mnist_gpu {field(record, 'mnist_gpu') or '(version unknown)'}"]
     git = record.get("git")
@@ -196,7 +189,7 @@ def describe(record):
     versions = [f"Python {field(record, 'python')}"] if field(record, "python") else []
     libraries = record.get("libraries")
     if isinstance(libraries, dict):
-        versions += [f"{_printable(name)} {_printable(version)}" for name, version in libraries.items()]
+        versions += [f"{printable_value(name)} {printable_value(version)}" for name, version in libraries.items()]
     if versions:
         parts.append(", ".join(versions))
     if field(record, "started"):

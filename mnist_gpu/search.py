@@ -55,7 +55,7 @@ from . import runs
 from .errors import CheckpointError, Error, FlagError, LogDirInUse, StudyError, TrainingInterrupted, WriteError
 from .flag_values import MAX_MEMBERS, Range
 from .flags import SEARCH_INSTALL
-from .log import Log
+from .log import Log, printable_value
 from .population import Member
 from .stop_signals import StopSignals
 from .study_journal import STUDY_JOURNAL, check_journal, journal_storage
@@ -69,6 +69,7 @@ SEARCHED = ("hidden1", "hidden2", "batch_size", "learning_rate")  # shape first:
 SHAPE = SEARCHED[:3]
 STUDY_FLAGS = ("trials", "sampler", "storage", "study", "population", "heartbeat")
 FORMAT = "mnist_gpu study 1"
+MAX_CELL = 1000  # characters of a value read from the storage shown in a table cell (a member's checkpoint path)
 POPULATION_FOLDER = re.compile(r"pop(?P<trial>0|[1-9][0-9]*)(?:-[1-9][0-9]*)?")
 SWEEP_KEY, QUEUED_KEY = "mnist_gpu:sweep", "mnist_gpu:queued"  # study user attributes
 WORKER, BEAT = "mnist_gpu:worker", "mnist_gpu:heartbeat"  # trial system attributes
@@ -730,7 +731,8 @@ class Worker:
                                template_trial=optuna.trial.create_trial(
                                    state=state.WAITING, params=frozen.params, distributions=frozen.distributions,
                                    system_attrs=attrs, intermediate_values=frozen.intermediate_values))
-            self.log.note(f"trial {frozen.number} (worker {_printable(frozen.system_attrs.get(WORKER))}) stopped "
+            worker = printable_value(frozen.system_attrs.get(WORKER), 80)
+            self.log.note(f"trial {frozen.number} (worker {worker}) stopped "
                           "beating and has no population folder here to resume: failed and queued again")
 
     def resume_job(self, name):
@@ -802,9 +804,9 @@ class Worker:
             self.hold(trial_id, frozen.number)
             slots.append(self.slot_for(trial_id))
         step = f"from step {found['global_step']}" if found is not None else "from the start (nothing committed)"
+        worker = printable_value(next(iter(running.values())).system_attrs.get(WORKER), 80)
         self.log.note(f"taking over {name} (trial{'s' if len(slots) > 1 else ''} "
-                      f"{', '.join(str(slot.number) for slot in slots)}; worker "
-                      f"{_printable(next(iter(running.values())).system_attrs.get(WORKER))} stopped): resuming {step}")
+                      f"{', '.join(str(slot.number) for slot in slots)}; worker {worker} stopped): resuming {step}")
         job = Job(self, shape, slots, run=run_, found=found)
         job.members, job.saved = members, saved
         return job
@@ -847,11 +849,6 @@ def _raise(error):
 
 def _int_list(value):
     return [item for item in value if type(item) is int] if isinstance(value, list) else []
-
-
-def _printable(value):
-    text = value if isinstance(value, str) else json.dumps(value)
-    return "".join(character if character.isprintable() else "?" for character in text)[:80]
 
 
 class Job:
@@ -1057,7 +1054,7 @@ def _safe(value):
         return ""
     if type(value) in (int, float):
         return value
-    return _printable(value).replace("|", "/").replace(",", ";")
+    return printable_value(value, MAX_CELL).replace("|", "/").replace(",", ";")
 
 
 def write_study_results(study, trials, best):

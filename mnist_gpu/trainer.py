@@ -35,7 +35,7 @@ from .errors import CheckpointError, Flag, FlagError, TrainingDiverged, Training
 from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all, evaluate_quietly
 from .hints import continuation
 from .input_data import DataSet, read_data_sets, train_order_seed
-from .log import Log
+from .log import Log, printable_value
 from .memory import check_memory, share_one_malloc_arena
 from .numba_cache import get_backend
 from .open_files import allow_open_files
@@ -132,11 +132,10 @@ def note_other_backend(checkpoint, backend_name, log):
     record = checkpoint.provenance if isinstance(checkpoint.provenance, dict) else {}
     earlier = record.get("backend", {}).get("name") if isinstance(record.get("backend"), dict) else None
     if isinstance(earlier, str) and earlier != backend_name:
-        from .provenance import _printable
-
+        earlier = printable_value(earlier)
         log.note(f"resuming on the {backend_name} backend; {os.path.basename(checkpoint.path)} was trained on the "
-                 f"{_printable(earlier)} backend: the run goes on, but its numbers will not repeat an uninterrupted "
-                 f"{_printable(earlier)} run bit for bit")
+                 f"{earlier} backend: the run goes on, but its numbers will not repeat an uninterrupted {earlier} run "
+                 "bit for bit")
 
 
 def describe_run(flags, backend_name, why, members, data_sets, resumed):

@@ -305,6 +305,21 @@ def test_a_study_table_that_cannot_be_written_is_one_line(tmp_path, capsys, mnis
     assert {trial.state.name for trial in load(log_dir).get_trials()} == {"COMPLETE"}
 
 
+def test_the_study_tables_name_each_members_checkpoint_whole(tmp_path, capsys, mnist_dir):
+    """A drawn learning rate makes a member's checkpoint path long (over 80 characters here): results.csv and results.md
+    name the file itself (they cut every value read back at 80 characters, naming no file)."""
+    log_dir = tmp_path / "study"
+    code, _, error = run_main(capsys, "sweep", "--input_data_dir", mnist_dir, "--backend", "numpy", "--learning_rate",
+                              "0.001:0.1:log", "--trials", "2", "--max_steps", "2", "--hidden1", "8", "--seed",
+                              "1234567890", *SHAPE, "--log_dir", str(log_dir))
+    assert code == 0, error
+    rows = study_table(log_dir)
+    assert len(rows) == 2 and max(len(row["checkpoint"]) for row in rows) > 80
+    markdown = (log_dir / populations.RESULTS_MD).read_text()
+    for row in rows:
+        assert (log_dir / row["checkpoint"]).is_file() and f" {row['checkpoint']} " in markdown
+
+
 def test_a_trial_value_read_back_is_a_number_or_not_a_value(tmp_path, capsys, mnist_dir):
     """A finished study's journal, one COMPLETE trial's value made text, null or NaN: the worker that joins it prints
     the table with no value for that trial and names the best of the others (max() over the raw values raised a
