@@ -33,6 +33,14 @@ def test_the_python_example_runs_as_written(tmp_path, monkeypatch):
     assert namespace["model"].predict(namespace["images"]).tolist() == [7, 2, 1, 0, 4]
 
 
+def test_the_python_example_can_follow_the_shell_example():
+    """A reader who runs the README in order: the Python example's run folders are not the shell example's (it reused
+    runs/a, which the shell example had made: a FlagError)."""
+    shell = set(re.findall(r"--(?:log_dir|checkpoint) (\S+)", block_after("## The command line at a glance", "sh")))
+    python = set(re.findall(r'(?:log_dir=|load_checkpoint\()"([^"]+)"', block_after("## From Python", "python")))
+    assert shell and python and not shell & python, (shell, python)
+
+
 def test_the_shell_examples_need_no_activated_venv(tmp_path):
     """Each command of the README's example runs from the checkout with the venv's bin folder off the PATH."""
     lines = [line.split("#")[0].strip() for line in block_after("## The command line at a glance", "sh").splitlines()]
