@@ -71,9 +71,12 @@ class WholeLines:
     def __init__(self, path):
         from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
-        self.path = path
-        self.lock = JournalFileSymlinkLock(path)
-        self.file = JournalFileBackend(path, lock_obj=self.lock)  # makes the file if it is absent
+        # Absolute: the lock is a symlink to this path, read from the journal's folder. A relative one dangles there,
+        # and a lock its holder left when it was killed then never ages out (Optuna stats the link's target): every
+        # other worker waited for it forever.
+        self.path = os.path.abspath(path)
+        self.lock = JournalFileSymlinkLock(self.path)
+        self.file = JournalFileBackend(self.path, lock_obj=self.lock)  # makes the file if it is absent
 
     def read_logs(self, log_number_from):
         return self.file.read_logs(log_number_from)

@@ -618,3 +618,41 @@ def test_a_signal_between_populations_is_an_interruption_that_says_so(tmp_path, 
     trials = load(log_dir).get_trials()
     assert len(trials) == 2 and {trial.state.name for trial in trials} == {"COMPLETE"}
     assert {trial.system_attrs[search.WORKER].split(":")[1] for trial in trials} == {str(a.pid)}
+
+
+KILLED_HOLDING_THE_LOCK = """
+import os, signal, sys
+from optuna.storages.journal import JournalFileSymlinkLock
+from mnist_gpu.cli import main
+
+taken = []
+def acquire(self, real=JournalFileSymlinkLock.acquire):
+    held = real(self)
+    taken.append(held)
+    if len(taken) == int(sys.argv[1]):  # killed holding the journal's lock: its link stays
+        os.kill(os.getpid(), signal.SIGKILL)
+    return held
+JournalFileSymlinkLock.acquire = acquire
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_holding_the_journal_lock_holds_up_the_others_only_for_its_grace_period(tmp_path, mnist_dir):
+    """A real SIGKILL of a worker just after it took the journal's lock (its 7th append: taking its first trial), the
+    study named by a relative --log_dir: the next worker waits out Optuna's 30 s grace period, then finishes the
+    study. (The lock linked to the relative path, which dangles from the journal's folder: Optuna could never see
+    its age, and every other worker waited forever, deaf to SIGTERM.)"""
+    flags = ["sweep", "--backend", "numpy", "--input_data_dir", mnist_dir, "--learning_rate", "0.01,0.1", "--trials",
+             "2", "--max_steps", "2", "--hidden1", "8", *SHAPE, "--seed", "1", "--heartbeat", "1", "--log_dir", "study"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_HOLDING_THE_LOCK, "7", *flags], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert os.path.islink(tmp_path / "study" / "study.journal.lock")
+    started = time.monotonic()
+    resumed = subprocess.run([sys.executable, "-m", "mnist_gpu", *flags, "--resume"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert time.monotonic() - started < 150
+    states = [trial.state.name for trial in load(tmp_path / "study").get_trials()]
+    assert states.count("COMPLETE") == 2 and set(states) <= {"COMPLETE", "FAIL"}  # the dead one's trial retried
