@@ -71,6 +71,28 @@ def test_whole_command(benchmark, variant, tmp_path_factory):
                        setup=lambda: ((str(tmp_path_factory.mktemp("run")),), {}), rounds=5)
 
 
+@pytest.mark.parametrize("policy", ["PASSIVE", "ACTIVE"])
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_commands_at_once(benchmark, policy, at_once, tmp_path_factory):
+    """`mnist-gpu --backend cpu --seed 1` alone, and two started together (two users, one machine): wall seconds until
+    all end, with the cpu backend's OpenMP threads sleeping when they wait (PASSIVE, its default) or spinning (ACTIVE,
+    GNU OpenMP's own default: a spinning thread holds a core the other run needs)."""
+    benchmark.group = f"{at_once} x mnist-gpu --backend cpu --seed 1 at once, by OMP_WAIT_POLICY"
+    input_data_dir = str(tmp_path_factory.mktemp("input_data"))
+    environment = {**os.environ, "OMP_WAIT_POLICY": policy}
+    common = [sys.executable, "-m", "mnist_gpu", "--backend", "cpu", "--input_data_dir", input_data_dir]
+    subprocess.run([*common, "--max_steps", "1", "--log_dir", str(tmp_path_factory.mktemp("warm-up"))], check=True,
+                   capture_output=True, env=environment)  # fills the cache, compiles
+
+    def together():
+        runs = [subprocess.Popen([*common, "--seed", "1", "--log_dir", str(tmp_path_factory.mktemp("run"))],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+                for _ in range(at_once)]
+        assert all(run.wait() == 0 for run in runs)
+
+    benchmark.pedantic(together, rounds=3)
+
+
 BASELINE_GROUP = "whole command against a baseline checkout, interleaved (a fresh process each)"
 
 

@@ -82,3 +82,21 @@ def test_a_product_in_row_blocks_does_not_depend_on_the_thread_counts(shape):
         blas_threads = solo(numba.config.NUMBA_NUM_THREADS)
     product = (a[1].T if trans_a else a[1]).astype(np.float64) @ b[1]
     np.testing.assert_allclose(blas_threads, start[1] + alpha * product, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("given, spins", [({}, "0"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "a while"),
+                                          ({"GOMP_SPINCOUNT": "1000"}, "1000")])
+def test_the_cpu_backends_threads_sleep_when_they_wait_unless_the_user_chose(tmp_path, given, spins):
+    """How long OpenMP's threads spin before they sleep, as OpenMP itself reports it (OMP_DISPLAY_ENV) in a real cpu
+    run: not at all (a spinning thread held a core that another run on the machine needed: two runs at once took
+    10x as long), unless the user set the wait policy or GNU OpenMP's spin count."""
+    environment = {name: value for name, value in os.environ.items() if name not in ("OMP_WAIT_POLICY",
+                                                                                     "GOMP_SPINCOUNT")}
+    ran = subprocess.run([sys.executable, "-m", "mnist_gpu", "--fake_data", "--backend", "cpu", "--max_steps", "2",
+                          "--hidden1", "8", "--log_dir", str(tmp_path / "run")], capture_output=True, text=True,
+                         env={**environment, **given, "OMP_DISPLAY_ENV": "VERBOSE"}, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    found = [line.split("=")[1].strip(" '") for line in ran.stderr.splitlines() if "GOMP_SPINCOUNT =" in line]
+    if not found:
+        pytest.skip("this Numba's threads are not GNU OpenMP's (its threading layer: tbb or workqueue)")
+    assert len(found) == 1 and (int(found[0]) > 1000 if spins == "a while" else found[0] == spins), found

@@ -10,6 +10,8 @@ the *_members kernels, one member per thread, each member's work exactly a popul
 (the same kernel, the same BLAS calls: a large product in row blocks fixed by its shape, each block on
 one OpenBLAS thread, see openblas.py; so the numbers do not depend on how many cores the machine has).
 """
+import os
+
 import numpy as np
 
 from mnist_gpu.kernels import cpu
@@ -20,6 +22,12 @@ from .numpy_backend import NumpyBackend
 from .openblas import find_sgemm
 
 ONE, ZERO = np.float32(1.0), np.float32(0.0)
+# Numba's threads wait between parallel loops the OpenMP way, and GNU OpenMP's default is to spin for a while:
+# while another process also wants the cores, a spinning thread holds one its peers need. Two tutorial runs at once
+# on 2 cores took 23-34 s spinning, 2.3-4.3 s sleeping (one alone: 1.6-1.8 s spinning, 2.2-2.6 s sleeping; loaded
+# 2-core VM, 2026-12-03). A run should not fall off a cliff on a shared machine: threads sleep when they wait,
+# unless the user chose otherwise (read when OpenMP starts, at the first parallel loop of the process).
+WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class CpuBackend(NumpyBackend):
@@ -29,6 +37,8 @@ class CpuBackend(NumpyBackend):
 
     def __init__(self):
         super().__init__(np.float32)
+        if "GOMP_SPINCOUNT" not in os.environ:
+            os.environ.setdefault(*WAIT_POLICY)
         self.sgemm = find_sgemm()  # None where NumPy's BLAS is not its bundled OpenBLAS
 
     def _gemm(self, a, b, out, alphas, beta, trans_a, trans_b, active):
