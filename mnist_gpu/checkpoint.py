@@ -409,9 +409,11 @@ class Saver:
         self.log_dir = log_dir
         self.max_to_keep = max_to_keep
         self.note = note or (lambda text: None)
+        self.unlisted = []  # (name, seed) of checkpoints no longer listed, kept until prune_unlisted()
 
-    def save(self, step, checkpoint):
-        """Write model.ckpt-<step>, then commit it in the state file, then prune old ones. Returns its path.
+    def save(self, step, checkpoint, prune=True):
+        """Write model.ckpt-<step>, then commit it in the state file, then prune old ones (`prune` False: kept until
+        prune_unlisted(), as a population member's are until the population commits). Returns its path.
 
         A failed write (a full disk, say) raises WriteError and leaves the state file, and the
         checkpoints it lists, as they were: no temporary file, no unlisted new checkpoint.
@@ -437,9 +439,16 @@ class Saver:
                     os.remove(path)
             raise WriteError(f"saving {os.path.join(self.log_dir, STATE_FILE)} failed: {failure_reason(error)}; "
                              f"{intact}") from None
-        for old in pruned:  # after the commit point: a crash here only leaves an unlisted file
-            self.prune(old, checkpoint.flags.get("seed"))
+        self.unlisted += [(old, checkpoint.flags.get("seed")) for old in pruned]
+        if prune:
+            self.prune_unlisted()
         return path
+
+    def prune_unlisted(self):
+        """Delete the checkpoints save() took off the list (after the commit point: a crash here only leaves an
+        unlisted file)."""
+        while self.unlisted:
+            self.prune(*self.unlisted.pop(0))
 
     def prune(self, name, seed):
         """Delete the unlisted checkpoint `name` if it provably is this run's: a plain file of ours with its seed."""

@@ -332,6 +332,13 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
         if population:
             runs.make_member_folder(member.log_dir)
     savers = [checkpoints.Saver(member.log_dir, flags.max_to_keep, note=log.note) for member in members]
+    if population and resumed is not None:
+        # A checkpoint the population file named that its member no longer lists (killed between the members' saves
+        # and the population's commit) is pruned once this run commits.
+        for saver, checkpoint in zip(savers, resumed[1], strict=True):
+            name = os.path.basename(checkpoint.path)
+            if name not in checkpoints.read_state(saver.log_dir):
+                saver.unlisted.append((name, checkpoint.flags.get("seed")))
     summaries = [Summaries(member.log_dir, purge_step=global_step if resumed is not None else None)
                  for member in members]
     loop = TrainingLoop(flags, model, splits, orders, members, savers, summaries, signals, log, started, population,
@@ -528,11 +535,14 @@ class TrainingLoop:
             if not self.population:
                 self.summaries[index].add_histograms(step, saving[index].variables)
             self.summaries[index].flush()
-            return self.savers[index].save(step, saving[index])
+            # A member's old checkpoints stay until the population commits: the population file names one of them.
+            return self.savers[index].save(step, saving[index], prune=not self.population)
 
         paths = each_member(save_member, len(self.members))
         if self.population:
             populations.commit(flags.log_dir, flags, self.members, model.global_step)
+            for saver in self.savers:
+                saver.prune_unlisted()
             return os.path.join(flags.log_dir, populations.POPULATION_FILE)
         return paths[0]
 

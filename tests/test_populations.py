@@ -399,3 +399,41 @@ def test_a_population_file_that_cannot_be_written_is_one_line(tmp_path, capsys, 
     assert one_error_line(error) == f"mnist-gpu: error: saving {log_dir / blocked} failed: Is a directory; {intact}"
     for member in ("lr0.01_seed1", "lr0.01_seed2"):
         assert checkpoints.read_state(str(log_dir / member)) == [checkpoints.checkpoint_name(19)]
+
+
+KILLED_BEFORE_THE_COMMIT = """
+import os, signal, sys
+from mnist_gpu import population
+from mnist_gpu.cli import main
+
+commits = []
+def commit(*arguments, real=population.commit):
+    commits.append(arguments)
+    if len(commits) == 2:  # every member has saved (and listed) its second checkpoint; the population not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(*arguments)
+population.commit = commit
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_population_killed_before_its_commit_resumes_with_max_to_keep_1(tmp_path, capsys, mnist_dir):
+    """--max_to_keep 1, a real SIGKILL after every member saved its second checkpoint but before the population file
+    named it: the members keep the checkpoint the population file still names, and --resume ends as an unkilled
+    sweep. (Each member had already deleted it: 'checkpoint file not found', and only --overwrite went on.)"""
+    flags = ["sweep", "--seed", "1,2", "--backend", "numpy", "--input_data_dir", mnist_dir, "--max_steps", "3",
+             "--eval_every", "1", "--max_to_keep", "1", *SHAPE]
+    assert run_main(capsys, *flags, "--log_dir", str(tmp_path / "whole"))[0] == 0
+    killed = subprocess.run([sys.executable, "-c", KILLED_BEFORE_THE_COMMIT, *flags, "--log_dir",
+                             str(tmp_path / "killed")], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert populations.read(str(tmp_path / "killed"))["global_step"] == 1
+    code, _, error = run_main(capsys, *flags, "--log_dir", str(tmp_path / "killed"), "--resume")
+    assert code == 0, error
+    for seed in (1, 2):
+        name = populations.member_name(seed, 0.01)
+        expected = final_variables(tmp_path / "whole" / name)
+        for variable, value in final_variables(tmp_path / "killed" / name).items():
+            np.testing.assert_array_equal(value.view(np.uint32), expected[variable].view(np.uint32))
+        assert sorted(found for found in os.listdir(tmp_path / "killed" / name) if found.startswith("model.ckpt")) \
+            == ["model.ckpt-2.safetensors"]  # the one the population had named is pruned once it commits again
