@@ -60,6 +60,9 @@ class Checkpoint:
     path: str = ""
     provenance: dict = dataclasses.field(default_factory=dict)  # what made it (provenance.py)
     stopped: dict = None  # {"step": s, "why": text}: a member of a population that stopped training at step s
+    # {"step": s, "loss": x}: the last loss read (every 100 steps) before this checkpoint; the divergence rule
+    # compares the next read with it, so a resumed run stops where an uninterrupted one would
+    last_read: dict = None
 
 
 def content_hash(tensors, metadata):
@@ -84,6 +87,8 @@ def write(path, checkpoint):
         metadata["provenance"] = json.dumps(checkpoint.provenance, sort_keys=True)
     if checkpoint.stopped is not None:
         metadata["stopped"] = json.dumps(checkpoint.stopped, sort_keys=True)
+    if checkpoint.last_read is not None:
+        metadata["last_read"] = json.dumps(checkpoint.last_read, sort_keys=True)
     metadata["sha256"] = content_hash(tensors, metadata)
     from safetensors.numpy import save_file  # imported when the first checkpoint is written
 
@@ -202,7 +207,7 @@ def read_file(path, follow_links=True):
 # requires) holds exactly these JSON objects:
 JSON_FIELDS = ("flags", "data_position")
 # What made the file (versions, backend, ...): any JSON object; a stopped member's step and why.
-OPTIONAL_JSON_FIELDS = ("provenance", "stopped")
+OPTIONAL_JSON_FIELDS = ("provenance", "stopped", "last_read")
 FLAG_CHECKS = {  # flag: (holds, what it must be): the command line's own ranges (flag_values.py)
     "hidden1": (positive_int.holds, positive_int.expected),
     "hidden2": (positive_int.holds, positive_int.expected),
@@ -294,9 +299,15 @@ def check(path, metadata, tensors):
     if stopped is not None and not (set(stopped) == {"step", "why"} and non_negative_int.holds(stopped["step"])
                                     and stopped["step"] <= global_step and isinstance(stopped["why"], str)):
         refuse("metadata 'stopped'", f"is not {{\"step\": 0..{global_step}, \"why\": text}}")
+    last_read = parsed.get("last_read")
+    if last_read is not None and not (set(last_read) == {"step", "loss"} and non_negative_int.holds(last_read["step"])
+                                      and last_read["step"] < global_step and type(last_read["loss"]) in (int, float)
+                                      and 0 <= last_read["loss"] < math.inf):
+        refuse("metadata 'last_read'", f"is not {{\"step\": 0..{global_step - 1}, \"loss\": a finite number >= 0}}")
     variables = {name: tensors[name] for name in shapes}
     return Checkpoint(variables=variables, global_step=global_step, flags=flags, data_order=order,
-                      data_position=position, path=path, provenance=parsed.get("provenance", {}), stopped=stopped)
+                      data_position=position, path=path, provenance=parsed.get("provenance", {}), stopped=stopped,
+                      last_read=last_read)
 
 
 def check_position(refuse, position, examples, global_step):

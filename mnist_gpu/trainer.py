@@ -387,7 +387,11 @@ class TrainingLoop:
         self.resumed = resumed  # each member's checkpoint this run continues (None: a run from scratch)
         self.first_step = model.global_step
         self.losses_read = model.global_step  # the next step whose loss the trainer has not read
-        self.earlier = [None] * len(members)  # each member's loss at the previous read
+        self.earlier = [None] * len(members)  # each member's loss at the previous read (every 100 steps) ...
+        self.earlier_step = None  # ... and its step: both kept in its checkpoints, and taken back from them
+        for index, checkpoint in enumerate(resumed or ()):
+            if checkpoint.last_read is not None:
+                self.earlier[index], self.earlier_step = checkpoint.last_read["loss"], checkpoint.last_read["step"]
         self.packed = list(range(len(members)))  # the members in the step program, by index: its columns
         self.out = {}  # member index -> OutOfProgram: a stopped member taken out of the step program (repack)
         self.last_logits = None  # the step program's members' test logits [K', N, C] at the last evaluation
@@ -428,6 +432,7 @@ class TrainingLoop:
                 member.stopped = {"step": step, "why": why}
                 newly = True
             self.earlier[index] = loss
+        self.earlier_step = step
         return newly
 
     def note_stopped(self, newly):
@@ -523,9 +528,13 @@ class TrainingLoop:
                                        "was; nothing was saved")  # never a NaN model of a member still training
             stopped = None if member.stopped is None else {"step": member.stopped["step"],
                                                            "why": member.stopped["why"]}
+            earlier = self.earlier[index]
+            last_read = {"step": self.earlier_step, "loss": earlier} if earlier is not None and \
+                math.isfinite(earlier) and self.earlier_step is not None else None
             saving.append(checkpoints.Checkpoint(own, model.global_step, model_flags(flags, member.seed,
                                                                                      member.learning_rate),
-                                                 order, position, provenance=self.records[index], stopped=stopped))
+                                                 order, position, provenance=self.records[index], stopped=stopped,
+                                                 last_read=last_read))
 
         def save_member(index):
             # The events go to disk before the checkpoint commits: a resume purges the events after the checkpoint

@@ -437,3 +437,21 @@ def test_a_population_killed_before_its_commit_resumes_with_max_to_keep_1(tmp_pa
             np.testing.assert_array_equal(value.view(np.uint32), expected[variable].view(np.uint32))
         assert sorted(found for found in os.listdir(tmp_path / "killed" / name) if found.startswith("model.ckpt")) \
             == ["model.ckpt-2.safetensors"]  # the one the population had named is pruned once it commits again
+
+
+def test_a_resumed_population_stops_a_blown_up_member_where_an_uninterrupted_one_does(tmp_path, capsys, mnist_dir):
+    """The blow-up rule compares a loss read with the one 100 steps before: a checkpoint keeps that earlier read, so a
+    population stopped at step 150 and resumed stops its learning rate 60 members at step 200 as the uninterrupted
+    one does (it forgot it: one member stopped at 300, the other trained on, its loss 28)."""
+    flags = ["sweep", "--seed", "1,2", "--learning_rate", "0.05,60", "--backend", "numpy", "--input_data_dir",
+             mnist_dir, "--eval_every", "600", "--hidden1", "8", "--hidden2", "4", "--batch_size", "13"]
+    assert run_main(capsys, *flags, "--max_steps", "1000", "--log_dir", str(tmp_path / "whole"))[0] == 3
+    assert run_main(capsys, *flags, "--max_steps", "150", "--log_dir", str(tmp_path / "split"))[0] == 0
+    assert run_main(capsys, *flags, "--max_steps", "1000", "--log_dir", str(tmp_path / "split"), "--resume")[0] == 3
+    whole, split = (results_table(tmp_path / folder, ("member", "diverged_at_step", "test"))
+                    for folder in ("whole", "split"))
+    assert split == whole and [row["diverged_at_step"] for row in whole[0]] == ["", "", "200", "200"]
+    for member in (row["member"] for row in whole[0]):
+        expected = final_variables(tmp_path / "whole" / member)
+        for name, value in final_variables(tmp_path / "split" / member).items():
+            np.testing.assert_array_equal(value.view(np.uint32), expected[name].view(np.uint32), err_msg=member)
