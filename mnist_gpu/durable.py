@@ -6,6 +6,7 @@ even if the process is killed or the machine loses power mid-write.
 import os
 import re
 import tempfile
+import threading
 from contextlib import contextmanager
 
 from .errors import WriteError
@@ -23,9 +24,23 @@ def failure_reason(error):
     return os.strerror(int(wrapped[1])) if wrapped else str(error)
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask, left as it is. os.umask can only read it by setting it: two save threads at once could
+    leave 0 in place for the whole process (every later file writable by all). Linux shows it in /proc/self/status;
+    elsewhere the set and reset hold a lock."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return mask
 
 

@@ -3,9 +3,11 @@ import os
 import pickle
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 
 import numpy as np
 import pytest
@@ -240,3 +242,32 @@ def test_a_checkpoint_that_may_not_be_read_is_reported_as_such():
         assert read_as_nobody(path) == f"{path}: cannot be read: Permission denied"
     finally:
         shutil.rmtree(folder)
+
+
+def test_saves_on_many_threads_leave_the_umask_and_give_each_file_its_mode(tmp_path):
+    """16 threads replacing files at once, thread switches as often as Python allows: each file gets 0666 less the
+    umask and the umask stays as it was. (Reading the umask meant setting it to 0 for a moment: two threads at once
+    gave files 0666 or left the process's umask at 0 for good.)"""
+    from mnist_gpu.durable import write_atomically
+
+    previous_umask, previous_interval = os.umask(0o022), sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    modes = []
+
+    def save(thread):
+        for _ in range(100):
+            path = tmp_path / f"file{thread}"
+            write_atomically(str(path), lambda stream: stream.write(b"x"), sync=False)
+            modes.append(stat.S_IMODE(os.stat(path).st_mode))
+
+    try:
+        threads = [threading.Thread(target=save, args=(thread,)) for thread in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        after = os.umask(0o022)
+    finally:
+        sys.setswitchinterval(previous_interval)
+        os.umask(previous_umask)
+    assert after == 0o022 and len(modes) == 1600 and set(modes) == {0o644}
