@@ -9,6 +9,7 @@ which shows the two pictures, last), so a full disk leaves the older report whol
 picture beside an old report.md.
 """
 import contextlib
+import errno
 import os
 import tempfile
 
@@ -110,7 +111,21 @@ class ReportFolder:
                     os.remove(temporary)
             self.abandon()
             raise WriteError(Flag("report", NAME), f": writing {path} failed: {failure_reason(error)}") from None
-        for temporary, (name, _) in zip(temporaries, files, strict=True):  # the commit: renames, report.md last
-            replace_durably(temporary, os.path.join(self.folder, name), sync=False)
-        fsync_directory(self.folder)
+        renamed = 0
+        try:
+            for name, _ in files:  # a folder in a file's place would stop the renames half-way: refused first
+                if os.path.isdir(os.path.join(self.folder, name)):
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.path.join(self.folder, name))
+            for temporary, (name, _) in zip(temporaries, files, strict=True):  # the commit: renames, report.md last
+                path = os.path.join(self.folder, name)
+                replace_durably(temporary, path, sync=False)
+                renamed += 1
+            fsync_directory(self.folder)
+        except OSError as error:
+            for temporary in temporaries[renamed:]:
+                with contextlib.suppress(OSError):
+                    os.remove(temporary)
+            replaced = f"{renamed} of its {len(files)} files replaced" if renamed else "nothing replaced"
+            raise WriteError(Flag("report", NAME), f": writing {error.filename or path} failed: "
+                             f"{failure_reason(error)}; {replaced}") from None
         return [name for name, _ in files]

@@ -15,7 +15,7 @@ from mnist_gpu.confusion import Confusion, text_summary
 from mnist_gpu.input_data import read_data_sets
 from mnist_gpu.model import NUM_CLASSES
 
-from helpers import run_main
+from helpers import one_error_line, run_main
 
 
 def confusion_by_hand(logits, labels):
@@ -213,3 +213,23 @@ def test_a_refused_eval_report_leaves_no_folder_behind(run, tmp_path, capsys, mn
                                   "--backend", "cuda", "--report", str(tmp_path / "report"))
     assert code == 1 and lines == [] and error.startswith("mnist-gpu: error: --backend cuda ")
     assert not (tmp_path / "report").exists()
+
+
+def test_an_eval_report_whose_file_is_a_folder_replaces_nothing(run, tmp_path, capsys, mnist_dir):
+    """A folder where report.md goes (its pictures' places free): one line naming it, exit 1, no picture replaced and
+    no temporary left (the renames stopped half-way in an IsADirectoryError traceback, the new pictures beside the
+    old report)."""
+    log_dir, _, _ = run
+    folder = tmp_path / "report"
+    flags = ["eval", "--checkpoint", str(log_dir), "--input_data_dir", mnist_dir, "--backend", "numpy", "--report",
+             str(folder)]
+    assert run_main(capsys, *flags)[0] == 0
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    (folder / "report.md").unlink()
+    (folder / "report.md").mkdir()
+    (folder / "confusion_matrix.png").write_bytes(b"the older one")
+    code, _, error = run_main(capsys, *flags)
+    assert code == 1 and one_error_line(error) == (f"mnist-gpu: error: --report: writing {folder / 'report.md'} "
+                                                   "failed: Is a directory; nothing replaced")
+    assert (folder / "confusion_matrix.png").read_bytes() == b"the older one"
+    assert sorted(path.name for path in folder.iterdir()) == sorted(before)
