@@ -278,5 +278,5 @@ def parse_flags(command="train", **values):
             argv += [f"--{name}"] if value else []
         elif value is not None:
             items = list(value) if isinstance(value, (list, tuple, range)) else [value]
-            argv += [f"--{name}", ",".join(str(item) for item in items)]
+            argv.append(f"--{name}=" + ",".join(str(item) for item in items))  # one word: a value may start with -
     return parser.parse_args(argv)

@@ -78,3 +78,15 @@ def test_load_checkpoint_names_a_damaged_file(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="model.ckpt-1.safetensors"):
         mnist_gpu.load_checkpoint(str(path))
+
+
+def test_a_keyword_value_that_starts_with_a_dash_is_a_value(tmp_path, monkeypatch):
+    """log_dir="-run" is the folder -run, as `--log_dir=-run` is on the command line (it was "argument log_dir:
+    expected one argument")."""
+    from mnist_gpu.flags import parse_flags
+
+    assert parse_flags(log_dir="-run", source_url="-x").log_dir == "-run"
+    monkeypatch.chdir(tmp_path)
+    result = mnist_gpu.train(log_dir="-run", fake_data=True, backend="numpy", max_steps=1, hidden1=4, hidden2=3,
+                             verbose=False)
+    assert result.log_dir == "-run" and (tmp_path / "-run" / "checkpoint").is_file()
