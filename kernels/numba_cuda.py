@@ -8,7 +8,6 @@ Every kernel is `@cuda.jit(cache=True)`: compiled once per argument types and GP
 then loaded from Numba's on-disk cache by later runs, as the cpu kernels are. Compiling the 11
 signatures a run launches takes about 2 s (typing, LLVM, NVVM, nvJitLink for sm_90, timed through
 the real-compiler tier on this project's CPU machine): more than the cpu backend's whole run.
-Numba's environment settings are set before this (mnist_gpu/numba_environment.py).
 
 NumPy 2.5 removed `np.row_stack`, and numba-cuda 0.30.0-0.30.4 (0.30.4 is the newest release;
 upstream is in maintenance mode and closed the issue without a fix) overload it unconditionally

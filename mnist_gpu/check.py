@@ -51,7 +51,7 @@ def _floats(generator, shape, scale=1.0):
     return (generator.standard_normal(shape) * scale).astype(np.float32)
 
 
-def _rates(generator, members):
+def _rates(members):
     """Each member's learning rate, some shared (as a sweep's seeds share theirs)."""
     return np.array([0.01, 0.01, 0.1, 0.003, 0.1][:members] + [0.05] * max(0, members - 5), np.float32)
 
@@ -94,7 +94,7 @@ def _gemm_inputs(trans_a, trans_b, shared=False):
         a_shape = (inner, rows) if trans_a else (rows, inner)
         return {"a": _floats(generator, a_shape if shared else (members, *a_shape)),
                 "b": _floats(generator, (members, *((columns, inner) if trans_b else (inner, columns)))),
-                "parameter": _floats(generator, (members, rows, columns)), "rates": _rates(generator, members),
+                "parameter": _floats(generator, (members, rows, columns)), "rates": _rates(members),
                 "active": _active(members)}
     return make
 
@@ -159,7 +159,7 @@ def _sgd_update(backend, inputs):
 
 def _sgd_inputs(generator, members, batch, width):
     return {"parameter": _floats(generator, (members, batch * width + 1)),
-            "grad": _floats(generator, (members, batch * width + 1)), "rates": _rates(generator, members),
+            "grad": _floats(generator, (members, batch * width + 1)), "rates": _rates(members),
             "active": _active(members)}
 
 

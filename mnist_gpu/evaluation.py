@@ -102,7 +102,7 @@ class EvaluationPictures:
             self.chunks[start] = self.backend.empty((self.members, rows, mnist.NUM_CLASSES))
         return self.chunks[start]
 
-    def host_logits(self, backend=None):
+    def host_logits(self):
         """Every member's logits of the evaluated examples, [K, N, C] on the host."""
         return np.concatenate([self.backend.to_host(self.chunks[start]) for start in sorted(self.chunks)], axis=1)
 

@@ -61,7 +61,7 @@ def read_image(path):
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageError(f"{name}: {image.width} x {image.height} pixels is more than this reads "
                                      f"({MAX_PIXELS // 1_000_000} megapixels)")
-                data = file_bytes(image) if image.format in ("JPEG", "MPO") else None  # MPO: JPEG frames, 1st read
+                data = data if image.format in ("JPEG", "MPO") else None  # MPO: JPEG frames, the first one read
                 if data is not None and image.width * image.height > JPEG_PIXELS_PER_BYTE * len(data):
                     raise ImageError(f"{name}: its header says {image.width} x {image.height} pixels, more than its "
                                      f"{len(data)} bytes of JPEG data can hold (at most {JPEG_PIXELS_PER_BYTE} "
@@ -91,15 +91,6 @@ def read_image_file(name):
         raise ImageError(f"{name}: cannot be read: {error.strerror or error}") from None
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
-    return data
-
-
-def file_bytes(image):
-    """The whole file a PIL image was opened from (before it is loaded), its read position left as it was."""
-    position = image.fp.tell()
-    image.fp.seek(0)
-    data = image.fp.read()
-    image.fp.seek(position)
     return data
 
 

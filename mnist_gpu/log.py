@@ -16,7 +16,6 @@ import json
 import os
 import sys
 
-STREAMS = ("stdout", "stderr")
 lost = {}  # stream name -> why it is gone: "closed", "was closed by its reader" or "cannot be written (REASON)"
 
 

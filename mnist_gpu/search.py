@@ -349,10 +349,8 @@ def queue_of(flags, space, sampler):
     return points[:flags.trials] if flags.trials is not None else points
 
 
-def make_sampler(optuna, sampler, space, seed):
-    if sampler == "grid":  # every point is queued with its parameters: no sampler draws one (see queue_of)
-        return optuna.samplers.RandomSampler(seed=seed)
-    if sampler == "random":
+def make_sampler(optuna, sampler, seed):
+    if sampler in ("grid", "random"):  # grid: every point is queued with its parameters, no sampler draws one
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
@@ -464,7 +462,7 @@ class Study:
     def handle(self, seed):
         """An optuna.Study on this storage, with this sweep's pruner and a sampler seeded with `seed` (< 2**32)."""
         return self.guarded(self.optuna.load_study, study_name=self.name, storage=self.storage,
-                            sampler=make_sampler(self.optuna, self.sampler_name, self.space, seed),
+                            sampler=make_sampler(self.optuna, self.sampler_name, seed),
                             pruner=make_pruner(self.optuna, self.flags))
 
     def guarded(self, call, *arguments, **keywords):

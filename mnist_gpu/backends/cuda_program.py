@@ -1,6 +1,6 @@
 """The CUDA training step as a program: a list of prepared operations, run eagerly or replayed as one CUDA graph.
 
-Why: a step is 18 small kernels and GEMMs. Issued one by one from Python through Numba's
+Why: a step is some twenty small kernels and GEMMs. Issued one by one from Python through Numba's
 dispatcher, they cost ~1.2-1.5 ms of host time (typing and converting every CuPy argument on
 every launch) while the GPU works well under 0.1 ms. So the step is built once, as data:
 
@@ -33,11 +33,12 @@ from mnist_gpu.kernels import step_ring
 
 from .. import model as mnist
 from ..errors import CudaGraphError
+from ..steps import LOSS_HISTORY
 from .cuda_launch import KernelLaunch, PreparedLaunch
 
 WINDOW_STEPS = 1000  # batches drawn and uploaded at a time: the index ring's rows (up to INDEX_RING_BYTES)
 INDEX_RING_BYTES = 16 * 2 ** 20
-LOSS_RING_STEPS = 256  # a step's loss can be read until 256 steps later (the trainer reads every 100 steps)
+LOSS_RING_STEPS = LOSS_HISTORY  # a step's loss can be read until this many steps later, as on the host
 
 
 def window_steps(rows):

@@ -3,7 +3,8 @@
 Shapes: K members, B batch, D=784 pixels, H hidden units (H1 or H2), C=10 classes. Every op takes
 the member axis first and treats each member as a network of its own (member k of K computes
 exactly what a population of one would). Every op writes into `out=` buffers the caller
-allocated once, so a training step allocates nothing (but a [K] result).
+allocated once, so a cpu or cuda training step allocates nothing but [K] results (the numpy spec's
+matmul_sgd makes its gradient: readable NumPy).
 """
 from typing import Protocol, runtime_checkable
 

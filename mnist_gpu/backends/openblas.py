@@ -36,7 +36,7 @@ openblas_threads = types.ExternalFunction(THREADS_SYMBOL, types.int32())
 # W1's gradient [784, 100] @ [100, 128] in 8; an evaluation's [5000, 784] @ [784, 128] in 8.
 SPLIT_PRODUCT, ROWS_PER_BLOCK, MAX_BLOCKS = 2 ** 21, 50, 8
 SIGNATURE = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32, float32, boolean, boolean)"
-# The members' outputs may be views (evaluation writes each chunk's logits into rows of a larger array).
+# The members' outputs may be any strided view: only their rows must be contiguous (sgemm checks).
 MEMBERS_SIGNATURE = ("void(float32[:, :, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
                      "boolean, int32[::1])")
 SHARED_SIGNATURE = ("void(float32[:, ::1], float32[:, :, ::1], float32[:, :, :], float32[::1], float32, boolean, "
