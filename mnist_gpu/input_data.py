@@ -187,7 +187,7 @@ def locate_and_load(train_dir, dataset="mnist", source_url=None, **download_opti
             mirrors = (source_url,) if source_url else downloader.MIRRORS[dataset]
             downloaded = downloader.download(expected, train_dir, mirrors, **download_options)
             arrays[key] = read_cached(local, expected, train_dir, dataset, verified=downloaded)
-            source = f"downloaded into {train_dir}"
+            source = f"a download into {train_dir}"
         if source not in sources:
             sources.append(source)
     return arrays, " and ".join(sources)

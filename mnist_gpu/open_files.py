@@ -29,6 +29,9 @@ def allow_open_files(members):
 
 
 def refusal(members, limit):
+    if members == 1:
+        return FlagError(f"a run needs about {1 + SPARE} open files (its event file, the data, the libraries), but "
+                         f"this process may open at most {limit} (ulimit -Hn); raise the limit")
     return FlagError(f"a population of {members} members keeps {members} event files open, but this process may "
                      f"open at most {limit} files (ulimit -Hn): at most {max(limit - SPARE, 0)} members; raise the "
                      "limit or train fewer")

@@ -1195,7 +1195,7 @@ def run_search(flags, log):
 
 def work(optuna, study, flags, log, result_class):
     log.note(f"worker of study {study.name!r} in {study.where}: seeds {describe_value(study.seeds)}, populations of "
-             f"up to {flags.population or DEFAULT_POPULATION} members, heartbeat every "
+             f"up to {runs.plural(flags.population or DEFAULT_POPULATION, 'member')}, heartbeat every "
              f"{flags.heartbeat or DEFAULT_HEARTBEAT:g} s, log_dir {study.folder}")
     with StopSignals() as signals:
         signals.deferring = True  # a signal is handled between steps and between populations, never mid-write

@@ -117,6 +117,18 @@ def test_a_population_the_hard_open_file_limit_cannot_hold_is_refused_before_any
     assert not log_dir.exists()
 
 
+def test_a_run_the_open_file_limit_cannot_hold_is_refused_in_its_own_words(tmp_path):
+    """A run of one under `ulimit -n 50` (it was "a population of 1 members keeps 1 event files open ... at most 0
+    members")."""
+    log_dir = tmp_path / "run"
+    code, _, error = shell(f"ulimit -n 50; {PYTHON} --fake_data --backend numpy --max_steps 1 --log_dir "
+                           f"{shlex.quote(str(log_dir))}")
+    assert code == 2 and error.splitlines() == [
+        "mnist-gpu: error: a run needs about 65 open files (its event file, the data, the libraries), but this "
+        "process may open at most 50 (ulimit -Hn); raise the limit"], error
+    assert not log_dir.exists()
+
+
 def test_member_saves_go_on_where_no_thread_can_start():
     """A real thread limit (RLIMIT_NPROC 1, in a forked process of the user nobody: root is exempt): every member's
     save still runs, each in turn on the calling thread. (Starting a save thread raised "can't start new thread", a
