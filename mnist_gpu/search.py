@@ -404,7 +404,7 @@ class Study:
         if self.name not in {study.study_name for study in self.guarded(self.storage.get_all_studies)}:
             return False
         self.study_id = self.guarded(self.storage.get_study_id_from_name, self.name)
-        stored = self.wait_for(SWEEP_KEY, "its definition")
+        stored = self.wait_for(SWEEP_KEY, "definition")
         seeds = list(self.seeds) if self.seeds is not None else stored.get("seeds") if isinstance(stored, dict) \
             else None
         if not (isinstance(seeds, list) and 0 < len(seeds) <= MAX_MEMBERS
@@ -454,9 +454,9 @@ class Study:
             if key in found:
                 return found[key]
             if time.monotonic() > deadline:
+                other = "--study" if self.flags.storage else "--log_dir (or --overwrite to make it again)"
                 raise StudyError(f"study {self.name!r} in {self.where} has no {what} after {QUEUE_WAIT:.0f} s: it was "
-                                 "not made by mnist-gpu sweep, or its maker stopped while making it; pass another "
-                                 f"{'--study' if self.flags.storage else '--log_dir'}")
+                                 f"not made by mnist-gpu sweep, or its maker stopped while making it; pass another {other}")
             time.sleep(0.2)
 
     def handle(self, seed):
