@@ -456,7 +456,8 @@ class Study:
             if time.monotonic() > deadline:
                 other = "--study" if self.flags.storage else "--log_dir (or --overwrite to make it again)"
                 raise StudyError(f"study {self.name!r} in {self.where} has no {what} after {QUEUE_WAIT:.0f} s: it was "
-                                 f"not made by mnist-gpu sweep, or its maker stopped while making it; pass another {other}")
+                                 f"not made by mnist-gpu sweep, or its maker stopped while making it; pass another "
+                                 f"{other}")
             time.sleep(0.2)
 
     def handle(self, seed):
