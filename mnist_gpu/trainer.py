@@ -96,14 +96,19 @@ def model_flags(flags, seed, learning_rate):
 def check_resumable(flags, checkpoint, log):
     """Refuse flags that cannot continue this checkpoint; note those that make the run differ."""
     saved = checkpoint.flags
+    # --resume takes the run's shape and data from its flags, not from the checkpoint: say which to repeat.
+    repeat = "; repeat the run's " + " ".join(
+        [f"--hidden1 {saved['hidden1']}", f"--hidden2 {saved['hidden2']}"]
+        + ([f"--dataset {saved['dataset']}"] if saved["dataset"] != "mnist" else [])
+        + (["--fake_data"] if saved["fake_data"] else []))
     for flag in ("hidden1", "hidden2"):
         if getattr(flags, flag) != saved[flag]:
             raise FlagError(Flag(flag, getattr(flags, flag)), f" does not match the checkpoint {checkpoint.path}, "
-                            f"which has {flag} = {saved[flag]}")
+                            f"which has {flag} = {saved[flag]}{repeat}")
     if flags.dataset != saved["dataset"] or flags.fake_data != saved["fake_data"]:
         raise FlagError(Flag("dataset", flags.dataset), *((" ", Flag("fake_data")) if flags.fake_data else ()),
                         f" does not match the checkpoint {checkpoint.path}, trained on {saved['dataset']}"
-                        f"{' fake data' if saved['fake_data'] else ''}")
+                        f"{' fake data' if saved['fake_data'] else ''}{repeat}")
     if flags.seed is not None and flags.seed != saved["seed"]:
         raise FlagError(Flag("seed", flags.seed), f" does not match the checkpoint {checkpoint.path} "
                         f"(seed {saved['seed']})")

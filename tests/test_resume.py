@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from mnist_gpu import checkpoint as checkpoints
 
-from helpers import run_main, snapshot, without_timings
+from helpers import one_error_line, run_main, snapshot, without_timings
 
 
 @pytest.fixture
@@ -243,3 +243,16 @@ def test_temporaries_of_a_killed_save_are_cleaned_up_on_resume(train, tmp_path):
     names = os.listdir(log_dir)
     assert not set(leftovers) & set(names)
     assert ".notes.txt.zz.part" in names
+
+
+def test_a_resume_without_the_runs_shape_names_the_flags_to_repeat(tmp_path, capsys):
+    """A run of --fake_data --hidden1 8 --hidden2 4 resumed with only --fake_data, or without it: each refusal names
+    the run's own flags to repeat (it named only the default the user never typed, or the wrong flag)."""
+    log_dir = str(tmp_path / "run")
+    assert run_main(capsys, "--fake_data", "--hidden1", "8", "--hidden2", "4", "--backend", "numpy", "--max_steps",
+                    "2", "--log_dir", log_dir)[0] == 0
+    for given in (["--fake_data"], ["--hidden1", "8", "--hidden2", "4"]):
+        code, _, error = run_main(capsys, *given, "--backend", "numpy", "--max_steps", "4", "--log_dir", log_dir,
+                                  "--resume")
+        assert code == 2 and one_error_line(error).endswith("; repeat the run's --hidden1 8 --hidden2 4 --fake_data"), \
+            error
