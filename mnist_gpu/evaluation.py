@@ -50,7 +50,9 @@ def do_eval(model, split, logits=None):
         split.gather(backend, rows, images, labels)
         if logits is not None:
             evaluator.logits = logits.chunk(start, len(rows))
-        counts.append(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
+        # A diverged member's huge weights overflow to inf and NaN: counted wrong (in_top_k's rules), not a warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            counts.append(mnist.evaluation(evaluator, mnist.inference(evaluator, images), labels))
     return num_examples, np.sum([backend.to_host(count) for count in counts], axis=0, dtype=np.int64)
 
 

@@ -455,3 +455,16 @@ def test_a_resumed_population_stops_a_blown_up_member_where_an_uninterrupted_one
         expected = final_variables(tmp_path / "whole" / member)
         for name, value in final_variables(tmp_path / "split" / member).items():
             np.testing.assert_array_equal(value.view(np.uint32), expected[name].view(np.uint32), err_msg=member)
+
+
+def test_a_diverged_members_evaluation_prints_no_numpy_warning(tmp_path, capsys, mnist_dir):
+    """eval of a member stopped for a NaN loss on the numpy backend: its weights overflow to inf and NaN, counted
+    wrong, and stderr holds no RuntimeWarning ("overflow encountered in matmul", unprefixed, from NumPy)."""
+    common = ["--backend", "numpy", "--input_data_dir", mnist_dir]
+    assert run_main(capsys, "sweep", "--batch_size", "13", "--seed", "3", "--learning_rate", "1e9", "--max_steps",
+                    "60", "--log_dir", str(tmp_path / "grid"), *common)[0] == 3
+    evaluated = subprocess.run([sys.executable, "-m", "mnist_gpu", "eval", "--checkpoint",
+                                str(tmp_path / "grid" / populations.member_name(3, 1e9)), *common],
+                               capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0 and "Warning" not in evaluated.stderr, evaluated.stderr
+    assert evaluated.stdout.count("Precision @ 1: ") == 3
