@@ -430,6 +430,9 @@ def find_checkpoint(path_or_log_dir, note):
             example = f" (such as {os.path.join(path_or_log_dir, members[0])})" if members else ""
             raise FlagError(Flag("checkpoint", path_or_log_dir), " is a sweep's folder: pass one of its member "
                             f"folders{example}")
+        if os.path.lexists(os.path.join(path_or_log_dir, "study.journal")):  # search.py's STUDY_JOURNAL
+            raise FlagError(Flag("checkpoint", path_or_log_dir), " is a study's folder: pass one of its members' "
+                            "folders, pop<N>/trial<T>_..., as its results.md names them")
         return latest_checkpoint(path_or_log_dir, note)
     return checkpoints.read(path_or_log_dir)
 

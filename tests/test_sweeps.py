@@ -315,6 +315,10 @@ def test_the_study_tables_name_each_members_checkpoint_whole(tmp_path, capsys, m
     assert code == 0, error
     rows = study_table(log_dir)
     assert len(rows) == 2 and max(len(row["checkpoint"]) for row in rows) > 80
+    code, _, error = run_main(capsys, "eval", "--backend", "numpy", "--checkpoint", str(log_dir))
+    assert code == 2 and one_error_line(error) == (f"mnist-gpu: error: --checkpoint {log_dir} is a study's folder: "
+                                                   "pass one of its members' folders, pop<N>/trial<T>_..., as its "
+                                                   "results.md names them")  # it said "the state file lists none"
     markdown = (log_dir / populations.RESULTS_MD).read_text()
     for row in rows:
         assert (log_dir / row["checkpoint"]).is_file() and f" {row['checkpoint']} " in markdown
