@@ -32,6 +32,7 @@ from . import locations
 from . import population as populations
 from .durable import ensure_writable_folder, failure_reason, temporary_target
 from .errors import NAME, Flag, FlagError, LogDirInUse, WriteError
+from .study_journal import STUDY_JOURNAL
 from .summaries import EVENT_FILE_PREFIX
 
 RUN_FOLDER = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}Z")
@@ -430,7 +431,7 @@ def find_checkpoint(path_or_log_dir, note):
             example = f" (such as {os.path.join(path_or_log_dir, members[0])})" if members else ""
             raise FlagError(Flag("checkpoint", path_or_log_dir), " is a sweep's folder: pass one of its member "
                             f"folders{example}")
-        if os.path.lexists(os.path.join(path_or_log_dir, "study.journal")):  # search.py's STUDY_JOURNAL
+        if os.path.lexists(os.path.join(path_or_log_dir, STUDY_JOURNAL)):
             raise FlagError(Flag("checkpoint", path_or_log_dir), " is a study's folder: pass one of its members' "
                             "folders, pop<N>/trial<T>_..., as its results.md names them")
         return latest_checkpoint(path_or_log_dir, note)
