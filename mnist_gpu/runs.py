@@ -249,10 +249,15 @@ def checked_for_use(log_dir, resume, overwrite, note, population=False):
     return latest_checkpoint(log_dir, note)
 
 
+def holds_a_sweep(folder):
+    """Whether `folder` is a sweep's (a population's) folder: it has a population file."""
+    return os.path.exists(os.path.join(folder, populations.POPULATION_FILE))
+
+
 def what_else(log_dir, population):
     """What `log_dir` holds if it is the other kind of run folder: a sweep's (its population file) where a training
     run goes, or a training run's (its state file) where a sweep goes; else None."""
-    if not population and os.path.exists(os.path.join(log_dir, populations.POPULATION_FILE)):
+    if not population and holds_a_sweep(log_dir):
         return ("a sweep, not a run (continue it with `mnist-gpu sweep` and its flags with --resume; each of its "
                 "member folders is a run of its own)")
     if population and os.path.exists(os.path.join(log_dir, checkpoints.STATE_FILE)):
@@ -406,7 +411,7 @@ def newest_checkpoint(root, note):
     refused = []
     for folder in reversed(run_folders(root, note)):
         if not os.path.exists(os.path.join(folder, checkpoints.STATE_FILE)):
-            if os.path.exists(os.path.join(folder, populations.POPULATION_FILE)):
+            if holds_a_sweep(folder):
                 note(f"skipping {folder}: a sweep (pass --checkpoint with one of its member folders)")
             continue
         try:
@@ -426,7 +431,7 @@ def find_checkpoint(path_or_log_dir, note):
     if path_or_log_dir is None:
         return newest_checkpoint(locations.runs_root(create=False), note)
     if os.path.isdir(path_or_log_dir):
-        if os.path.exists(os.path.join(path_or_log_dir, populations.POPULATION_FILE)):
+        if holds_a_sweep(path_or_log_dir):
             members = member_folders(path_or_log_dir)
             example = f" (such as {os.path.join(path_or_log_dir, members[0])})" if members else ""
             raise FlagError(Flag("checkpoint", path_or_log_dir), " is a sweep's folder: pass one of its member "
