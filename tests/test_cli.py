@@ -123,6 +123,18 @@ def test_an_unknown_flag_with_nothing_near_points_at_the_help(capsys):
                     "flags)\n"
 
 
+@pytest.mark.parametrize("typed, hint", [(["swep", "--seed", "1-2"], "; did you mean the command sweep?"),
+                                         (["evl"], "; did you mean the command eval?"),
+                                         (["runs/a"], " (not a flag; the commands are train, sweep, eval, predict, "
+                                                      "check)")])
+def test_a_mistyped_command_gets_the_nearest_one_in_one_line(capsys, typed, hint):
+    """Before, `mnist-gpu swep --seed 1-2` (trained, as a word that is no command means) said only that 1-2 is not
+    an integer, and `mnist-gpu evl` "unrecognized argument evl"."""
+    code, _, error = run_main(capsys, *typed)
+    assert code == 2
+    assert error == f"mnist-gpu: error: train: unrecognized argument {typed[0]}{hint}\n"
+
+
 @pytest.mark.parametrize("command", ["train", "eval", "predict"])
 def test_help_shows_each_default_once(capsys, command):
     """Before, `eval --help` said "(default: the checkpoint's). (default: None)" and two defaults for --checkpoint."""
