@@ -52,7 +52,8 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import population as populations
 from . import runs
-from .errors import CheckpointError, Error, FlagError, LogDirInUse, StudyError, TrainingInterrupted, WriteError
+from .errors import (NAME, CheckpointError, Error, Flag, FlagError, LogDirInUse, StudyError, TrainingInterrupted,
+                     WriteError)
 from .flag_values import MAX_MEMBERS, Range
 from .flags import SEARCH_INSTALL
 from .log import Log, printable_value
@@ -87,7 +88,14 @@ def wanted(flags):
         return True
     if any(getattr(flags, name) is not None for name in STUDY_FLAGS) or flags.prune != "none":
         return True
-    return bool(flags.log_dir and os.path.lexists(os.path.join(flags.log_dir, STUDY_JOURNAL)))  # a study's folder
+    if not (flags.log_dir and os.path.lexists(os.path.join(flags.log_dir, STUDY_JOURNAL))):
+        return False
+    if flags.overwrite:  # it would delete the study only to make it again from flags that describe no study
+        raise FlagError(Flag("log_dir", flags.log_dir), " holds an Optuna study, and these flags make a grid "
+                        "population (no range, no several shapes, no study flag): ", Flag("overwrite"), " would "
+                        "start the study again, not the grid; pass another ", Flag("log_dir", NAME), ", or the "
+                        "study's flags")
+    return True  # a study's folder: its workers continue it
 
 
 def run(flags, log=None):
@@ -726,13 +734,17 @@ class Worker:
                      RETRY_HISTORY: [*_int_list(frozen.system_attrs.get(RETRY_HISTORY)), frozen.number]}
             if isinstance(frozen.system_attrs.get("fixed_params"), dict):
                 attrs["fixed_params"] = frozen.system_attrs["fixed_params"]
-            self.study.guarded(self.study.storage.create_new_trial, self.study.study_id,
-                               template_trial=optuna.trial.create_trial(
-                                   state=state.WAITING, params=frozen.params, distributions=frozen.distributions,
-                                   system_attrs=attrs, intermediate_values=frozen.intermediate_values))
-            worker = printable_value(frozen.system_attrs.get(WORKER), 80)
-            self.log.note(f"trial {frozen.number} (worker {worker}) stopped "
-                          "beating and has no population folder here to resume: failed and queued again")
+            again = self.study.guarded(self.study.storage.create_new_trial, self.study.study_id,
+                                       template_trial=optuna.trial.create_trial(
+                                           state=state.WAITING, params=frozen.params,
+                                           distributions=frozen.distributions, system_attrs=attrs,
+                                           intermediate_values=frozen.intermediate_values))
+            number = self.study.guarded(self.study.storage.get_trial_number_from_id, again)
+            worker = frozen.system_attrs.get(WORKER)
+            what = "was interrupted before it trained" if frozen.system_attrs.get(INTERRUPTED) == worker else \
+                "stopped beating and has no population folder here to resume"
+            self.log.note(f"trial {frozen.number} (worker {printable_value(worker, 80)}) {what}: failed, and queued "
+                          f"again as trial {number} (its folders will keep the name trial{slot_of(frozen)})")
 
     def resume_job(self, name):
         """The population in folder `name`, locked and checked, when its trials are all stale or finished; SKIP while

@@ -159,6 +159,14 @@ def test_a_study_of_another_sweep_is_refused_and_left_as_it_was(tmp_path, capsys
             error
         assert message in error.splitlines()[-1] and "another sweep's" in error, error
         assert snapshot(log_dir) == before
+    # A grid's flags with --overwrite: it made a study of one trial in its place; now a refusal, nothing deleted.
+    code, _, error = run_main(capsys, "sweep", "--log_dir", str(log_dir), "--input_data_dir", mnist_dir, "--backend",
+                              "cpu", "--seed", "1,2", "--learning_rate", "0.01", "--max_steps", "2", "--overwrite")
+    assert code == 2 and error.splitlines()[-1] == (
+        f"mnist-gpu: error: --log_dir {log_dir} holds an Optuna study, and these flags make a grid population (no "
+        "range, no several shapes, no study flag): --overwrite would start the study again, not the grid; pass "
+        "another --log_dir, or the study's flags"), error
+    assert snapshot(log_dir) == before
     # The same flags join the study: it is complete, so the worker only prints its table.
     code, lines, error = run_main(capsys, "sweep", "--log_dir", str(log_dir), "--input_data_dir", mnist_dir,
                                   "--backend", "cpu", "--trials", "2", "--resume", *first)
@@ -553,8 +561,11 @@ def test_a_search_prunes_and_its_best_trial_evaluates_to_the_recorded_precision(
 # -- Ctrl-C and --resume ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_sweep_resumed_after_ctrl_c_ends_as_an_uninterrupted_one(tmp_path, mnist_dir):
+    """Populations of 4 trials: the worker takes trials 0-3, trains 0-2 (hidden1 8) and holds 3 (hidden1 12, another
+    population) when Ctrl-C stops it. --resume takes 0-2 over in their folder, and queues 3 again (Optuna's retry:
+    trial 6, its folders still named trial3), saying it was interrupted before it trained."""
     flags = ["--learning_rate", "0.01,0.05,0.1", "--hidden1", "8,12", *SHAPE, "--max_steps", "300", "--eval_every",
-             "100", "--population", "3"]
+             "100", "--population", "4"]
     whole = subprocess.run(command(tmp_path / "whole", mnist_dir, *flags), capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr[-2000:]
     broken = tmp_path / "broken"
@@ -571,13 +582,17 @@ def test_a_sweep_resumed_after_ctrl_c_ends_as_an_uninterrupted_one(tmp_path, mni
     resumed = subprocess.run(command(broken, mnist_dir, *flags, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "taking over pop0 (trials 0, 1, 2" in resumed.stderr
+    assert re.search(r"trial 3 \(worker \S+\) was interrupted before it trained: failed, and queued again as trial 6 "
+                     r"\(its folders will keep the name trial3\)", resumed.stderr), resumed.stderr
     study = load(broken)
-    assert {trial.state.name for trial in study.get_trials()} == {"COMPLETE"} and len(study.get_trials()) == 6
-    members = sorted(row["member"] for row in study_table(broken))
-    assert members == sorted(row["member"] for row in study_table(tmp_path / "whole")) and len(members) == 6
-    for member in members:
-        expected = final_variables(tmp_path / "whole" / member)
-        for name, value in final_variables(broken / member).items():
+    assert [trial.state.name for trial in study.get_trials()] == ["COMPLETE"] * 3 + ["FAIL"] + ["COMPLETE"] * 3
+    # The same members (their folders' names; the populations that held them are numbered as they were taken).
+    members, whole = ({os.path.basename(row["member"]): row["member"] for row in study_table(folder)}
+                      for folder in (broken, tmp_path / "whole"))
+    assert sorted(members) == sorted(whole) and len(members) == 6
+    for member, path in members.items():
+        expected = final_variables(tmp_path / "whole" / whole[member])
+        for name, value in final_variables(broken / path).items():
             np.testing.assert_array_equal(value.view(np.uint32), expected[name].view(np.uint32),
                                           err_msg=f"{member} {name}")
 
