@@ -59,7 +59,9 @@ class Checkpoint:
     data_position: dict
     path: str = ""
     provenance: dict = dataclasses.field(default_factory=dict)  # what made it (provenance.py)
-    stopped: dict = None  # {"step": s, "why": text}: a member of a population that stopped training at step s
+    # A population's member that stopped training at step s: {"step": s, "why": text, "loss": its last loss read,
+    # None where not finite} (the results' final loss, across a resume; older checkpoints have no "loss").
+    stopped: dict = None
     # {"step": s, "loss": x}: the last loss read (every 100 steps) before this checkpoint; the divergence rule
     # compares the next read with it, so a resumed run stops where an uninterrupted one would
     last_read: dict = None
@@ -296,9 +298,12 @@ def check(path, metadata, tensors):
     position = parsed["data_position"]
     check_position(refuse, position, len(order), global_step)
     stopped = parsed.get("stopped")
-    if stopped is not None and not (set(stopped) == {"step", "why"} and non_negative_int.holds(stopped["step"])
-                                    and stopped["step"] <= global_step and isinstance(stopped["why"], str)):
-        refuse("metadata 'stopped'", f"is not {{\"step\": 0..{global_step}, \"why\": text}}")
+    if stopped is not None and not (set(stopped) - {"loss"} == {"step", "why"} and non_negative_int.holds(stopped["step"])
+                                    and stopped["step"] <= global_step and isinstance(stopped["why"], str)
+                                    and (stopped.get("loss") is None or (type(stopped["loss"]) in (int, float)
+                                                                         and math.isfinite(stopped["loss"])))):
+        refuse("metadata 'stopped'", f"is not {{\"step\": 0..{global_step}, \"why\": text, \"loss\": a finite "
+               "number or null}")
     last_read = parsed.get("last_read")
     if last_read is not None and not (set(last_read) == {"step", "loss"} and non_negative_int.holds(last_read["step"])
                                       and last_read["step"] < global_step and type(last_read["loss"]) in (int, float)
@@ -454,6 +459,13 @@ class Saver:
         if prune:
             self.prune_unlisted()
         return path
+
+    def prune_later(self, checkpoint):
+        """Delete `checkpoint` (read from this folder) at the next prune_unlisted() unless the state file lists it: a
+        resumed population's, named by its population file after its member's list had already moved on."""
+        name = os.path.basename(checkpoint.path)
+        if name not in read_state(self.log_dir):
+            self.unlisted.append((name, checkpoint.flags.get("seed")))
 
     def prune_unlisted(self):
         """Delete the checkpoints save() took off the list (after the commit point: a crash here only leaves an

@@ -153,7 +153,7 @@ def check_memory(backend, flags, members=1):
     if members == 1:
         raise FlagError(*shapes, f" need about {format_bytes(needed + extra)} for the model and its buffers{rest}; "
                         + why.format(format_bytes(available)))
-    fits = members_that_fit(backend, flags)
+    fits = largest_population(flags, available - extra)  # members_that_fit's, from the room measured above
     raise FlagError(f"a population of {members} members with ", *shapes,
                     f" needs about {format_bytes(needed + extra)}{rest}; " + why.format(format_bytes(available)) +
                     f", enough for {fits} member{'' if fits == 1 else 's'}: sweep fewer seeds or learning rates")

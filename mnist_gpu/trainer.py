@@ -220,6 +220,10 @@ def run_sweep(flags, log=None):
                          f"{flags.max_steps}")
                 return SweepResult(log_dir=flags.log_dir)
             resumed = (found["global_step"], [read_member_checkpoint(member, found) for member in members])
+            if all(checkpoint.stopped is not None for checkpoint in resumed[1]):  # it ended there: it trains no more
+                log.note(f"nothing to do: every member of the population in {flags.log_dir} had stopped training "
+                         f"by global_step {found['global_step']} (each one's checkpoint says why)")
+                return SweepResult(log_dir=flags.log_dir)
         else:
             seeds = flags.seed if flags.seed is not None else (random_seed(),)
             learning_rates = flags.learning_rate if flags.learning_rate is not None else (0.01,)
@@ -320,6 +324,8 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
         variables = mnist.stacked([checkpoint.variables for checkpoint in saved])
         for member, checkpoint in zip(members, saved, strict=True):
             member.stopped = checkpoint.stopped or member.stopped
+            if checkpoint.stopped is not None and checkpoint.stopped.get("loss") is not None:
+                member.last_loss = float(checkpoint.stopped["loss"])  # as it stopped: its final loss in the results
     else:
         global_step = 0
         variables = mnist.stacked([mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed(member.seed))
@@ -341,9 +347,7 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
         # A checkpoint the population file named that its member no longer lists (killed between the members' saves
         # and the population's commit) is pruned once this run commits.
         for saver, checkpoint in zip(savers, resumed[1], strict=True):
-            name = os.path.basename(checkpoint.path)
-            if name not in checkpoints.read_state(saver.log_dir):
-                saver.unlisted.append((name, checkpoint.flags.get("seed")))
+            saver.prune_later(checkpoint)
     summaries = [Summaries(member.log_dir, purge_step=global_step if resumed is not None else None)
                  for member in members]
     loop = TrainingLoop(flags, model, splits, orders, members, savers, summaries, signals, log, started, population,
@@ -531,8 +535,9 @@ class TrainingLoop:
             if member.stopped is None and not all(np.isfinite(value).all() for value in own.values()):
                 raise TrainingDiverged(f"{member.prefix}the variables are not finite at step {step} while the loss "
                                        "was; nothing was saved")  # never a NaN model of a member still training
-            stopped = None if member.stopped is None else {"step": member.stopped["step"],
-                                                           "why": member.stopped["why"]}
+            stopped = None if member.stopped is None else {
+                "step": member.stopped["step"], "why": member.stopped["why"],
+                "loss": member.last_loss if math.isfinite(member.last_loss) else None}
             earlier = self.earlier[index]
             last_read = {"step": self.earlier_step, "loss": earlier} if earlier is not None and \
                 math.isfinite(earlier) and self.earlier_step is not None else None

@@ -143,6 +143,11 @@ MORE_CASES = {
                                  'metadata \'last_read\' is not {"step": 0..0, "loss": a finite number >= 0}'),
     "last read with more": (metadata_entry("last_read", '{"step": 0, "loss": 2.3, "path": "/etc"}'),
                             'metadata \'last_read\' is not {"step": 0..0, "loss": a finite number >= 0}'),
+    "stopped loss infinite": (metadata_entry("stopped", '{"step": 0, "why": "pruned", "loss": Infinity}'),
+                              'metadata \'stopped\' is not {"step": 0..1, "why": text, "loss": a finite number or '
+                              'null}'),
+    "stopped with more": (metadata_entry("stopped", '{"step": 0, "why": "pruned", "path": "/etc"}'),
+                          'metadata \'stopped\' is not {"step": 0..1, "why": text, "loss": a finite number or null}'),
     "weights not finite": (tensor("hidden1/biases", lambda biases: np.full_like(biases, np.inf)),
                            "tensor hidden1/biases holds NaN or infinite values"),
     "global_step of another type": (tensor("global_step", np.array(1, np.int32)),

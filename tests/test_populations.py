@@ -448,13 +448,35 @@ def test_a_resumed_population_stops_a_blown_up_member_where_an_uninterrupted_one
     assert run_main(capsys, *flags, "--max_steps", "1000", "--log_dir", str(tmp_path / "whole"))[0] == 3
     assert run_main(capsys, *flags, "--max_steps", "150", "--log_dir", str(tmp_path / "split"))[0] == 0
     assert run_main(capsys, *flags, "--max_steps", "1000", "--log_dir", str(tmp_path / "split"), "--resume")[0] == 3
-    whole, split = (results_table(tmp_path / folder, ("member", "diverged_at_step", "test"))
-                    for folder in ("whole", "split"))
-    assert split == whole and [row["diverged_at_step"] for row in whole[0]] == ["", "", "200", "200"]
+    # Stopped at 300, after those members stopped: their final loss (it was nan) comes back from their checkpoints.
+    assert run_main(capsys, *flags, "--max_steps", "300", "--log_dir", str(tmp_path / "late"))[0] == 3
+    assert run_main(capsys, *flags, "--max_steps", "1000", "--log_dir", str(tmp_path / "late"), "--resume")[0] == 3
+    whole, split, late = (results_table(tmp_path / folder, ("member", "diverged_at_step", "test", "final_loss"))
+                          for folder in ("whole", "split", "late"))
+    assert split == whole and late == whole and [row["diverged_at_step"] for row in whole[0]] == ["", "", "200", "200"]
+    assert all(float(row["final_loss"]) > 23 for row in whole[0][2:])
     for member in (row["member"] for row in whole[0]):
         expected = final_variables(tmp_path / "whole" / member)
-        for name, value in final_variables(tmp_path / "split" / member).items():
-            np.testing.assert_array_equal(value.view(np.uint32), expected[name].view(np.uint32), err_msg=member)
+        for folder in ("split", "late"):
+            for name, value in final_variables(tmp_path / folder / member).items():
+                np.testing.assert_array_equal(value.view(np.uint32), expected[name].view(np.uint32), err_msg=member)
+
+
+def test_resuming_a_population_whose_members_all_stopped_trains_nothing(tmp_path, capsys, mnist_dir):
+    """Every member diverged: the population ended at that step, short of --max_steps. --resume trained the stopped
+    members again (nothing updated, every step run, new checkpoints); now it says so and writes nothing."""
+    flags = ["sweep", "--seed", "3,4", "--learning_rate", "1e9", "--backend", "numpy", "--input_data_dir", mnist_dir,
+             "--batch_size", "13", "--max_steps", "300", "--log_dir", str(tmp_path / "grid")]
+    code, _, error = run_main(capsys, *flags)
+    assert code == 3 and "every member has stopped training" in error
+    committed = populations.read(str(tmp_path / "grid"))["global_step"]
+    assert committed < 300
+    before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
+    code, lines, error = run_main(capsys, *flags, "--resume")
+    assert code == 0 and lines == []
+    assert error.splitlines()[-1] == f"mnist-gpu: nothing to do: every member of the population in " \
+        f"{tmp_path / 'grid'} had stopped training by global_step {committed} (each one's checkpoint says why)"
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")} == before
 
 
 def test_a_diverged_members_evaluation_prints_no_numpy_warning(tmp_path, capsys, mnist_dir):
