@@ -298,10 +298,11 @@ def check(path, metadata, tensors):
     position = parsed["data_position"]
     check_position(refuse, position, len(order), global_step)
     stopped = parsed.get("stopped")
-    if stopped is not None and not (set(stopped) - {"loss"} == {"step", "why"} and non_negative_int.holds(stopped["step"])
-                                    and stopped["step"] <= global_step and isinstance(stopped["why"], str)
-                                    and (stopped.get("loss") is None or (type(stopped["loss"]) in (int, float)
-                                                                         and math.isfinite(stopped["loss"])))):
+    loss = None if stopped is None else stopped.get("loss")
+    if stopped is not None and not (set(stopped) - {"loss"} == {"step", "why"}
+                                    and non_negative_int.holds(stopped["step"]) and stopped["step"] <= global_step
+                                    and isinstance(stopped["why"], str)
+                                    and (loss is None or (type(loss) in (int, float) and math.isfinite(loss)))):
         refuse("metadata 'stopped'", f"is not {{\"step\": 0..{global_step}, \"why\": text, \"loss\": a finite "
                "number or null}")
     last_read = parsed.get("last_read")

@@ -52,8 +52,17 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import population as populations
 from . import runs
-from .errors import (NAME, CheckpointError, Error, Flag, FlagError, LogDirInUse, StudyError, TrainingInterrupted,
-                     WriteError)
+from .errors import (
+    NAME,
+    CheckpointError,
+    Error,
+    Flag,
+    FlagError,
+    LogDirInUse,
+    StudyError,
+    TrainingInterrupted,
+    WriteError,
+)
 from .flag_values import MAX_MEMBERS, Range
 from .flags import SEARCH_INSTALL
 from .log import Log, printable_value
