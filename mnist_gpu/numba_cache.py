@@ -24,8 +24,9 @@ def cannot_cache(error):
     return isinstance(error, RuntimeError) and "cannot cache function" in str(error)
 
 
-def get_backend(name, note=None):
-    """backends.get_backend(name), made with a private cache folder when Numba finds no writable one (noted)."""
+def get_backend(name="auto", note=None):
+    """The backend called `name` ("numpy", "cpu", "cuda", or "auto": cuda when a GPU is usable, else cpu), as
+    backends.get_backend makes it, with a private cache folder when Numba finds no writable one (said to `note`)."""
     from .backends import get_backend as make
 
     try:

@@ -198,8 +198,13 @@ def describe(record):
         parts.append(f"seed {field(record, 'seed')}")
     flags = record.get("flags")
     if isinstance(flags, dict):
+        flags = dict(flags)
+        population, trial = flags.pop("population_dir", None), flags.pop("trial", None)  # a member's: not flags
         parts.append("flags " + " ".join(typed_flag(name, value) for name, value in flags.items()
                                          if value is not None and value is not False))
+        if population is not None:
+            parts.append(f"a member of the sweep in {printable_value(population)}"
+                         + ("" if trial is None else f", trial {printable_value(trial)}"))
     earlier = record.get("continues")
     if isinstance(earlier, list) and earlier and all(isinstance(part, dict) for part in earlier):
         last, first = earlier[-1], earlier[0]

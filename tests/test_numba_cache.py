@@ -88,3 +88,18 @@ def test_a_study_compiles_into_a_private_folder(tmp_path, read_only_install):
     assert swept.returncode == 0 and "Traceback" not in swept.stderr, swept.stderr
     notes = [line for line in swept.stderr.splitlines() if line.startswith("mnist-gpu: Numba cannot")]
     assert len(notes) == 1 and notes[0].startswith(NOTE.format(home=install / "home")), swept.stderr
+
+
+@pytest.mark.slow
+def test_the_packages_get_backend_compiles_into_a_private_folder(tmp_path, read_only_install):
+    """mnist_gpu.get_backend("cpu") from Python: it was backends.get_backend, which raised Numba's RuntimeError
+    ("cannot cache function ...") here; now the one the commands use, its note to a caller's `note`."""
+    environment, install = read_only_install
+    made = subprocess.run([sys.executable, "-c", "import mnist_gpu; notes = []; "
+                           "backend = mnist_gpu.get_backend('cpu', notes.append); print(backend.name, len(notes)); "
+                           "print(notes[0])"], capture_output=True, text=True, env=environment, cwd=tmp_path,
+                          timeout=600)
+    assert made.returncode == 0 and "Traceback" not in made.stderr, made.stderr
+    name, count = made.stdout.splitlines()[0].split()
+    assert (name, count) == ("cpu", "1")
+    assert ("mnist-gpu: " + made.stdout.splitlines()[1]).startswith(NOTE.format(home=install / "home"))

@@ -308,3 +308,19 @@ def test_a_resumed_checkpoint_shows_the_runs_it_continues(tmp_path, capsys):
     assert described.endswith(f"; resuming model.ckpt-1099.safetensors of a run started "
                               f"{record['continues'][1]['started']}, which continued 1 earlier run (the first "
                               f"started {first['started']})")
+
+
+def test_a_members_record_names_its_sweep_in_words_not_as_flags(tmp_path, capsys):
+    """A member's flags hold its sweep's folder (and a study's, its trial): eval typed them as `--population_dir ...`
+    and `--trial 3`, flags no command takes."""
+    grid = tmp_path / "grid"
+    assert run_main(capsys, "sweep", "--fake_data", "--backend", "numpy", "--seed", "1,2", "--max_steps", "3",
+                    "--log_dir", str(grid))[0] == 0
+    record = checkpoints.Saver(str(grid / "lr0.01_seed1")).latest()[0].provenance
+    assert record["flags"]["population_dir"] == str(grid)
+    described = provenance.describe(record)
+    assert "--population_dir" not in described and f"--log_dir {grid / 'lr0.01_seed1'}" in described
+    assert described.endswith(f"; a member of the sweep in {grid}")
+    assert provenance.describe({"flags": {"population_dir": "runs/s", "trial": 3, "seed": 1}}) == \
+        "made by mnist_gpu (version unknown); backend (unknown); flags --seed 1; a member of the sweep in runs/s, " \
+        "trial 3"
