@@ -71,26 +71,38 @@ def test_whole_command(benchmark, variant, tmp_path_factory):
                        setup=lambda: ((str(tmp_path_factory.mktemp("run")),), {}), rounds=5)
 
 
-@pytest.mark.parametrize("policy", ["PASSIVE", "ACTIVE"])
-@pytest.mark.parametrize("at_once", [1, 2])
-def test_commands_at_once(benchmark, policy, at_once, tmp_path_factory):
-    """`mnist-gpu --backend cpu --seed 1` alone, and two started together (two users, one machine): wall seconds until
-    all end, with the cpu backend's OpenMP threads sleeping when they wait (PASSIVE, its default) or spinning (ACTIVE,
-    GNU OpenMP's own default: a spinning thread holds a core the other run needs)."""
-    benchmark.group = f"{at_once} x mnist-gpu --backend cpu --seed 1 at once, by OMP_WAIT_POLICY"
+# How the cpu backend's OpenMP threads wait between parallel loops: its own default (cpu_backend.SPIN_COUNT), not at
+# all, or GNU OpenMP's default (when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, it spins 300,000 times).
+WAITS = {"spin 3000 (ours)": {}, "no spin": {"OMP_WAIT_POLICY": "PASSIVE"},
+         "spin 300000 (GNU's)": {"GOMP_SPINCOUNT": "300000"}}
+AT_ONCE = {"one run": 1, "two runs at once": 2, "a sweep of 16": 0}
+WAIT_GROUP = "{what} (cpu, a fresh process each), by how OpenMP's threads wait"
+
+
+@pytest.mark.parametrize("variant", list(WAITS))
+@pytest.mark.parametrize("what", list(AT_ONCE))
+def test_commands_at_once(benchmark, variant, what, tmp_path_factory):
+    """`mnist-gpu --backend cpu --seed 1` alone, two started together (two users, one machine), and `mnist-gpu sweep
+    --seed 1-16 --max_steps 600`: wall seconds until all end, by how OpenMP's threads wait. A spinning thread holds a
+    core that the other run needs; a sleeping one is slow to wake for the next loop."""
+    benchmark.group = WAIT_GROUP.format(what=what)
     input_data_dir = str(tmp_path_factory.mktemp("input_data"))
-    environment = {**os.environ, "OMP_WAIT_POLICY": policy}
+    environment = {name: value for name, value in os.environ.items() if name not in ("OMP_WAIT_POLICY",
+                                                                                     "GOMP_SPINCOUNT")}
+    environment.update(WAITS[variant])
     common = [sys.executable, "-m", "mnist_gpu", "--backend", "cpu", "--input_data_dir", input_data_dir]
     subprocess.run([*common, "--max_steps", "1", "--log_dir", str(tmp_path_factory.mktemp("warm-up"))], check=True,
                    capture_output=True, env=environment)  # fills the cache, compiles
+    commands = [[*common, "--seed", "1"]] * AT_ONCE[what] or \
+        [[*common[:3], "sweep", *common[3:], "--seed", "1-16", "--max_steps", "600"]]
 
     def together():
-        runs = [subprocess.Popen([*common, "--seed", "1", "--log_dir", str(tmp_path_factory.mktemp("run"))],
+        runs = [subprocess.Popen([*command, "--log_dir", str(tmp_path_factory.mktemp("run"))],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
-                for _ in range(at_once)]
+                for command in commands]
         assert all(run.wait() == 0 for run in runs)
 
-    benchmark.pedantic(together, rounds=3)
+    benchmark.pedantic(together, rounds=4)
 
 
 BASELINE_GROUP = "whole command against a baseline checkout, interleaved (a fresh process each)"

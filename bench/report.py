@@ -382,6 +382,8 @@ def write_report(data, directory, command):
 WHOLE_COMMAND_GROUP = "whole command: mnist-gpu --seed 1 (a fresh process)"  # bench_run.py's groups
 STARTUP_GROUP = "start-up: mnist-gpu --max_steps 0 (a fresh process, the data cache warm)"
 STARTUP_FLOOR_GROUP = "start-up over the libraries' floor, interleaved (a fresh process each)"
+WAIT_GROUP = "{what} (cpu, a fresh process each), by how OpenMP's threads wait"  # bench_run.test_commands_at_once's
+AT_ONCE = ("one run", "two runs at once", "a sweep of 16")
 QUOTED_STEP_SHAPES = ("B=100 H1=128 H2=32", "B=1000 H1=128 H2=32")  # the shapes of the CPU target
 QUOTED_MEMBERS = (16, 64)
 
@@ -452,6 +454,10 @@ def figures_of(data):
             found["solo_64"] = (*figures.seconds(times["solo runs"]), "its 64 trials as solo commands")
             found["study_over_solo_64"] = (*figures.ratio(times["study, populations of 64"] / times["solo runs"]),
                                            "study_64_pop64 / solo_64")
+    for what in AT_ONCE:
+        for variant, seconds in table.get(WAIT_GROUP.format(what=what), {}).items():
+            name = f"wait_{what.replace(' ', '_')}_{variant.split(' (')[0].replace(' ', '_')}"
+            found[name] = (*figures.seconds(seconds), f"{what}, cpu; OpenMP's threads: {variant}")
     return found
 
 

@@ -22,12 +22,13 @@ from .numpy_backend import NumpyBackend
 from .openblas import find_sgemm
 
 ONE, ZERO = np.float32(1.0), np.float32(0.0)
-# Numba's threads wait between parallel loops the OpenMP way, and GNU OpenMP's default is to spin for a while:
-# while another process also wants the cores, a spinning thread holds one its peers need. Two tutorial runs at once
-# on 2 cores took 23-34 s spinning, 2.3-4.3 s sleeping (one alone: 1.6-1.8 s spinning, 2.2-2.6 s sleeping; loaded
-# 2-core VM, 2026-12-03). A run should not fall off a cliff on a shared machine: threads sleep when they wait,
-# unless the user chose otherwise (read when OpenMP starts, at the first parallel loop of the process).
-WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
+# Numba's threads wait between parallel loops the OpenMP way: GNU OpenMP spins 300,000 times before it sleeps,
+# and while another process also wants the cores, a spinning thread holds one its peers need. Spinning 3,000 times
+# (tens of microseconds: the gaps inside a step) keeps most of the spin's speed and little of its harm. Medians of
+# 4 on the 2-core VM (2026-12-03, /work/spin): one `mnist-gpu --backend cpu` 1.72 s spinning 300,000 times, 1.95 s
+# 3,000, 2.08 s not at all; two at once 11.0 s, 3.10 s, 2.42 s; a 16-member sweep of 600 steps 6.55 s, 5.88 s,
+# 6.92 s. The user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (read when OpenMP starts, at the first parallel loop).
+SPIN_COUNT = ("GOMP_SPINCOUNT", "3000")
 
 
 class CpuBackend(NumpyBackend):
@@ -37,8 +38,8 @@ class CpuBackend(NumpyBackend):
 
     def __init__(self):
         super().__init__(np.float32)
-        if "GOMP_SPINCOUNT" not in os.environ:
-            os.environ.setdefault(*WAIT_POLICY)
+        if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+            os.environ[SPIN_COUNT[0]] = SPIN_COUNT[1]
         self.sgemm = find_sgemm()  # None where NumPy's BLAS is not its bundled OpenBLAS
 
     def _gemm(self, a, b, out, alphas, beta, trans_a, trans_b, active):
