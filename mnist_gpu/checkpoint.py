@@ -35,7 +35,10 @@ from .regular_files import Refused, open_regular, read_at_most, read_bounded, re
 STATE_FILE = "checkpoint"
 PREFIX = "model.ckpt"
 SUFFIX = ".safetensors"
-FORMAT = "mnist_gpu checkpoint 1"
+# 2 added the metadata last_read and stopped.loss, which a reader of 1 refuses: it says "a newer format" instead of
+# calling the file damaged. A 1 is read by the same schema (without them, or with them: written in between).
+FORMAT = "mnist_gpu checkpoint 2"
+READ_FORMATS = ("mnist_gpu checkpoint 1", FORMAT)
 STEP_TENSOR = "global_step"
 ORDER_TENSOR = "data/train/order"
 NAME_PATTERN = re.compile(re.escape(PREFIX) + r"-(0|[1-9][0-9]*)" + re.escape(SUFFIX))
@@ -65,6 +68,11 @@ class Checkpoint:
     # {"step": s, "loss": x}: the last loss read (every 100 steps) before this checkpoint; the divergence rule
     # compares the next read with it, so a resumed run stops where an uninterrupted one would
     last_read: dict = None
+
+
+def a_loss(value):
+    """Whether a JSON value read back is a loss: a finite number >= 0 (a cross-entropy)."""
+    return type(value) in (int, float) and 0 <= value < math.inf
 
 
 def content_hash(tensors, metadata):
@@ -181,9 +189,10 @@ def read_file(path, follow_links=True):
     try:
         length, metadata = read_header(path, descriptor, status.st_size)
         found = metadata.get("format")
-        if found != FORMAT or "sha256" not in metadata:
+        if found not in READ_FORMATS or "sha256" not in metadata:
             if isinstance(found, str) and found.startswith(FORMAT.rsplit(" ", 1)[0] + " "):
-                raise CheckpointError(f"{path}: format {found!r} is not {FORMAT!r}, the one this mnist_gpu reads")
+                raise CheckpointError(f"{path}: format {found!r} is not one this mnist_gpu reads "
+                                      f"({' or '.join(map(repr, READ_FORMATS))}): a newer mnist_gpu's?")
             raise CheckpointError(f"{path}: not an mnist_gpu checkpoint (format {found!r})")
         limit = size_limit(length, metadata)
         if status.st_size > limit:
@@ -208,7 +217,8 @@ def read_file(path, follow_links=True):
 # The schema. Besides "format" (checked first) and "sha256", the metadata (str values, as safetensors
 # requires) holds exactly these JSON objects:
 JSON_FIELDS = ("flags", "data_position")
-# What made the file (versions, backend, ...): any JSON object; a stopped member's step and why.
+# What made the file (versions, backend, ...): any JSON object; a stopped member's step, why and last loss; the last
+# loss read before the checkpoint.
 OPTIONAL_JSON_FIELDS = ("provenance", "stopped", "last_read")
 FLAG_CHECKS = {  # flag: (holds, what it must be): the command line's own ranges (flag_values.py)
     "hidden1": (positive_int.holds, positive_int.expected),
@@ -298,17 +308,15 @@ def check(path, metadata, tensors):
     position = parsed["data_position"]
     check_position(refuse, position, len(order), global_step)
     stopped = parsed.get("stopped")
-    loss = None if stopped is None else stopped.get("loss")
     if stopped is not None and not (set(stopped) - {"loss"} == {"step", "why"}
                                     and non_negative_int.holds(stopped["step"]) and stopped["step"] <= global_step
                                     and isinstance(stopped["why"], str)
-                                    and (loss is None or (type(loss) in (int, float) and math.isfinite(loss)))):
+                                    and (stopped.get("loss") is None or a_loss(stopped["loss"]))):
         refuse("metadata 'stopped'", f"is not {{\"step\": 0..{global_step}, \"why\": text, \"loss\": a finite "
-               "number or null}")
+               "number >= 0 or null}")
     last_read = parsed.get("last_read")
     if last_read is not None and not (set(last_read) == {"step", "loss"} and non_negative_int.holds(last_read["step"])
-                                      and last_read["step"] < global_step and type(last_read["loss"]) in (int, float)
-                                      and 0 <= last_read["loss"] < math.inf):
+                                      and last_read["step"] < global_step and a_loss(last_read["loss"])):
         refuse("metadata 'last_read'", f"is not {{\"step\": 0..{global_step - 1}, \"loss\": a finite number >= 0}}")
     variables = {name: tensors[name] for name in shapes}
     return Checkpoint(variables=variables, global_step=global_step, flags=flags, data_order=order,
@@ -408,7 +416,7 @@ def saved_seed(path):
         return None
     try:
         metadata = read_header(path, descriptor, status.st_size)[1]
-        seed = json.loads(metadata["flags"])["seed"] if metadata.get("format") == FORMAT else None
+        seed = json.loads(metadata["flags"])["seed"] if metadata.get("format") in READ_FORMATS else None
     except Exception:  # noqa: BLE001 - any file that is not a readable checkpoint of ours
         return None
     finally:

@@ -14,7 +14,7 @@ import sys
 
 from . import log as output
 from .errors import Error, TrainingInterrupted
-from .flags import COMMAND_HELP, parse_command_line
+from .flags import COMMAND_HELP, parse_command_line, unknown_command
 from .log import Log
 
 COMMANDS = tuple(COMMAND_HELP)
@@ -31,6 +31,9 @@ def main(argv=None):
     output.lost.clear()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        if argv and not argv[0].startswith("-"):  # a word where the command goes: a mistyped one (`swep`)
+            error_line(unknown_command(argv[0]))
+            return 2
         argv.insert(0, "train")  # `mnist-gpu --max_steps 10` trains, like the tutorial's script
     log = Log()
     try:

@@ -231,26 +231,26 @@ def argparse_message_parts(message):
 def parse_command_line(argv):
     """The Namespace of a command line (its first word the command); FlagError for anything argparse refuses,
     and for an unknown flag, naming the nearest known one (`--max-steps`: did you mean --max_steps?)."""
-    command = argv[0] if argv and argv[0] in COMMAND_HELP else "train"
-    flags = COMMAND_FLAGS.get(command, list)()
-    if len(argv) > 1 and not argv[1].startswith("-") and not any(flag.positional for flag in flags):
-        refuse_unknown(command, flags, argv[1])  # before argparse, which would refuse a later flag's value first
-    parsed, unknown = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    flags, unknown = parser.parse_known_args(argv)
     if unknown:
-        refuse_unknown(command, flags, unknown[0])
-    return parsed
+        command = flags.command or "train"
+        names = [flag.name for flag in COMMAND_FLAGS.get(command, list)() if not flag.positional]
+        option = unknown[0]
+        nearest = nearest_flag(option, names) if option.startswith("-") else None
+        hint = f"; did you mean --{nearest}?" if nearest else \
+            f" (mnist-gpu {command} --help lists its flags)" if option.startswith("-") else ""
+        raise FlagError(f"{command}: unrecognized argument {option}{hint}")
+    return flags
 
 
-def refuse_unknown(command, flags, option):
-    """The FlagError of an argument `command` does not take: the nearest flag, or the nearest command for a word."""
-    if option.startswith("-"):
-        nearest = nearest_flag(option, [flag.name for flag in flags if not flag.positional])
-        hint = f"; did you mean --{nearest}?" if nearest else f" (mnist-gpu {command} --help lists its flags)"
-    else:  # a word, not a flag: most often a mistyped command (`mnist-gpu swep` trains, and finds `swep`)
-        nearest = difflib.get_close_matches(option, COMMAND_HELP, n=1, cutoff=0.6)
-        hint = f"; did you mean the command {nearest[0]}?" if nearest else \
-            f" (not a flag; the commands are {', '.join(COMMAND_HELP)})"
-    raise FlagError(f"{command}: unrecognized argument {option}{hint}")
+def unknown_command(word):
+    """The FlagError of a first word that is neither a command nor a flag (`mnist-gpu swep`): the nearest command,
+    or the list of them."""
+    nearest = difflib.get_close_matches(word, COMMAND_HELP, n=1, cutoff=0.6)
+    hint = f"; did you mean {nearest[0]}?" if nearest else \
+        f"; the commands are {', '.join(COMMAND_HELP)} (without one, train; its flags begin with --)"
+    return FlagError(f"unknown command {word}{hint}")
 
 
 def nearest_flag(option, names):

@@ -531,6 +531,12 @@ class Heartbeat(threading.Thread):
             self.join()
 
 
+def marked_interrupted(frozen):
+    """Whether the trial's own worker marked it interrupted (Worker.release: Ctrl-C), rather than dying with it."""
+    attrs = frozen.system_attrs
+    return attrs.get(INTERRUPTED) is not None and attrs.get(INTERRUPTED) == attrs.get(WORKER)
+
+
 class Watch:
     """Which RUNNING trials of other workers are stale: their worker marked them interrupted, or their beat has not
     changed for STALE_BEATS of its interval, as this process saw it (no two machines' clocks are compared)."""
@@ -541,7 +547,7 @@ class Watch:
     def stale(self, frozen, now):
         attrs = frozen.system_attrs
         worker, beat = attrs.get(WORKER), attrs.get(BEAT)
-        if attrs.get(INTERRUPTED) is not None and attrs.get(INTERRUPTED) == worker:
+        if marked_interrupted(frozen):
             return True
         every = beat.get("every") if isinstance(beat, dict) else None
         if not (type(every) is float and 0 < every <= MAX_BEAT):
@@ -749,11 +755,12 @@ class Worker:
                                            distributions=frozen.distributions, system_attrs=attrs,
                                            intermediate_values=frozen.intermediate_values))
             number = self.study.guarded(self.study.storage.get_trial_number_from_id, again)
-            worker = frozen.system_attrs.get(WORKER)
-            what = "was interrupted before it trained" if frozen.system_attrs.get(INTERRUPTED) == worker else \
-                "stopped beating and has no population folder here to resume"
-            self.log.note(f"trial {frozen.number} (worker {printable_value(worker, 80)}) {what}: failed, and queued "
-                          f"again as trial {number} (its folders will keep the name trial{slot_of(frozen)})")
+            what = "was interrupted" if marked_interrupted(frozen) else "stopped beating"
+            what += " before it trained" if folder_name(frozen) is None else \
+                " and its population folder cannot be resumed here"
+            self.log.note(f"trial {frozen.number} (worker {printable_value(frozen.system_attrs.get(WORKER), 80)}) "
+                          f"{what}: failed, and queued again as trial {number} (its folders will keep the name "
+                          f"trial{slot_of(frozen)})")
 
     def resume_job(self, name):
         """The population in folder `name`, locked and checked, when its trials are all stale or finished; SKIP while

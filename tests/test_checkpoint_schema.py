@@ -144,17 +144,22 @@ MORE_CASES = {
     "last read with more": (metadata_entry("last_read", '{"step": 0, "loss": 2.3, "path": "/etc"}'),
                             'metadata \'last_read\' is not {"step": 0..0, "loss": a finite number >= 0}'),
     "stopped loss infinite": (metadata_entry("stopped", '{"step": 0, "why": "pruned", "loss": Infinity}'),
-                              'metadata \'stopped\' is not {"step": 0..1, "why": text, "loss": a finite number or '
-                              'null}'),
+                              'metadata \'stopped\' is not {"step": 0..1, "why": text, "loss": a finite number >= 0 '
+                              'or null}'),
+    "stopped loss negative": (metadata_entry("stopped", '{"step": 0, "why": "pruned", "loss": -5}'),
+                              'metadata \'stopped\' is not {"step": 0..1, "why": text, "loss": a finite number >= 0 '
+                              'or null}'),
     "stopped with more": (metadata_entry("stopped", '{"step": 0, "why": "pruned", "path": "/etc"}'),
-                          'metadata \'stopped\' is not {"step": 0..1, "why": text, "loss": a finite number or null}'),
+                          'metadata \'stopped\' is not {"step": 0..1, "why": text, "loss": a finite number >= 0 or '
+                          'null}'),
     "weights not finite": (tensor("hidden1/biases", lambda biases: np.full_like(biases, np.inf)),
                            "tensor hidden1/biases holds NaN or infinite values"),
     "global_step of another type": (tensor("global_step", np.array(1, np.int32)),
                                     "tensor global_step is int32; expected int64"),
     "global_step missing": (removed("global_step"), "tensor global_step is missing"),
-    "a newer format": (metadata_entry("format", "mnist_gpu checkpoint 2"),
-                       "format 'mnist_gpu checkpoint 2' is not 'mnist_gpu checkpoint 1', the one this mnist_gpu reads"),
+    "a newer format": (metadata_entry("format", "mnist_gpu checkpoint 3"),
+                       "format 'mnist_gpu checkpoint 3' is not one this mnist_gpu reads ('mnist_gpu checkpoint 1' or "
+                       "'mnist_gpu checkpoint 2'): a newer mnist_gpu's?"),
 }
 
 
@@ -166,6 +171,14 @@ def test_every_violation_is_a_checkpoint_error_naming_the_file_and_the_field(run
     with pytest.raises(CheckpointError) as error:
         checkpoints.read(str(path))
     assert str(error.value) == f"{path}: {message}"
+
+
+def test_a_checkpoint_of_the_first_format_still_reads(run):
+    """Format 2 added last_read and stopped.loss (a reader of 1 refused them as damage); a 1 reads as before."""
+    path = run / CHECKPOINT
+    assert checkpoints.read(str(path)).global_step == 1  # as written: format 2
+    recrafted(path, metadata_entry("format", "mnist_gpu checkpoint 1"))
+    assert checkpoints.read(str(path)).global_step == 1
 
 
 @pytest.mark.parametrize("case", ISSUE_CASES)

@@ -123,16 +123,31 @@ def test_an_unknown_flag_with_nothing_near_points_at_the_help(capsys):
                     "flags)\n"
 
 
-@pytest.mark.parametrize("typed, hint", [(["swep", "--seed", "1-2"], "; did you mean the command sweep?"),
-                                         (["evl"], "; did you mean the command eval?"),
-                                         (["runs/a"], " (not a flag; the commands are train, sweep, eval, predict, "
-                                                      "check)")])
+@pytest.mark.parametrize("typed, hint", [(["swep", "--seed", "1-2"], "; did you mean sweep?"),
+                                         (["evl"], "; did you mean eval?"),
+                                         (["runs/a"], "; the commands are train, sweep, eval, predict, check (without "
+                                                      "one, train; its flags begin with --)")])
 def test_a_mistyped_command_gets_the_nearest_one_in_one_line(capsys, typed, hint):
     """Before, `mnist-gpu swep --seed 1-2` (trained, as a word that is no command means) said only that 1-2 is not
     an integer, and `mnist-gpu evl` "unrecognized argument evl"."""
     code, _, error = run_main(capsys, *typed)
     assert code == 2
-    assert error == f"mnist-gpu: error: train: unrecognized argument {typed[0]}{hint}\n"
+    assert error == f"mnist-gpu: error: unknown command {typed[0]}{hint}\n"
+
+
+@pytest.mark.parametrize("typed, expected", [
+    (["sweep", "--seed", "1", "2"], "sweep: unrecognized argument 2"),  # a word after the command: no command hint
+    (["check", "extra"], "check: unrecognized argument extra"),
+    (["eval", "check"], "eval: unrecognized argument check")])
+def test_a_stray_word_after_the_command_is_named_alone(capsys, typed, expected):
+    code, _, error = run_main(capsys, *typed)
+    assert code == 2 and error == f"mnist-gpu: error: {expected}\n"
+
+
+@pytest.mark.parametrize("typed", [["--help", "sweep"], ["-h", "train"]])
+def test_help_before_a_word_prints_the_usage(capsys, typed):
+    code, lines, error = run_main(capsys, *typed)
+    assert code == 0 and lines[0].startswith("usage: mnist-gpu") and error == ""
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "predict"])

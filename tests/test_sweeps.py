@@ -597,6 +597,28 @@ def test_a_sweep_resumed_after_ctrl_c_ends_as_an_uninterrupted_one(tmp_path, mni
                                           err_msg=f"{member} {name}")
 
 
+@pytest.mark.slow
+def test_a_trial_interrupted_while_training_whose_folder_is_gone_is_queued_again_saying_so(tmp_path, mnist_dir):
+    """Ctrl-C while trials 0-2 train, then their population folder deleted: --resume fails and queues them again,
+    saying they were interrupted and their folder cannot be resumed (not "before it trained"), and finishes them."""
+    flags = ["--learning_rate", "0.01,0.05,0.1", "--hidden1", "8", *SHAPE, "--max_steps", "300", "--population", "3"]
+    process = start(command(tmp_path / "s", mnist_dir, *flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in process.stdout:
+        if re.match(r"trial\d+_\S+: Step 200:", line):
+            process.send_signal(signal.SIGINT)
+            break
+    process.stdout.read()
+    assert process.wait(timeout=300) == 130, process.stderr.read()
+    shutil.rmtree(tmp_path / "s" / "pop0")
+    resumed = subprocess.run(command(tmp_path / "s", mnist_dir, *flags, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for number in range(3):
+        assert re.search(rf"trial {number} \(worker \S+\) was interrupted and its population folder cannot be resumed "
+                         rf"here: failed, and queued again as trial {number + 3} \(its folders will keep the name "
+                         rf"trial{number}\)", resumed.stderr), resumed.stderr
+    assert [trial.state.name for trial in load(tmp_path / "s").get_trials()] == ["FAIL"] * 3 + ["COMPLETE"] * 3
+
+
 def test_a_signal_between_populations_is_an_interruption_that_says_so(tmp_path, mnist_dir):
     """A real SIGTERM to a worker that holds no population: worker A holds both trials (its stdout a real pipe this
     test has filled, so A blocks printing its step 0); worker B, finding nothing to take, waits between populations.

@@ -24,10 +24,9 @@ from .openblas import find_sgemm
 ONE, ZERO = np.float32(1.0), np.float32(0.0)
 # Numba's threads wait between parallel loops the OpenMP way: GNU OpenMP spins 300,000 times before it sleeps,
 # and while another process also wants the cores, a spinning thread holds one its peers need. Spinning 3,000 times
-# (tens of microseconds: the gaps inside a step) keeps most of the spin's speed and little of its harm: spinning
-# 3,000 / 300,000 / not at all, one `mnist-gpu --backend cpu` took 1.95 / 1.91 / 2.32 s, two at once 3.26 / 10.2 /
-# 2.45 s, a 16-member sweep 6.67 / 5.72 / 7.42 s (bench_run.py's commands_at_once, 2-core VM, 2026-12-03). The
-# user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (read when OpenMP starts, at the first parallel loop).
+# (tens of microseconds: the gaps inside a step) keeps most of the spin's speed and little of its harm (measured:
+# docs/performance.md, bench_run.py's commands_at_once). The user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (read
+# when OpenMP starts, at the first parallel loop).
 SPIN_COUNT = ("GOMP_SPINCOUNT", "3000")
 
 
