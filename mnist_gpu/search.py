@@ -268,8 +268,8 @@ def redacted(url):
 def rdb_storage(optuna, url):
     """Optuna's RDB storage at `url`, connected (its tables made if new), or one line saying why not."""
     if "://" not in url:
-        raise FlagError(f"--storage {url}: expected a database URL such as postgresql://user@host/db (the journal "
-                        "file needs no flag: it is made in --log_dir)")
+        raise FlagError(Flag("storage", url), ": expected a database URL such as postgresql://user@host/db (the "
+                        "journal file needs no flag: it is made in ", Flag("log_dir", NAME), ")")
     given, options = url, {"pool_pre_ping": True}
     if url.startswith("postgresql://"):  # SQLAlchemy < 2.1 reads it as psycopg2's; the extra brings psycopg (3)
         try:
@@ -287,7 +287,8 @@ def rdb_storage(optuna, url):
     except storage_errors(optuna) as error:
         reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
         if "dialect" in reason or "Could not parse" in reason:
-            raise FlagError(f"--storage {redacted(given)} is not a database URL Optuna can use: {reason}") from None
+            raise FlagError(Flag("storage", redacted(given)), f" is not a database URL Optuna can use: {reason}") \
+                from None
         raise StudyError(f"--storage {redacted(given)} cannot be reached: {reason}") from None
 
 
@@ -345,8 +346,8 @@ def erase(folder):
 def choose_sampler(flags, space):
     if flags.sampler == "grid" and space.ranges:
         name = space.ranges[0]
-        raise FlagError(f"--sampler grid takes lists; --{name} {describe_value(space.params[name])} is a range (pass "
-                        "--sampler tpe or random)")
+        raise FlagError(Flag("sampler", "grid"), " takes lists; ", Flag(name, describe_value(space.params[name])),
+                        " is a range (pass ", Flag("sampler", "tpe"), " or random)")
     return flags.sampler or ("tpe" if space.ranges else "grid")
 
 
@@ -354,14 +355,14 @@ def queue_of(flags, space, sampler):
     """The parameters of every trial the study will have ({} where the sampler draws them)."""
     if sampler != "grid":
         if flags.trials is None:
-            what = f"--{space.ranges[0]} {describe_value(space.params[space.ranges[0]])} is a range" \
-                if space.ranges else f"--sampler {sampler} draws configurations"
-            raise FlagError(f"{what}: pass --trials N, how many configurations to try")
+            what = (Flag(space.ranges[0], describe_value(space.params[space.ranges[0]])), " is a range") \
+                if space.ranges else (Flag("sampler", sampler), " draws configurations")
+            raise FlagError(*what, ": pass ", Flag("trials", NAME), ", how many configurations to try")
         return [{}] * flags.trials
     points = space.grid_points()
     if flags.trials is not None and flags.trials > len(points):
         lists = " x ".join(f"{len(values)} --{name}" for name, values in space.params.items()) or "no list"
-        raise FlagError(f"--trials {flags.trials} is more than the grid has: {len(points)} point"
+        raise FlagError(Flag("trials", flags.trials), f" is more than the grid has: {len(points)} point"
                         f"{'' if len(points) == 1 else 's'} ({lists})")
     return points[:flags.trials] if flags.trials is not None else points
 
@@ -1137,7 +1138,8 @@ def sweep_folder(flags, log):
             log.note(f"--resume without --log_dir: continuing the newest study under {root}, "
                      f"{os.path.basename(folder)}")
             return folder
-    raise FlagError(f"--resume without --log_dir: no run folder under {root} holds a study to continue")
+    raise FlagError(Flag("resume"), " without ", Flag("log_dir", NAME), f": no run folder under {root} holds a study "
+                    "to continue")
 
 
 def check_flags(flags, study):
@@ -1146,17 +1148,17 @@ def check_flags(flags, study):
     from .memory import check_memory
 
     if flags.max_steps == 0:
-        raise FlagError("--max_steps 0 trains nothing: a study needs steps to compare its trials")
+        raise FlagError(Flag("max_steps", 0), " trains nothing: a study needs steps to compare its trials")
     if flags.resume and flags.overwrite:
-        raise FlagError("--resume and --overwrite exclude each other")
+        raise FlagError(Flag("resume"), " and ", Flag("overwrite"), " exclude each other")
     if flags.overwrite and flags.storage:
-        raise FlagError(f"--overwrite would delete study {study.name!r} from a database other workers may share; "
-                        "delete it with `optuna delete-study` first, or pass another --study")
+        raise FlagError(Flag("overwrite"), f" would delete study {study.name!r} from a database other workers may "
+                        "share; delete it with `optuna delete-study` first, or pass another ", Flag("study", NAME))
     smallest = min(split_sizes(flags.dataset, flags.fake_data).items(), key=lambda item: item[1])
     if study.space.largest("batch_size") > smallest[1]:
         given = study.space.params.get("batch_size", study.space.largest("batch_size"))
-        raise FlagError(f"--batch_size {describe_value(given)} reaches {study.space.largest('batch_size')}, larger "
-                        f"than the {smallest[0]} set ({smallest[1]} examples)")
+        raise FlagError(Flag("batch_size", describe_value(given)), f" reaches {study.space.largest('batch_size')}, "
+                        f"larger than the {smallest[0]} set ({smallest[1]} examples)")
     largest = copy.copy(flags)
     largest.hidden1, largest.hidden2, largest.batch_size = (study.space.largest(name) for name in SHAPE)
     from .numba_cache import get_backend
@@ -1177,8 +1179,8 @@ def run_search(flags, log):
     if folder is not None and os.path.isdir(folder):
         what = holds_a_run(folder)
         if what:
-            raise FlagError(f"--log_dir {folder} holds a run, not a study ({', '.join(what[:4])}); pass another "
-                            "--log_dir")
+            raise FlagError(Flag("log_dir", folder), f" holds a run, not a study ({', '.join(what[:4])}); pass "
+                            "another ", Flag("log_dir", NAME))
         if flags.overwrite and os.path.lexists(os.path.join(folder, STUDY_JOURNAL)):
             descriptor = held_shared(folder, exclusive=True)
             try:
@@ -1190,7 +1192,7 @@ def run_search(flags, log):
     elif flags.storage:
         exists = study.open_existing()
     if not exists and flags.resume:
-        raise FlagError(f"--resume: no study {study.name!r} in {study.where or folder} to continue")
+        raise FlagError(Flag("resume"), f": no study {study.name!r} in {study.where or folder} to continue")
     created = []
     if folder is None:
         from . import locations

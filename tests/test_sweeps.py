@@ -24,6 +24,7 @@ import time
 import numpy as np
 import pytest
 
+import mnist_gpu
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import population as populations
 from mnist_gpu import search, study_journal
@@ -99,7 +100,7 @@ def test_eval_every_moves_the_checkpoints_and_evaluations(tmp_path, capsys, mnis
     (["--learning_rate", "0.3:0.001", "--trials", "4"], 2, "the range '0.3:0.001' is empty"),
     (["--hidden1", "8.5:64", "--trials", "4"], 2, "each a positive integer, got '8.5:64'"),
     (["--learning_rate", "0.001:0.3:lin", "--trials", "4"], 2, "expected a range LOW:HIGH or LOW:HIGH:log"),
-    (["--learning_rate", "0.001:0.3:log"], 2, "--learning_rate 0.001:0.3:log is a range: pass --trials N"),
+    (["--learning_rate", "0.001:0.3:log"], 2, "--learning_rate 0.001:0.3:log is a range: pass --trials, how many"),
     (["--learning_rate", "0.01,0.1", "--hidden1", "8,12", "--trials", "5"], 2,
      "--trials 5 is more than the grid has: 4 points (2 --hidden1 x 2 --learning_rate)"),
     (["--learning_rate", "0.001:0.3", "--sampler", "grid", "--trials", "4"], 2, "--sampler grid takes lists"),
@@ -120,6 +121,19 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, mnist_dir, f
         assert len([line for line in error.splitlines() if line.startswith("mnist-gpu: error:")]) == 1
         assert error.splitlines()[-1].startswith("mnist-gpu: error: ")
     assert not log_dir.exists()
+
+
+@pytest.mark.parametrize("keywords, message", [
+    ({"learning_rate": "0.001:0.3:log"}, "learning_rate='0.001:0.3:log' is a range: pass trials, how many"),
+    ({"learning_rate": [0.01, 0.1], "trials": 2, "max_steps": 0}, "max_steps=0 trains nothing"),
+    ({"learning_rate": [0.01, 0.1], "trials": 2, "resume": True}, "resume=True: no study 'mnist-gpu'"),
+    ({"learning_rate": [0.01, 0.1], "storage": "not-a-url"}, "storage='not-a-url': expected a database URL")])
+def test_a_study_refused_from_python_speaks_python(tmp_path, mnist_dir, keywords, message):
+    """mnist_gpu.sweep's refusals name its keywords, not the command line's flags (it said `--max_steps 0`)."""
+    with pytest.raises(mnist_gpu.FlagError) as refused:
+        mnist_gpu.sweep(log_dir=str(tmp_path / "sweep"), input_data_dir=mnist_dir, backend="numpy", **keywords)
+    assert message in str(refused.value) and "--" not in str(refused.value), str(refused.value)
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_without_optuna_a_search_flag_says_what_to_install_and_the_grid_still_runs(tmp_path, mnist_dir):
