@@ -89,15 +89,16 @@ def run_cli(*arguments, stdin=subprocess.DEVNULL):
 
 
 def refused_at_once(arguments, special, missing, expected_line):
-    """The command with `special` in it fails with exit 1 and one error line, within AT_ONCE seconds, with no more
-    memory than the same command failing with `missing` (a missing or small bad file) in its place."""
+    """The command with `special` in it fails with exit 1 and one error line, within AT_ONCE seconds of the same
+    command failing with `missing` (a missing or small bad file) in its place, with no more memory than it. (Against
+    that command, not the clock alone: a predict refusing a FIFO took 1.8 s once on a loaded machine.)"""
     code, lines, errors, seconds, peak = run_cli(*arguments)
     assert code == 1 and lines == [], (lines, errors)
     failures = [line for line in errors if line.startswith("mnist-gpu: error: ")]
     assert failures == [expected_line] and "Traceback" not in "\n".join(errors), errors
-    assert seconds < AT_ONCE, seconds
     baseline = run_cli(*[missing if argument == special else argument for argument in arguments])
     assert baseline[0] == 1, baseline
+    assert seconds < baseline[3] + AT_ONCE, (seconds, baseline[3])
     assert peak - baseline[4] < GROWTH_KB, (peak, baseline[4])
 
 
