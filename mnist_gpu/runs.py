@@ -254,6 +254,11 @@ def holds_a_sweep(folder):
     return os.path.exists(os.path.join(folder, populations.POPULATION_FILE))
 
 
+def holds_a_study(folder):
+    """Whether `folder` is an Optuna study's folder (search.py): it has a study journal, even a dangling link."""
+    return os.path.lexists(os.path.join(folder, STUDY_JOURNAL))
+
+
 def what_else(log_dir, population):
     """What `log_dir` holds if it is the other kind of run folder: a sweep's (its population file) where a training
     run goes, or a training run's (its state file) where a sweep goes; else None."""
@@ -436,7 +441,7 @@ def find_checkpoint(path_or_log_dir, note):
             example = f" (such as {os.path.join(path_or_log_dir, members[0])})" if members else ""
             raise FlagError(Flag("checkpoint", path_or_log_dir), " is a sweep's folder: pass one of its member "
                             f"folders{example}")
-        if os.path.lexists(os.path.join(path_or_log_dir, STUDY_JOURNAL)):
+        if holds_a_study(path_or_log_dir):
             raise FlagError(Flag("checkpoint", path_or_log_dir), " is a study's folder: pass one of its members' "
                             "folders, pop<N>/trial<T>_..., as its results.md names them")
         return latest_checkpoint(path_or_log_dir, note)

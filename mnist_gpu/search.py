@@ -97,7 +97,7 @@ def wanted(flags):
         return True
     if any(getattr(flags, name) is not None for name in STUDY_FLAGS) or flags.prune != "none":
         return True
-    if not (flags.log_dir and os.path.lexists(os.path.join(flags.log_dir, STUDY_JOURNAL))):
+    if not (flags.log_dir and runs.holds_a_study(flags.log_dir)):
         return False
     if flags.overwrite:  # it would delete the study only to make it again from flags that describe no study
         raise FlagError(Flag("log_dir", flags.log_dir), " holds an Optuna study, and these flags make a grid "
@@ -1134,7 +1134,7 @@ def sweep_folder(flags, log):
 
     root = locations.runs_root(create=False)
     for folder in reversed(runs.run_folders(root, log.note)):
-        if os.path.lexists(os.path.join(folder, STUDY_JOURNAL)):
+        if runs.holds_a_study(folder):
             log.note(f"--resume without --log_dir: continuing the newest study under {root}, "
                      f"{os.path.basename(folder)}")
             return folder
@@ -1181,7 +1181,7 @@ def run_search(flags, log):
         if what:
             raise FlagError(Flag("log_dir", folder), f" holds a run, not a study ({', '.join(what[:4])}); pass "
                             "another ", Flag("log_dir", NAME))
-        if flags.overwrite and os.path.lexists(os.path.join(folder, STUDY_JOURNAL)):
+        if flags.overwrite and runs.holds_a_study(folder):
             descriptor = held_shared(folder, exclusive=True)
             try:
                 erase(folder)
