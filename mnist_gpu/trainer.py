@@ -214,16 +214,20 @@ def run_sweep(flags, log=None):
             check_population_resumable(flags, found, path)
             members = [Member(saved["name"], saved["seed"], saved["learning_rate"],
                               os.path.join(flags.log_dir, saved["name"])) for saved in found["members"]]
-            if found["global_step"] >= flags.max_steps:
-                log.note(f"nothing to do: the population in {flags.log_dir} has taken its {found['global_step']} "
-                         f"steps ({checkpoints.step_words(found['global_step'])} is saved), --max_steps is "
-                         f"{flags.max_steps}")
-                return SweepResult(log_dir=flags.log_dir)
             resumed = (found["global_step"], [read_member_checkpoint(member, found) for member in members])
-            if all(checkpoint.stopped is not None for checkpoint in resumed[1]):  # it ended there: it trains no more
-                log.note(f"nothing to do: every member of the population in {flags.log_dir} had stopped training "
-                         f"by global_step {found['global_step']} (each one's checkpoint says why)")
-                return SweepResult(log_dir=flags.log_dir)
+            finished = found["global_step"] >= flags.max_steps
+            if finished or all(checkpoint.stopped is not None for checkpoint in resumed[1]):  # it trains no more
+                for member, checkpoint in zip(members, resumed[1]):
+                    member.stopped = checkpoint.stopped
+                ended = SweepResult(members=[member_result(member) for member in members], log_dir=flags.log_dir)
+                why = (f"the population in {flags.log_dir} has taken its {found['global_step']} steps "
+                       f"({checkpoints.step_words(found['global_step'])} is saved), --max_steps is {flags.max_steps}"
+                       if finished else f"every member of the population in {flags.log_dir} had stopped training by "
+                       f"global_step {found['global_step']} (each one's checkpoint says why)")
+                diverged = f"; {len(ended.diverged)} of its {len(members)} members had diverged" \
+                    if ended.diverged else ""
+                log.note(f"nothing to do: {why}{diverged}")
+                return ended  # its members' results without losses or evaluations: results.md has them
         else:
             seeds = flags.seed if flags.seed is not None else (random_seed(),)
             learning_rates = flags.learning_rate if flags.learning_rate is not None else (0.01,)

@@ -451,6 +451,11 @@ def test_a_resumed_population_stops_a_blown_up_member_where_an_uninterrupted_one
     # Stopped at 300, after those members stopped: their final loss (it was nan) comes back from their checkpoints.
     assert run_main(capsys, *flags, "--max_steps", "300", "--log_dir", str(tmp_path / "late"))[0] == 3
     assert run_main(capsys, *flags, "--max_steps", "1000", "--log_dir", str(tmp_path / "late"), "--resume")[0] == 3
+    # Resumed once more, it has nothing to do, and its exit code still says some of its members diverged.
+    code, lines, error = run_main(capsys, *flags, "--max_steps", "1000", "--log_dir", str(tmp_path / "late"),
+                                  "--resume")
+    assert code == 3 and lines == [] and error.splitlines()[-1].endswith(
+        "steps (step 999 is saved), --max_steps is 1000; 2 of its 4 members had diverged")
     whole, split, late = (results_table(tmp_path / folder, ("member", "diverged_at_step", "test", "final_loss"))
                           for folder in ("whole", "split", "late"))
     assert split == whole and late == whole and [row["diverged_at_step"] for row in whole[0]] == ["", "", "200", "200"]
@@ -473,9 +478,16 @@ def test_resuming_a_population_whose_members_all_stopped_trains_nothing(tmp_path
     assert committed < 300
     before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
     code, lines, error = run_main(capsys, *flags, "--resume")
-    assert code == 0 and lines == []
+    assert code == 3 and lines == []  # as the run that ended there: its members diverged
     assert error.splitlines()[-1] == f"mnist-gpu: nothing to do: every member of the population in " \
-        f"{tmp_path / 'grid'} had stopped training by global_step {committed} (each one's checkpoint says why)"
+        f"{tmp_path / 'grid'} had stopped training by global_step {committed} (each one's checkpoint says why); " \
+        "2 of its 2 members had diverged"
+    # From Python: each member's result says where it diverged, as the run's results.csv does.
+    result = mnist_gpu.sweep(seed=[3, 4], learning_rate=1e9, backend="numpy", input_data_dir=mnist_dir, batch_size=13,
+                             max_steps=300, log_dir=str(tmp_path / "grid"), resume=True)
+    rows = results_table(tmp_path / "grid", ("member", "seed", "diverged_at_step"))[0]
+    assert [(str(member.seed), str(member.diverged_at_step)) for member in result.members] == \
+        [(row["seed"], row["diverged_at_step"]) for row in rows] and rows[0]["diverged_at_step"] != ""
     assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")} == before
 
 
