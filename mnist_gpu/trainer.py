@@ -217,7 +217,7 @@ def run_sweep(flags, log=None):
             resumed = (found["global_step"], [read_member_checkpoint(member, found) for member in members])
             finished = found["global_step"] >= flags.max_steps
             if finished or all(checkpoint.stopped is not None for checkpoint in resumed[1]):  # it trains no more
-                for member, checkpoint in zip(members, resumed[1]):
+                for member, checkpoint in zip(members, resumed[1], strict=True):
                     member.stopped = checkpoint.stopped
                 ended = SweepResult(members=[member_result(member) for member in members], log_dir=flags.log_dir)
                 why = (f"the population in {flags.log_dir} has taken its {found['global_step']} steps "
