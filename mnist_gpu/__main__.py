@@ -1,4 +1,4 @@
 """`python -m mnist_gpu` runs the command line."""
-from .cli import main_exit
+from .entry import main_exit
 
 main_exit()

@@ -111,7 +111,7 @@ def standard_descriptors():
 
 
 def main_exit():
-    """Console-script and `python -m mnist_gpu` entry point: run, flush, and leave without interpreter teardown.
+    """The command line (entry.py calls it once it is loaded): run, flush, and leave without interpreter teardown.
 
     Everything a run writes is closed before main returns. Python's teardown after that (Numba's
     LLVM, freeing a quarter GB of objects) took 0.15-0.2 s of a 1.5 s tutorial run, and os._exit

@@ -93,6 +93,29 @@ def test_an_interrupt_before_training_saves_nothing_and_says_so(tmp_path, capsys
     assert signal.getsignal(signal.SIGINT) is before  # the handlers are given back
 
 
+@pytest.mark.parametrize("program", ["python -m mnist_gpu", "mnist-gpu"])
+def test_ctrl_c_while_the_command_loads_its_modules_is_one_line(tmp_path, program):
+    """A real SIGINT while NumPy is being imported (before cli.main can take it): Python printed its traceback and
+    died of the signal. Python's -X importtime names each module as it finishes loading: the signal goes at the first
+    of NumPy's, and the command's own modules have not finished then (else, rarely, the try is repeated)."""
+    script = os.path.join(os.path.dirname(sys.executable), "mnist-gpu")
+    command = ["-m", "mnist_gpu"] if program.startswith("python") else [script]
+    for _ in range(5):
+        process = subprocess.Popen([sys.executable, "-X", "importtime", *command, "--fake_data", "--log_dir",
+                                    str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in process.stderr:
+            if line.startswith("import time:") and line.split("|")[-1].strip().startswith("numpy"):
+                process.send_signal(signal.SIGINT)
+                break
+        out, error = process.communicate(timeout=60)
+        loaded = [line.split("|")[-1].strip() for line in error.splitlines() if line.startswith("import time:")]
+        if "mnist_gpu.cli" not in loaded:  # the signal came while the command was loading
+            break
+    said = [line for line in error.splitlines() if not line.startswith("import time:")]
+    assert (process.returncode, said, out) == (130, ["mnist-gpu: interrupted while starting; nothing was written"], "")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("program", ["python -m mnist_gpu", "mnist-gpu"])
 def test_the_printed_hint_run_as_printed_continues_the_run(tmp_path, mnist_dir, uninterrupted, program):

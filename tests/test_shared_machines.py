@@ -27,7 +27,7 @@ FAST = ["--backend", "numpy", "--hidden1", "8", "--hidden2", "4", "--max_steps",
 # The installed command line (as the other tests, the installed package), with the packages of this test's
 # environment, also for a user who cannot run this venv's interpreter (it may live in root's home). -I keeps the
 # working folder, where anything may be planted, off sys.path.
-BOOT = "import site, sys; site.addsitedir(sys.argv.pop(1)); from mnist_gpu.cli import main_exit; main_exit()"
+BOOT = "import site, sys; site.addsitedir(sys.argv.pop(1)); from mnist_gpu.entry import main_exit; main_exit()"
 
 
 def other_uid():
@@ -54,7 +54,7 @@ def interpreter_for_other():
     """This Python, or another of its version that the other user can run (this one may lie in root's home), and
     with which it can import the installed mnist_gpu."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    probe = BOOT.replace("from mnist_gpu.cli import main_exit; main_exit()",
+    probe = BOOT.replace("from mnist_gpu.entry import main_exit; main_exit()",
                          "import mnist_gpu.cli; print(sys.version_info[:2])")
     for candidate in (sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}",
                       shutil.which(f"python{version}")):
