@@ -17,7 +17,7 @@ from bench.workloads import BACKENDS, backend_or_skip
 from mnist_gpu import checkpoint as checkpoints
 from mnist_gpu import model as mnist
 from mnist_gpu.backends.gpu_probe import gpu_available
-from mnist_gpu.evaluation import SPLITS, evaluate_all
+from mnist_gpu.evaluate import SPLITS, evaluate_all
 from mnist_gpu.flags import parse_flags
 from mnist_gpu.input_data import read_data_sets
 from mnist_gpu.log import Log

@@ -26,7 +26,10 @@ _EXPORTS = {
     "get_backend": "numba_cache",  # backends.get_backend, with a private kernel cache where Numba finds none
     **dict.fromkeys(("TrainingResult", "run_training"), "trainer"),
 }
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = ["BackendUnavailable", "CheckpointError", "Classifier", "CudaGraphError", "DataError", "DataSet", "Error",
+           "FlagError", "ImageError", "LogDirInUse", "StudyError", "TrainingDiverged", "TrainingInterrupted",
+           "TrainingResult", "WriteError", "__version__", "evaluation", "get_backend", "inference", "load_checkpoint",
+           "loss", "read_data_sets", "run_training", "sweep", "train", "training"]  # _EXPORTS's names (a test checks)
 
 
 def __getattr__(name):
@@ -48,8 +51,20 @@ def __dir__():
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .api import sweep, train
     from .classifier import Classifier, load_checkpoint
-    from .errors import (BackendUnavailable, CheckpointError, CudaGraphError, DataError, Error, FlagError, ImageError,
-                         LogDirInUse, StudyError, TrainingDiverged, TrainingInterrupted, WriteError)
+    from .errors import (
+        BackendUnavailable,
+        CheckpointError,
+        CudaGraphError,
+        DataError,
+        Error,
+        FlagError,
+        ImageError,
+        LogDirInUse,
+        StudyError,
+        TrainingDiverged,
+        TrainingInterrupted,
+        WriteError,
+    )
     from .input_data import DataSet, read_data_sets
     from .model import evaluation, inference, loss, training
     from .numba_cache import get_backend

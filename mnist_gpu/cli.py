@@ -78,7 +78,7 @@ def run(flags, log):
 
         return run_prediction(flags, log)
     if flags.command == "eval":
-        from .evaluation import run_evaluation
+        from .evaluate import run_evaluation
 
         run_evaluation(flags, log)
     elif flags.command == "sweep":

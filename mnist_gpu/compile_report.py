@@ -106,7 +106,7 @@ def record_launches():
     from . import model as mnist
     from .backends.cuda_backend import CudaBackend
     from .backends.cuda_launch import KernelLaunch
-    from .evaluation import do_eval
+    from .evaluate import do_eval
     from .input_data import DataSet
     from .steps import DeviceSplit
 

@@ -945,7 +945,7 @@ class Job:
         """Every member's evaluation of its last checkpoint (a population that finished training but whose worker
         died before telling every trial)."""
         from . import model as mnist
-        from .evaluation import SPLITS, evaluate_quietly
+        from .evaluate import SPLITS, evaluate_quietly
         from .input_data import read_data_sets
         from .steps import DeviceSplit
 

@@ -32,7 +32,7 @@ from . import population as populations
 from . import runs
 from .backends import blas_library, resolve_backend_name
 from .errors import CheckpointError, Flag, FlagError, TrainingDiverged, TrainingInterrupted, WriteError
-from .evaluation import SPLITS, EvaluationPictures, check_batch_size, evaluate_all, evaluate_quietly
+from .evaluate import SPLITS, EvaluationPictures, check_batch_size, evaluate_all, evaluate_quietly
 from .hints import continuation
 from .input_data import DataSet, read_data_sets, train_order_seed
 from .log import Log, printable_value

@@ -252,7 +252,7 @@ def test_evaluation_in_large_chunks_counts_like_batch_by_batch(candidate, numpy_
     deterministic for given shapes); and the chunked count within the number of near-ties (see near_ties) of
     the batch-by-batch one, since cuBLAS may add a 5000-row chunk's terms in another order than a batch's.
     """
-    from mnist_gpu.evaluation import do_eval
+    from mnist_gpu.evaluate import do_eval
     from mnist_gpu.input_data import DataSet
     from mnist_gpu.steps import DeviceSplit
 
@@ -289,7 +289,7 @@ def test_evaluation_keeps_the_test_logits_for_the_pictures(candidate, numpy_back
     """do_eval's logits buffer [K, N, C]: every member's logits of every example, written chunk by chunk (the last
     one shorter), the same counts as without it, and the pictures drawn from a member's host logits."""
     from mnist_gpu.confusion import Confusion
-    from mnist_gpu.evaluation import EvaluationPictures, do_eval
+    from mnist_gpu.evaluate import EvaluationPictures, do_eval
     from mnist_gpu.input_data import DataSet
     from mnist_gpu.steps import DeviceSplit
 

@@ -2,6 +2,7 @@
 import ast
 import json
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -94,3 +95,27 @@ def test_no_package_path_is_edited_and_only_our_modules_import():
               "('mnist_gpu.kernels.cpu', 'mnist_gpu.bench', 'mnist_gpu.tests')])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[True, False, False]"
+
+
+def test_the_package_exports_each_name_from_its_module_and_loads_none_until_used():
+    """__init__ loads its names on first use (the command line's Ctrl-C before its modules load: entry.py): every
+    public name is __all__'s, resolves to its module's object, and is what the TYPE_CHECKING imports say; importing
+    the package loads neither NumPy nor any module of ours."""
+    exports = mnist_gpu._EXPORTS
+    assert sorted(mnist_gpu.__all__) == sorted([*exports, "__version__"])
+    for name, module in exports.items():
+        assert getattr(mnist_gpu, name) is getattr(__import__(f"mnist_gpu.{module}", fromlist=[name]), name), name
+    declared = {}
+    for node in ast.walk(ast.parse((PACKAGE / "__init__.py").read_text())):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for statement in node.body:
+                declared.update({alias.name: statement.module for alias in statement.names})
+    assert declared == exports
+    script = ("import sys, mnist_gpu; print(sorted(name for name in sys.modules if name.split('.')[0] in "
+              "('numpy', 'mnist_gpu')))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "['mnist_gpu', 'mnist_gpu.version']"
+    # No public name is also a submodule's (importing a submodule rebinds its name in the package: evaluate.py was
+    # evaluation.py, and mnist_gpu.evaluation became that module once the trainer had loaded it).
+    assert not {module.name for module in pkgutil.iter_modules([str(PACKAGE)])} & set(mnist_gpu.__all__)
+    assert mnist_gpu.steps.HostSteps and not hasattr(mnist_gpu, "nothing_here")  # submodules on use

@@ -86,7 +86,7 @@ def test_cpu_backend_follows_the_numpy_run_step_for_step(capsys, mnist_dir, tmp_
 def test_evaluation_does_not_move_the_training_iterator(mnist_dir, capsys):
     from mnist_gpu import model as mnist
     from mnist_gpu.backends import get_backend
-    from mnist_gpu.evaluation import do_eval
+    from mnist_gpu.evaluate import do_eval
     from mnist_gpu.input_data import read_data_sets
     from mnist_gpu.steps import DeviceSplit
 

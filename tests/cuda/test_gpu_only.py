@@ -8,7 +8,7 @@ import pytest
 
 from mnist_gpu import model as mnist
 from mnist_gpu.backends import get_backend
-from mnist_gpu.evaluation import do_eval
+from mnist_gpu.evaluate import do_eval
 from mnist_gpu.input_data import DataSet, read_data_sets
 from mnist_gpu.steps import DeviceSplit, HostSteps
 
@@ -200,7 +200,7 @@ from mnist_gpu import model as mnist
 from mnist_gpu.backends import get_backend
 from mnist_gpu.compile_report import cuda_kernels
 from mnist_gpu.input_data import DataSet
-from mnist_gpu.evaluation import do_eval
+from mnist_gpu.evaluate import do_eval
 from mnist_gpu.steps import DeviceSplit
 
 backend = get_backend("cuda")
