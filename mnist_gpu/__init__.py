@@ -36,7 +36,7 @@ def __getattr__(name):
     """A public name, imported from its module on first use (then kept here); or a submodule."""
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    elif name.isidentifier() and not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+    elif name.isidentifier() and not name.startswith("__") and _is_module(f"{__name__}.{name}"):
         value = importlib.import_module(f".{name}", __name__)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -44,8 +44,16 @@ def __getattr__(name):
     return value
 
 
+def _is_module(name):
+    """Whether `name` is a module or package of ours (a folder of data is neither)."""
+    spec = importlib.util.find_spec(name)
+    return spec is not None and spec.has_location and spec.origin.endswith(".py")
+
+
 def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+    """The public names, and the submodules loaded so far."""
+    return sorted({*__all__, *(name for name, value in globals().items()
+                               if getattr(value, "__name__", "").startswith(f"{__name__}."))})
 
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors

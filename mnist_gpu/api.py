@@ -37,7 +37,9 @@ def sweep(*, verbose=True, **flags):
 
     Keyword arguments are the sweep's flags; seed and learning_rate take one value or several
     (a list, a range): mnist_gpu.sweep(seed=range(16), learning_rate=[0.01, 0.1], log_dir="runs/grid").
-    Errors as for train; a member that diverges is reported in its result, not raised.
+    Errors as for train; a member that diverges is reported in its result, not raised. A resume=True with nothing
+    left to train returns each member's seed, learning_rate, log_dir and diverged_at_step only (its results.md
+    has the rest).
     With a study's flags (docs/sweeps.md; the sweep extra), this process is one worker of an Optuna study:
     mnist_gpu.sweep(learning_rate="0.001:0.3:log", hidden1=[64, 128], trials=32, prune="halving"); `members` are
     those it trained and `trials` the study's table (one row per member of each finished trial).

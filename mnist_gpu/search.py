@@ -902,7 +902,7 @@ class Job:
                                  f"{error.strerror}") from None
 
     def run(self):
-        from .trainer import train
+        from .trainer import take_back_stops, train
 
         worker = self.worker
         study = worker.study
@@ -924,7 +924,8 @@ class Job:
             resumed = None
             if self.found is not None:
                 resumed = (self.found["global_step"], self.saved)
-                if self.found["global_step"] >= flags.max_steps:
+                if self.found["global_step"] >= flags.max_steps:  # trained: only its trials are left to tell
+                    take_back_stops(members, self.saved)
                     self.evaluate_saved(flags, members, self.saved)
                     self.tell(members)
                     return

@@ -217,8 +217,7 @@ def run_sweep(flags, log=None):
             resumed = (found["global_step"], [read_member_checkpoint(member, found) for member in members])
             finished = found["global_step"] >= flags.max_steps
             if finished or all(checkpoint.stopped is not None for checkpoint in resumed[1]):  # it trains no more
-                for member, checkpoint in zip(members, resumed[1], strict=True):
-                    member.stopped = checkpoint.stopped
+                take_back_stops(members, resumed[1])
                 ended = SweepResult(members=[member_result(member) for member in members], log_dir=flags.log_dir)
                 why = (f"the population in {flags.log_dir} has taken its {found['global_step']} steps "
                        f"({checkpoints.step_words(found['global_step'])} is saved), --max_steps is {flags.max_steps}"
@@ -280,6 +279,15 @@ def read_member_checkpoint(member, found):
     return checkpoint
 
 
+def take_back_stops(members, saved):
+    """Each member stopped as its checkpoint (one of `saved`) says, with the loss it stopped at as its final loss;
+    a member the caller has stopped already stays stopped."""
+    for member, checkpoint in zip(members, saved, strict=True):
+        member.stopped = checkpoint.stopped or member.stopped
+        if checkpoint.stopped is not None and checkpoint.stopped.get("loss") is not None:
+            member.last_loss = float(checkpoint.stopped["loss"])  # as it stopped: its final loss in the results
+
+
 def member_orders(data_set, members, positions=None):
     """Each member's DataSet over the training split's rows: its own order, as its solo run would draw it, from its
     saved position (positions: one (order, fields) per member) or from the start."""
@@ -326,10 +334,7 @@ def train(flags, members, run, resumed, signals, log, started, population, on_ev
     if resumed is not None:
         global_step, saved = resumed
         variables = mnist.stacked([checkpoint.variables for checkpoint in saved])
-        for member, checkpoint in zip(members, saved, strict=True):
-            member.stopped = checkpoint.stopped or member.stopped
-            if checkpoint.stopped is not None and checkpoint.stopped.get("loss") is not None:
-                member.last_loss = float(checkpoint.stopped["loss"])  # as it stopped: its final loss in the results
+        take_back_stops(members, saved)
     else:
         global_step = 0
         variables = mnist.stacked([mnist.initial_variables(flags.hidden1, flags.hidden2, init_seed(member.seed))

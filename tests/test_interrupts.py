@@ -100,20 +100,28 @@ def test_ctrl_c_while_the_command_loads_its_modules_is_one_line(tmp_path, progra
     of NumPy's, and the command's own modules have not finished then (else, rarely, the try is repeated)."""
     script = os.path.join(os.path.dirname(sys.executable), "mnist-gpu")
     command = ["-m", "mnist_gpu"] if program.startswith("python") else [script]
-    for _ in range(5):
+    for attempt in range(5):
+        log_dir = tmp_path / f"run{attempt}"
         process = subprocess.Popen([sys.executable, "-X", "importtime", *command, "--fake_data", "--log_dir",
-                                    str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for line in process.stderr:
-            if line.startswith("import time:") and line.split("|")[-1].strip().startswith("numpy"):
-                process.send_signal(signal.SIGINT)
-                break
-        out, error = process.communicate(timeout=60)
+                                    str(log_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            error = ""
+            while line := process.stderr.readline():
+                error += line
+                if line.startswith("import time:") and line.split("|")[-1].strip().startswith("numpy"):
+                    process.send_signal(signal.SIGINT)
+                    break
+            error += process.stderr.read()  # to its end: the process has ended or closed it
+            out = process.stdout.read()
+            process.wait(timeout=60)
+        finally:
+            process.kill()
         loaded = [line.split("|")[-1].strip() for line in error.splitlines() if line.startswith("import time:")]
         if "mnist_gpu.cli" not in loaded:  # the signal came while the command was loading
             break
     said = [line for line in error.splitlines() if not line.startswith("import time:")]
     assert (process.returncode, said, out) == (130, ["mnist-gpu: interrupted while starting; nothing was written"], "")
-    assert not (tmp_path / "run").exists()
+    assert not log_dir.exists()
 
 
 @pytest.mark.slow

@@ -447,9 +447,10 @@ def test_a_worker_killed_after_its_last_checkpoint_before_telling_is_told_by_the
     Optuna: its stdout is a real pipe that this test fills once A has printed its step 200 (A then blocks printing
     the final evaluation, which it prints after saving). Worker B takes the population over at its last step: no
     step trained again, each member's evaluation taken from its checkpoint, every trial told by B with the
-    validation precision `mnist-gpu eval` gives for its member."""
+    validation precision `mnist-gpu eval` gives for its member; the learning rate 60 member, which diverged at step
+    200, is recorded so (B recorded no divergence and no final loss)."""
     log_dir = tmp_path / "sweep"
-    flags = ["--learning_rate", "0.01,0.03,0.1", "--hidden1", "8", *SHAPE, "--max_steps", "300", "--population", "3",
+    flags = ["--learning_rate", "0.01,0.03,60", "--hidden1", "8", *SHAPE, "--max_steps", "300", "--population", "3",
              "--heartbeat", "0.5"]
     read_end, write_end = os.pipe()
     a = start(command(log_dir, mnist_dir, *flags), stdout=write_end, stderr=subprocess.DEVNULL)
@@ -489,6 +490,11 @@ def test_a_worker_killed_after_its_last_checkpoint_before_telling_is_told_by_the
         assert code == 0
         validation = [line for line in evaluated if "Precision @ 1" in line][1]
         assert float(validation.split("Precision @ 1: ")[1]) == round(trial.value, 4)
+        stopped = checkpoints.Saver(str(member)).latest()[0].stopped
+        record = trial.user_attrs["members"][0]
+        assert (record["diverged_at_step"], record["final_loss"]) == \
+            ((None, None) if stopped is None else (stopped["step"], stopped["loss"]))
+        assert (stopped is None) == (trial.params["learning_rate"] != 60)
 
 
 def postgres_binaries():
