@@ -4,7 +4,7 @@ The NumPy backend is the executable spec; the CUDA backend runs our Numba kernel
 From Python: `train(**flags)` and `load_checkpoint(path).predict(images)` (api.py, classifier.py);
 every error mnist_gpu raises on purpose is a `mnist_gpu.Error` (errors.py).
 
-Importing the package loads none of its modules (nor NumPy): each name below is imported when first
+Importing the package loads only version.py (not NumPy): each name below is imported when first
 used. So the command line (entry.py) starts with nothing loaded, and a Ctrl-C while it loads its
 modules is one line, not a traceback.
 """
